@@ -1,0 +1,1 @@
+"""Generated gRPC/protobuf stubs of the HERMES wire API (see proto/)."""
