@@ -1,0 +1,1 @@
+"""Thin Python SDK for HERMES co-simulation clients (imports only the generated stubs)."""

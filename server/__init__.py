@@ -1,0 +1,1 @@
+"""HERMES server side: gRPC services, sessions, Prometheus exporter and the `hermes` CLI."""

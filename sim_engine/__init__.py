@@ -1,0 +1,23 @@
+"""HERMES simulator core: a deterministic discrete-event simulator of LLM serving.
+
+A plain library (no gRPC, no Prometheus): build a ``Simulation`` from a spec and
+run it to the end, or step it in lockstep from outside. See docs/ENGINE_API.md.
+"""
+
+from .errors import (
+    AlreadyExistsError,
+    LimitError,
+    NotFoundError,
+    OutOfRangeError,
+    PreconditionError,
+    SpecError,
+)
+from .request import RequestInput
+from .simulation import AdvanceResult, ClientState, ClusterState, Decision, Event, Simulation, StopReason
+from .spec import SimSpec, load_spec, spec_presets
+
+__all__ = [
+    "AdvanceResult", "AlreadyExistsError", "ClientState", "ClusterState", "Decision", "Event",
+    "LimitError", "NotFoundError", "OutOfRangeError", "PreconditionError", "RequestInput", "SimSpec",
+    "Simulation", "SpecError", "StopReason", "load_spec", "spec_presets",
+]

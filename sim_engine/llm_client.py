@@ -1,0 +1,445 @@
+"""An LLM serving instance with a vLLM-style iteration-level scheduler.
+
+State is kept in aggregate so a decode step costs O(1) Python work whatever the
+batch size. Every sequence in the decode set produces one token per decode step,
+so the client keeps one *decode counter* ``G`` (decode steps run so far) and a
+request's KV context is ``base + G``. A request needs a new KV block at the step
+where ``(base + G) % block_size == 0``; ``phase[p]`` counts the requests whose
+next blocks fall on steps with ``G % block_size == p``. Completions come from a
+heap keyed by the counter value of each request's last token.
+
+Runs of decode-only steps (nothing to admit, nothing arriving) are advanced in
+closed form: step times and KV growth for the whole run are computed with numpy,
+and one event fires at its end. If something reaches the client mid-run, the
+run is cut at the end of the step in flight, exactly as step-by-step simulation
+would have seen it.
+"""
+
+from __future__ import annotations
+
+import heapq
+from array import array
+from collections import deque
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .kernel import PRIO_DECIDE, PRIO_STATE
+from .request import Request
+from .spec import ClientSpec
+
+if TYPE_CHECKING:
+    from .simulation import Simulation
+
+MAX_RUN_STEPS = 4096  # longest closed-form run (bounds the arrays built per run)
+ACTIVATION_RESERVE = 0.05  # share of device memory kept for activations (like vLLM's profiling)
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+class _Run:
+    """A closed-form run of decode-only steps in flight."""
+
+    __slots__ = ("start", "ends", "durs", "energies", "blocks_cum", "k")
+
+    def __init__(self, start: int, ends: np.ndarray, durs: np.ndarray, energies: np.ndarray,
+                 blocks_cum: np.ndarray) -> None:
+        self.start, self.ends, self.durs, self.energies, self.blocks_cum = start, ends, durs, energies, blocks_cum
+        self.k = len(ends)
+
+    def done_by(self, now: int) -> int:
+        """Steps of this run that have ended at or before ``now``."""
+        return int(np.searchsorted(self.ends[: self.k], now, side="right"))
+
+
+class LLMClient:
+    """One serving instance: hardware x (tp*pp) devices running one model."""
+
+    def __init__(self, index: int, spec: ClientSpec, perf, sim: Simulation, kv_capacity_tokens: int):
+        self.index, self.id, self.spec, self.perf, self.sim = index, spec.id, spec, perf, sim
+        self.model = spec.model.name
+        s = spec.scheduler
+        self.batching = s.batching
+        self.max_seqs = s.max_num_seqs
+        self.max_len = s.max_model_len or spec.model.max_context
+        self.budget = s.max_num_batched_tokens or (2048 if s.batching == "chunked" else self.max_len)
+        self.bs = s.block_size
+        self.total_blocks = kv_capacity_tokens // self.bs
+        self.used_blocks = 0
+        self.status = "active"
+        self.waiting: deque[Request] = deque()
+        self.prefilling: list[Request] = []  # admitted, prompt partly in KV (chunked batching)
+        self.decoding: dict[int, Request] = {}
+        self.G = 0
+        self.sum_base = 0
+        self.phase = [0] * self.bs
+        self.finish_heap: list[tuple[int, int, Request]] = []
+        self.admit_seq = 0
+        self.busy = False
+        self.plan_pending = False
+        self.version = 0  # bumps when a scheduled step-end event becomes stale
+        self.run: _Run | None = None
+        self.last_decode_end = -1
+        self.joined: list[int] = []  # first-token times of requests that joined since the last decode step
+        # statistics
+        self.steps = 0
+        self.busy_ns = 0
+        self.energy_j = 0.0
+        self.seq_sum = 0  # sum over steps of sequences in the batch
+        self.token_sum = 0  # sum over steps of tokens in the batch
+        self.kv_integral = 0.0  # sum over steps of used blocks x duration (ns)
+        self.kv_peak = 0
+        self.prompt_tokens_total = 0
+        self.generation_tokens_total = 0
+        self.preemptions_total = 0
+        self.completed_total = 0
+        self.itl_values = array("q")  # inter-token latencies (ns) ...
+        self.itl_weights = array("q")  # ... and how many tokens saw each
+        self.last_step_s = 0.0
+        self.idle_w = spec.hardware.idle_w * spec.n_devices
+
+    # ------------------------------------------------------------------ intake
+
+    @property
+    def n_dec(self) -> int:
+        return len(self.decoding)
+
+    def rejects(self, req: Request) -> tuple[str, str]:
+        """(reason code, detail) when this client can never serve ``req``; ("", "") when it can."""
+        total = req.prompt + req.output
+        if total > self.max_len:
+            return "exceeds_max_model_len", f"prompt+output {total} > max_model_len {self.max_len}"
+        if _ceil_div(total, self.bs) > self.total_blocks:
+            return "exceeds_kv_capacity", f"prompt+output {total} > KV capacity {self.total_blocks * self.bs} tokens"
+        if self.batching != "chunked" and req.prompt > self.budget:
+            return "exceeds_batch_token_budget", (f"prompt {req.prompt} > max_num_batched_tokens {self.budget} "
+                                                  "(use chunked batching)")
+        return "", ""
+
+    def submit(self, req: Request, now: int) -> None:
+        """Queue a request (already checked with ``rejects``)."""
+        req.client = self
+        req.enqueue_ns = now
+        req.prefilled = 0
+        self.waiting.append(req)
+        self.poke(now)
+
+    def poke(self, now: int) -> None:
+        """Something changed: make sure the scheduler looks again at the next step boundary."""
+        if self.busy:
+            run = self.run
+            if run is not None and run.k > 1:
+                j = int(np.searchsorted(run.ends[: run.k], now, side="left"))
+                if j + 1 < run.k:
+                    run.k = j + 1
+                    self.version += 1
+                    self.sim.kernel.schedule(int(run.ends[j]), PRIO_STATE, self._end_run, self.version)
+            return
+        if not self.plan_pending:
+            self.plan_pending = True
+            self.sim.kernel.schedule(now, PRIO_DECIDE, self._plan)
+
+    # ------------------------------------------------------------------ KV bookkeeping
+
+    def _join_decode(self, req: Request, ctx: int) -> None:
+        """Add a request whose KV holds ``ctx`` tokens to the decode set."""
+        req.base = ctx - self.G
+        req.finish_g = self.G + (req.output - req.generated)
+        req.live = True
+        self.decoding[req.idx] = req
+        self.sum_base += req.base
+        self.phase[(-req.base) % self.bs] += 1
+        heapq.heappush(self.finish_heap, (req.finish_g, req.admit_seq, req))
+
+    def _leave_decode(self, req: Request) -> None:
+        del self.decoding[req.idx]
+        req.live = False
+        self.sum_base -= req.base
+        self.phase[(-req.base) % self.bs] -= 1
+        self.used_blocks -= _ceil_div(req.base + self.G, self.bs)
+
+    def _preempt_one(self, now: int) -> bool:
+        """Preempt (recompute) the most recently admitted request; False if none is admitted."""
+        victims = list(self.decoding.values()) + self.prefilling
+        if not victims:
+            return False
+        victim = max(victims, key=lambda r: r.admit_seq)
+        if victim.live:
+            self._leave_decode(victim)
+        else:
+            self.prefilling.remove(victim)
+            self.used_blocks -= victim.blocks
+        victim.blocks = 0
+        victim.prefilled = 0
+        victim.preemptions += 1
+        self.preemptions_total += 1
+        self.waiting.appendleft(victim)
+        self.sim.note_preempted(victim, self, now)
+        return True
+
+    def _prefill_len(self, req: Request) -> int:
+        # a recomputed request prefills its prompt plus the tokens it had generated
+        return req.prompt + req.generated
+
+    # ------------------------------------------------------------------ scheduling
+
+    def _admit(self, budget: int, allow_partial: bool, now: int) -> list[tuple[Request, int]]:
+        """Take prefill work, FCFS, within the token budget, sequence limit and free KV."""
+        chunks: list[tuple[Request, int]] = []
+        bs = self.bs
+        free = self.total_blocks - self.used_blocks
+        if allow_partial:
+            for req in self.prefilling:
+                if budget <= 0:
+                    break
+                want = min(self._prefill_len(req) - req.prefilled, budget)
+                fit = (req.blocks + free) * bs - req.prefilled
+                take = min(want, fit)
+                if take <= 0:
+                    continue
+                new_blocks = _ceil_div(req.prefilled + take, bs) - req.blocks
+                free -= new_blocks
+                req.blocks += new_blocks
+                self.used_blocks += new_blocks
+                budget -= take
+                chunks.append((req, take))
+        seqs = len(self.decoding) + len(self.prefilling)
+        waiting = self.waiting
+        while waiting and seqs < self.max_seqs and budget > 0:
+            req = waiting[0]
+            plen = self._prefill_len(req)
+            take = min(plen, budget) if allow_partial else plen
+            if take > budget and not (req.generated > 0 and not chunks):
+                break  # whole prompts only: it waits for a step with room (a recompute may run alone)
+            need = _ceil_div(take, bs)
+            if need > free:
+                break
+            waiting.popleft()
+            free -= need
+            req.blocks = need
+            self.used_blocks += need
+            self.admit_seq += 1
+            req.admit_seq = self.admit_seq
+            if req.scheduled_ns < 0:
+                req.scheduled_ns = now
+            budget -= take
+            seqs += 1
+            self.prefilling.append(req)
+            chunks.append((req, take))
+        return chunks
+
+    def _make_room_for_decode(self, now: int) -> None:
+        """Preempt until the next decode step's new KV blocks fit."""
+        while self.decoding and self.phase[self.G % self.bs] > self.total_blocks - self.used_blocks:
+            self._preempt_one(now)
+
+    def _plan(self, _arg=None) -> None:
+        self.plan_pending = False
+        if self.busy or self.status == "failed":
+            return
+        now = self.sim.kernel.now
+        mode = self.batching
+        chunks: list[tuple[Request, int]] = []
+        decode = bool(self.decoding)
+        if mode == "continuous":
+            chunks = self._admit(self.budget, False, now)
+            decode = decode and not chunks
+        elif mode == "static":
+            if not self.decoding:
+                chunks = self._admit(self.budget, False, now)
+        else:  # mixed and chunked: running decodes first, prefills fill the rest of the budget
+            if decode:
+                self._make_room_for_decode(now)
+                decode = bool(self.decoding)
+            chunks = self._admit(self.budget - len(self.decoding), mode == "chunked", now)
+            if not chunks and not decode and self.prefilling:
+                # KV is full of partial prefills and nothing can progress: recompute the newest
+                self._preempt_one(now)
+                self.poke(now)
+                return
+        if decode and mode in ("continuous", "static"):
+            self._make_room_for_decode(now)
+            decode = bool(self.decoding)
+        if chunks:
+            self._start_step(chunks, decode, now)
+        elif decode:
+            self._start_run(now)
+        elif self.waiting and not self.decoding and not self.prefilling:
+            # nothing admitted on an empty client: the head can never fit here
+            self.sim.drop(self.waiting.popleft(), self, now, "kv_unavailable")
+            self.poke(now)
+
+    def _start_step(self, chunks: list[tuple[Request, int]], decode: bool, now: int) -> None:
+        n_dec = len(self.decoding) if decode else 0
+        new_blocks = 0
+        if n_dec:
+            new_blocks = self.phase[self.G % self.bs]
+            self.used_blocks += new_blocks
+        ctx_sum = self.sum_base + n_dec * self.G if n_dec else 0
+        cost = self.perf.step([(r.prefilled, take) for r, take in chunks], n_dec, ctx_sum)
+        dur = max(1, round(cost.time_s * 1e9))
+        self.busy = True
+        self.version += 1
+        self.last_step_s = cost.time_s
+        n_tok = n_dec + sum(take for _, take in chunks)
+        self.steps += 1
+        self.busy_ns += dur
+        self.energy_j += cost.energy_j
+        self.seq_sum += n_dec + len(chunks)
+        self.token_sum += n_tok
+        self.kv_integral += self.used_blocks * dur
+        if self.used_blocks > self.kv_peak:
+            self.kv_peak = self.used_blocks
+        self.sim.trace_step(self, now, dur, len(chunks), n_dec, n_tok)
+        self.sim.kernel.schedule(now + dur, PRIO_STATE, self._end_step, (self.version, chunks, n_dec))
+
+    def _end_step(self, payload) -> None:
+        version, chunks, n_dec = payload
+        if version != self.version:
+            return
+        now = self.sim.kernel.now
+        self.busy = False
+        if n_dec:
+            self._record_decode_itl(now, now - self.last_decode_end)
+            self.G += 1
+            self.generation_tokens_total += n_dec
+        for req, take in chunks:
+            req.prefilled += take
+            self.prompt_tokens_total += take
+            plen = self._prefill_len(req)
+            if req.prefilled < plen:
+                continue
+            self.prefilling.remove(req)
+            req.generated += 1  # the prefill step emits the next token
+            self.generation_tokens_total += 1
+            if req.first_token_ns < 0:
+                req.first_token_ns = now
+                self.sim.note_first_token(req, self, now)
+            if req.generated >= req.output:
+                self.used_blocks -= req.blocks
+                req.blocks = 0
+                self._finish(req, now)
+            else:
+                self._join_decode(req, plen)
+                self.joined.append(now)
+        if n_dec:
+            self._complete_due(now)
+        self.poke(now)
+
+    def _start_run(self, now: int) -> None:
+        """Start a closed-form run of decode-only steps (at least one)."""
+        heap = self.finish_heap
+        while heap and not (heap[0][2].live and heap[0][2].finish_g == heap[0][0]
+                            and heap[0][2].client is self and heap[0][2].admit_seq == heap[0][1]):
+            heapq.heappop(heap)
+        n_dec, bs, G = len(self.decoding), self.bs, self.G
+        k = min(heap[0][0] - G, MAX_RUN_STEPS)
+        steps = np.arange(k, dtype=np.int64)
+        blocks_cum = np.cumsum(np.asarray(self.phase, dtype=np.int64)[(G + steps) % bs])
+        free = self.total_blocks - self.used_blocks
+        if blocks_cum[-1] > free:
+            k = int(np.searchsorted(blocks_cum, free, side="right"))  # >= 1: the first step fits
+            steps, blocks_cum = steps[:k], blocks_cum[:k]
+        ctx_sums = (self.sum_base + n_dec * G) + n_dec * steps
+        times, energies = self.perf.decode_steps(n_dec, ctx_sums)
+        durs = np.maximum(np.rint(times * 1e9).astype(np.int64), 1)
+        ends = now + np.cumsum(durs)
+        self.run = _Run(now, ends, durs, energies, blocks_cum)
+        self.busy = True
+        self.version += 1
+        self.last_step_s = float(times[0])
+        self.sim.kernel.schedule(int(ends[-1]), PRIO_STATE, self._end_run, self.version)
+
+    def _end_run(self, version: int) -> None:
+        if version != self.version:
+            return
+        run = self.run
+        assert run is not None
+        now = self.sim.kernel.now
+        k, n_dec = run.k, len(self.decoding)
+        durs = run.durs[:k]
+        used_after = self.used_blocks + run.blocks_cum[:k]
+        self.steps += k
+        self.busy_ns += int(run.ends[k - 1] - run.start)
+        self.energy_j += float(run.energies[:k].sum())
+        self.seq_sum += k * n_dec
+        self.token_sum += k * n_dec
+        self.kv_integral += float(np.dot(used_after, durs))
+        self.used_blocks = int(used_after[-1])
+        if self.used_blocks > self.kv_peak:
+            self.kv_peak = self.used_blocks
+        self.generation_tokens_total += k * n_dec
+        first_end = run.start + int(durs[0])
+        self.sim.trace_step(self, run.start, int(run.ends[k - 1] - run.start), 0, n_dec, n_dec, k)
+        self._record_decode_itl(first_end, first_end - self.last_decode_end)
+        if k > 1:
+            self.itl_values.extend(durs[1:].tolist())
+            self.itl_weights.extend([n_dec] * (k - 1))
+        self.last_decode_end = now
+        self.G += k
+        self.run = None
+        self.busy = False
+        self._complete_due(now)
+        self.poke(now)
+
+    def _record_decode_itl(self, end: int, gap_old: int) -> None:
+        """Inter-token latencies of one decode step ending at ``end``."""
+        joined = self.joined
+        n_old = len(self.decoding) - len(joined)
+        if n_old > 0:
+            self.itl_values.append(gap_old)
+            self.itl_weights.append(n_old)
+        for t in joined:
+            self.itl_values.append(end - t)
+            self.itl_weights.append(1)
+        joined.clear()
+        self.last_decode_end = end
+
+    def _complete_due(self, now: int) -> None:
+        heap, G = self.finish_heap, self.G
+        while heap and heap[0][0] <= G:
+            finish_g, seq, req = heapq.heappop(heap)
+            if req.live and req.finish_g == finish_g and req.admit_seq == seq and req.client is self:
+                req.generated = req.output
+                self._leave_decode(req)
+                self._finish(req, now)
+
+    def _finish(self, req: Request, now: int) -> None:
+        self.completed_total += 1
+        self.sim.stage_done(req, self, now)
+
+    # ------------------------------------------------------------------ cluster changes and views
+
+    def fail(self, now: int) -> list[Request]:
+        """Stop at once; returns every request it held (the caller decides their fate)."""
+        held = list(self.waiting) + self.prefilling + list(self.decoding.values())
+        self.waiting.clear()
+        self.prefilling.clear()
+        for req in list(self.decoding.values()):
+            self._leave_decode(req)
+        self.finish_heap.clear()
+        self.used_blocks = 0
+        self.status = "failed"
+        self.version += 1
+        self.busy = False
+        self.run = None
+        return held
+
+    def is_idle(self) -> bool:
+        return not (self.busy or self.waiting or self.prefilling or self.decoding)
+
+    def kv_used_now(self, now: int) -> int:
+        run = self.run
+        if run is None:
+            return self.used_blocks
+        j = run.done_by(now)
+        return self.used_blocks + (int(run.blocks_cum[j - 1]) if j else 0)
+
+    def load(self) -> int:
+        """Requests queued or running (join-shortest-queue's measure)."""
+        return len(self.waiting) + len(self.prefilling) + len(self.decoding)
+
+    def waiting_prompt_tokens(self) -> int:
+        return sum(r.prompt + r.generated for r in self.waiting)

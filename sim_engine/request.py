@@ -1,0 +1,95 @@
+"""Requests in flight, and the compact columnar record of the ones that ended."""
+
+from __future__ import annotations
+
+from array import array
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class RequestInput:
+    """A request injected from outside (co-simulation) or drawn from a workload."""
+
+    arrival_ns: int
+    prompt_tokens: int
+    output_tokens: int
+    model: str | None = None
+    pipeline: str | None = None
+    request_id: str | None = None
+
+
+class Request:
+    """One request while it is in flight. Dropped after it ends (records keep its numbers)."""
+
+    __slots__ = (
+        "idx", "rid", "arrival_ns", "prompt", "output", "model",
+        # scheduling state on the LLM client serving it
+        "client", "enqueue_ns", "scheduled_ns", "first_token_ns", "prefilled", "generated",
+        "blocks", "base", "finish_g", "admit_seq", "preemptions", "last_token_ns", "live",
+    )
+
+    def __init__(self, idx: int, rid: str, arrival_ns: int, prompt: int, output: int, model: str):
+        self.idx = idx  # dense index, the row of this request in the records
+        self.rid = rid  # external id
+        self.arrival_ns = arrival_ns
+        self.prompt = prompt
+        self.output = output
+        self.model = model
+        self.client = None
+        self.enqueue_ns = -1
+        self.scheduled_ns = -1
+        self.first_token_ns = -1
+        self.prefilled = 0  # tokens of the (possibly recomputed) prompt already in KV
+        self.generated = 0  # output tokens produced so far
+        self.blocks = 0  # KV blocks held
+        self.base = 0  # context length minus the client's decode counter (see LLMClient)
+        self.finish_g = 0  # decode counter value at which the last token is produced
+        self.admit_seq = 0
+        self.preemptions = 0
+        self.last_token_ns = -1
+        self.live = False  # in the client's decode set
+
+
+STATUS_COMPLETED = 1
+STATUS_DROPPED = 2
+
+
+class RequestRecords:
+    """Columnar per-request results: a few bytes per request, so a million fit easily."""
+
+    COLUMNS = {
+        "idx": "q", "status": "b", "client": "l", "arrival_ns": "q", "scheduled_ns": "q",
+        "first_token_ns": "q", "finish_ns": "q", "prompt_tokens": "q", "output_tokens": "q",
+        "preemptions": "l",
+    }
+
+    def __init__(self) -> None:
+        self.cols = {name: array(code) for name, code in self.COLUMNS.items()}
+        self.ids: list[str] = []
+        self.drop_reasons: dict[int, str] = {}
+
+    def add(self, req: Request, status: int, client_index: int, finish_ns: int, reason: str = "") -> None:
+        c = self.cols
+        c["idx"].append(req.idx)
+        c["status"].append(status)
+        c["client"].append(client_index)
+        c["arrival_ns"].append(req.arrival_ns)
+        c["scheduled_ns"].append(req.scheduled_ns)
+        c["first_token_ns"].append(req.first_token_ns)
+        c["finish_ns"].append(finish_ns)
+        c["prompt_tokens"].append(req.prompt)
+        c["output_tokens"].append(req.generated)
+        c["preemptions"].append(req.preemptions)
+        self.ids.append(req.rid)
+        if reason:
+            self.drop_reasons[len(self.ids) - 1] = reason
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The records as numpy arrays, in the order requests ended."""
+        return {name: np.frombuffer(col, dtype=np.dtype(col.typecode)) if len(col) else
+                np.zeros(0, dtype=np.dtype(col.typecode)) for name, col in self.cols.items()}

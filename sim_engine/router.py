@@ -1,0 +1,91 @@
+"""Built-in routing policies: pick the client that serves a request's stage.
+
+All policies see the same interface, ``pick(candidates, request, now)``, so an
+external decision maker (the ``external`` policy, answered over gRPC) can take
+the place of any of them. Ties break on the candidate order, which is the order
+of clients in the spec, so routing is deterministic.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .llm_client import LLMClient
+from .request import Request
+
+
+class Router:
+    name = "base"
+
+    def pick(self, candidates: Sequence[LLMClient], req: Request, now: int) -> LLMClient:
+        raise NotImplementedError
+
+
+class RoundRobin(Router):
+    """Cycle through the candidates (one cycle per candidate set)."""
+
+    name = "round_robin"
+
+    def __init__(self) -> None:
+        self._next: dict[tuple[int, ...], int] = {}
+
+    def pick(self, candidates, req, now):
+        key = tuple(c.index for c in candidates)
+        i = self._next.get(key, 0)
+        self._next[key] = (i + 1) % len(candidates)
+        return candidates[i % len(candidates)]
+
+
+class LeastLoaded(Router):
+    """Fewest KV blocks in use plus blocks the queued prompts will need, as a share of capacity."""
+
+    name = "least_loaded"
+
+    def pick(self, candidates, req, now):
+        def load(c: LLMClient) -> float:
+            queued = sum(-(-(r.prompt + r.generated) // c.bs) for r in c.waiting)
+            return (c.kv_used_now(now) + queued) / max(c.total_blocks, 1)
+
+        return min(candidates, key=load)
+
+
+class JoinShortestQueue(Router):
+    """Fewest requests queued or running."""
+
+    name = "jsq"
+
+    def pick(self, candidates, req, now):
+        return min(candidates, key=LLMClient.load)
+
+
+class PowerOfTwo(Router):
+    """Sample two candidates at random, keep the one with the shorter queue."""
+
+    name = "power_of_two"
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+
+    def pick(self, candidates, req, now):
+        if len(candidates) == 1:
+            return candidates[0]
+        a, b = self.rng.choice(len(candidates), 2, replace=False)
+        ca, cb = candidates[int(a)], candidates[int(b)]
+        return ca if (ca.load(), ca.index) <= (cb.load(), cb.index) else cb
+
+
+def make_router(policy: str, rng: np.random.Generator) -> Router | None:
+    """The built-in router for a policy name; None for ``external``."""
+    if policy == "external":
+        return None
+    if policy == "round_robin":
+        return RoundRobin()
+    if policy == "least_loaded":
+        return LeastLoaded()
+    if policy == "jsq":
+        return JoinShortestQueue()
+    if policy == "power_of_two":
+        return PowerOfTwo(rng)
+    raise ValueError(policy)

@@ -1,0 +1,442 @@
+"""Simulation specs: a plain document (YAML/JSON/dict) validated into one in-memory form.
+
+Every error names the dotted field it is about (``clients[1].scheduler.block_size``)
+so a user can fix a spec without reading code. The validated ``SimSpec`` keeps the
+normalised document (``SimSpec.document``) so it can travel over the wire and be
+re-validated on the other side.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import SpecError
+
+BATCHING_POLICIES = ("static", "continuous", "chunked", "mixed")
+ROUTER_POLICIES = ("round_robin", "least_loaded", "jsq", "power_of_two", "external")
+ROLES = ("both", "prefill", "decode")
+ARRIVAL_PROCESSES = ("poisson", "gamma", "constant", "closed_loop", "trace", "none")
+LENGTH_DISTS = ("fixed", "normal", "lognormal", "uniform", "empirical")
+BUNDLED_TRACES = {
+    "azure_conv": "azure_llm_2023_conv.csv",
+    "azure_code": "azure_llm_2023_code.csv",
+    "arxiv_summarization": "arxiv_summarization_lengths.csv",
+}
+DATA_DIR = Path(__file__).parent / "data"
+SPEC_PRESET_DIR = Path(__file__).parent / "presets"
+
+
+# ---------------------------------------------------------------- validation helpers
+
+
+class _Fields:
+    """Reads a mapping field by field, naming each one in errors, and rejects unknown keys."""
+
+    def __init__(self, doc: Any, path: str) -> None:
+        if not isinstance(doc, dict):
+            raise SpecError(path or "spec", f"must be a mapping, got {type(doc).__name__}")
+        self.doc, self.path, self.seen = doc, path, set()
+
+    def name(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def raw(self, key: str, default: Any = None) -> Any:
+        self.seen.add(key)
+        return self.doc.get(key, default)
+
+    def str(self, key: str, default: str | None = None, choices: tuple[str, ...] | None = None) -> Any:
+        value = self.raw(key, default)
+        if value is None:
+            if default is None and key not in self.doc:
+                return None
+            raise SpecError(self.name(key), "must be a string")
+        if not isinstance(value, str):
+            raise SpecError(self.name(key), f"must be a string, got {value!r}")
+        if choices is not None and value not in choices:
+            raise SpecError(self.name(key), f"unknown value {value!r}; expected one of {', '.join(choices)}")
+        return value
+
+    def int(self, key: str, default: int | None = None, minimum: int | None = 1) -> Any:
+        value = self.raw(key, default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise SpecError(self.name(key), f"must be an integer, got {value!r}")
+        value = int(value)
+        if minimum is not None and value < minimum:
+            raise SpecError(self.name(key), f"must be >= {minimum}, got {value}")
+        return value
+
+    def float(self, key: str, default: float | None = None, minimum: float | None = 0.0,
+              positive: bool = False, maximum: float | None = None) -> Any:
+        value = self.raw(key, default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise SpecError(self.name(key), f"must be a finite number, got {value!r}")
+        value = float(value)
+        if positive and value <= 0:
+            raise SpecError(self.name(key), f"must be > 0, got {value}")
+        if minimum is not None and value < minimum:
+            raise SpecError(self.name(key), f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise SpecError(self.name(key), f"must be <= {maximum}, got {value}")
+        return value
+
+    def done(self) -> None:
+        unknown = sorted(set(self.doc) - self.seen)
+        if unknown:
+            raise SpecError(self.name(unknown[0]), "unknown field")
+
+
+# ---------------------------------------------------------------- spec dataclasses
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    batching: str = "chunked"
+    max_num_seqs: int = 256
+    max_num_batched_tokens: int | None = None  # default: 2048 for chunked, max_model_len otherwise
+    block_size: int = 16
+    gpu_memory_utilization: float = 0.9
+    max_model_len: int | None = None
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    id: str
+    hardware: Any  # sim_engine.hardware.Device
+    model: Any  # sim_engine.models.ModelArch
+    tp: int = 1
+    pp: int = 1
+    role: str = "both"
+    scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
+    perf_kind: str = "analytical"
+    perf_options: dict = field(default_factory=dict)
+
+    @property
+    def n_devices(self) -> int:
+        return self.tp * self.pp
+
+
+@dataclass(frozen=True)
+class LengthSpec:
+    dist: str
+    params: dict
+    minimum: int = 1
+    maximum: int | None = None
+
+
+@dataclass(frozen=True)
+class WorkloadSpec:
+    arrival: str
+    arrival_params: dict
+    prompt_tokens: LengthSpec | None
+    output_tokens: LengthSpec | None
+    model: str | None
+    num_requests: int | None
+    duration_s: float | None
+
+
+@dataclass(frozen=True)
+class SimSpec:
+    name: str
+    seed: int
+    clients: tuple[ClientSpec, ...]
+    router: str
+    workload: WorkloadSpec
+    max_requests: int | None
+    document: dict  # the normalised document this spec was validated from
+
+    def client(self, client_id: str) -> ClientSpec:
+        for c in self.clients:
+            if c.id == client_id:
+                return c
+        raise KeyError(client_id)
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def _hardware(value: Any, path: str):
+    from .hardware import get_hardware
+
+    if isinstance(value, str):
+        return get_hardware(value, None, path)
+    f = _Fields(value, path)
+    name = f.str("preset")
+    if name is None:
+        raise SpecError(f"{path}.preset", "missing (name of a hardware preset)")
+    overrides = {k: v for k, v in value.items() if k != "preset"}
+    return get_hardware(name, overrides, path)
+
+
+def _model(value: Any, path: str):
+    from .models import get_model
+
+    if isinstance(value, str):
+        return get_model(value, None, path)
+    f = _Fields(value, path)
+    name = f.str("preset")
+    if name is None:
+        raise SpecError(f"{path}.preset", "missing (name of a model preset)")
+    overrides = {k: v for k, v in value.items() if k != "preset"}
+    return get_model(name, overrides, path)
+
+
+def _scheduler(doc: Any, path: str) -> SchedulerSpec:
+    f = _Fields(doc or {}, path)
+    d = SchedulerSpec()
+    spec = SchedulerSpec(
+        batching=f.str("batching", d.batching, BATCHING_POLICIES),
+        max_num_seqs=f.int("max_num_seqs", d.max_num_seqs),
+        max_num_batched_tokens=f.int("max_num_batched_tokens", None),
+        block_size=f.int("block_size", d.block_size),
+        gpu_memory_utilization=f.float("gpu_memory_utilization", d.gpu_memory_utilization,
+                                       positive=True, maximum=1.0),
+        max_model_len=f.int("max_model_len", None),
+    )
+    f.done()
+    return spec
+
+
+def _clients(doc: Any) -> list[ClientSpec]:
+    if not isinstance(doc, list) or not doc:
+        raise SpecError("clients", "must be a non-empty list of clients")
+    out: list[ClientSpec] = []
+    for i, entry in enumerate(doc):
+        path = f"clients[{i}]"
+        f = _Fields(entry, path)
+        if "hardware" not in entry:
+            raise SpecError(f"{path}.hardware", "missing")
+        if "model" not in entry:
+            raise SpecError(f"{path}.model", "missing")
+        hardware = _hardware(f.raw("hardware"), f"{path}.hardware")
+        model = _model(f.raw("model"), f"{path}.model")
+        tp = f.int("tp", 1)
+        pp = f.int("pp", 1)
+        replicas = f.int("replicas", 1)
+        role = f.str("role", "both", ROLES)
+        scheduler = _scheduler(f.raw("scheduler"), f"{path}.scheduler")
+        perf = _Fields(f.raw("perf") or {}, f"{path}.perf")
+        perf_kind = perf.str("kind", "analytical")
+        perf_options = {k: v for k, v in perf.doc.items() if k != "kind"}
+        perf.seen.update(perf_options)
+        base_id = f.str("id", f"{hardware.name.lower()}-{i}")
+        f.done()
+        for r in range(replicas):
+            cid = base_id if replicas == 1 else f"{base_id}-{r}"
+            out.append(ClientSpec(cid, hardware, model, tp, pp, role, scheduler, perf_kind, perf_options))
+    seen: set[str] = set()
+    for i, c in enumerate(out):
+        if c.id in seen:
+            raise SpecError(f"clients[{i}].id", f"duplicate client id {c.id!r}")
+        seen.add(c.id)
+    return out
+
+
+def _length(doc: Any, path: str) -> LengthSpec | None:
+    if doc is None:
+        return None
+    if isinstance(doc, (int, float)) and not isinstance(doc, bool):
+        doc = {"dist": "fixed", "value": doc}
+    f = _Fields(doc, path)
+    dist = f.str("dist", "fixed", LENGTH_DISTS)
+    params: dict[str, Any] = {}
+    if dist == "fixed":
+        params["value"] = f.int("value", None)
+        if params["value"] is None:
+            raise SpecError(f"{path}.value", "missing")
+    elif dist == "normal":
+        params["mean"] = f.float("mean", None, positive=True)
+        params["std"] = f.float("std", 0.0)
+        if params["mean"] is None:
+            raise SpecError(f"{path}.mean", "missing")
+    elif dist == "lognormal":
+        params["mean"] = f.float("mean", None, positive=True)
+        params["sigma"] = f.float("sigma", None)
+        if params["mean"] is None or params["sigma"] is None:
+            raise SpecError(f"{path}.{'mean' if params['mean'] is None else 'sigma'}", "missing")
+    elif dist == "uniform":
+        params["low"] = f.int("low", None)
+        params["high"] = f.int("high", None)
+        if params["low"] is None or params["high"] is None:
+            raise SpecError(f"{path}.{'low' if params['low'] is None else 'high'}", "missing")
+        if params["high"] < params["low"]:
+            raise SpecError(f"{path}.high", "must be >= low")
+    else:  # empirical
+        values = f.raw("values")
+        source = f.raw("trace")
+        if values is None and source is None:
+            raise SpecError(f"{path}.values", "missing (give values: [...] or trace: NAME_OR_PATH)")
+        if values is not None:
+            if not isinstance(values, list) or not values or not all(
+                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
+            ):
+                raise SpecError(f"{path}.values", "must be a non-empty list of positive integers")
+            params["values"] = list(values)
+        else:
+            params["trace"] = f.str("trace")
+            params["column"] = f.str("column", "num_prefill_tokens")
+    minimum = f.int("min", 1)
+    maximum = f.int("max", None)
+    if maximum is not None and maximum < minimum:
+        raise SpecError(f"{path}.max", f"must be >= min ({minimum})")
+    f.done()
+    return LengthSpec(dist, params, minimum, maximum)
+
+
+def _workload(doc: Any) -> WorkloadSpec:
+    f = _Fields(doc or {}, "workload")
+    arrival_doc = f.raw("arrival") or {"process": "none"}
+    a = _Fields(arrival_doc, "workload.arrival")
+    process = a.str("process", "poisson", ARRIVAL_PROCESSES)
+    params: dict[str, Any] = {}
+    if process in ("poisson", "constant", "gamma"):
+        params["rate"] = a.float("rate", None, positive=True)
+        if params["rate"] is None:
+            raise SpecError("workload.arrival.rate", "missing (requests per second)")
+        if process == "gamma":
+            params["cv"] = a.float("cv", 1.0, positive=True)
+    elif process == "closed_loop":
+        params["users"] = a.int("users", None)
+        if params["users"] is None:
+            raise SpecError("workload.arrival.users", "missing (number of concurrent users)")
+        params["think_time_s"] = a.float("think_time_s", 0.0)
+    elif process == "trace":
+        params["trace"] = a.str("trace")
+        if params["trace"] is None:
+            raise SpecError("workload.arrival.trace", "missing (azure_conv, azure_code or a CSV path)")
+        params["time_scale"] = a.float("time_scale", 1.0, positive=True)
+        params["start_s"] = a.float("start_s", 0.0)
+    a.done()
+    prompt = _length(f.raw("prompt_tokens"), "workload.prompt_tokens")
+    output = _length(f.raw("output_tokens"), "workload.output_tokens")
+    if process not in ("trace", "none"):
+        if prompt is None:
+            raise SpecError("workload.prompt_tokens", "missing")
+        if output is None:
+            raise SpecError("workload.output_tokens", "missing")
+    spec = WorkloadSpec(
+        arrival=process,
+        arrival_params=params,
+        prompt_tokens=prompt,
+        output_tokens=output,
+        model=f.str("model"),
+        num_requests=f.int("num_requests", None),
+        duration_s=f.float("duration_s", None, positive=True),
+    )
+    f.done()
+    if process in ("poisson", "gamma", "constant", "closed_loop") and spec.num_requests is None \
+            and spec.duration_s is None:
+        raise SpecError("workload.num_requests", "give num_requests or duration_s to bound the workload")
+    return spec
+
+
+def resolve_data_path(name: str, base_dir: Path | None, field_name: str) -> Path:
+    """A bundled trace short name, or a path (relative to the spec file's folder)."""
+    if name in BUNDLED_TRACES:
+        return DATA_DIR / "traces" / BUNDLED_TRACES[name]
+    path = Path(name)
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    if not path.is_file():
+        raise SpecError(field_name, f"file not found: {name} (bundled: {', '.join(BUNDLED_TRACES)})")
+    return path
+
+
+def validate(doc: dict) -> SimSpec:
+    """Validate a spec document (already parsed) into a SimSpec."""
+    f = _Fields(doc, "")
+    name = f.str("name", "unnamed")
+    f.str("description", "")
+    seed = f.int("seed", 0, minimum=0)
+    clients = _clients(f.raw("clients"))
+    router_doc = f.raw("router") or {}
+    if isinstance(router_doc, str):
+        router_doc = {"policy": router_doc}
+    r = _Fields(router_doc, "router")
+    router = r.str("policy", "round_robin", ROUTER_POLICIES)
+    r.done()
+    workload = _workload(f.raw("workload"))
+    limits = _Fields(f.raw("limits") or {}, "limits")
+    max_requests = limits.int("max_requests", None)
+    limits.done()
+    f.raw("base_dir")
+    f.done()
+    models = {c.model.name for c in clients}
+    if workload.model is not None and workload.model not in models:
+        raise SpecError("workload.model", f"no client serves model {workload.model!r}; served: {sorted(models)}")
+    if workload.model is None and len(models) > 1 and workload.arrival != "none":
+        raise SpecError("workload.model", f"several models are served ({sorted(models)}); name one")
+    return SimSpec(name, seed, tuple(clients), router, workload, max_requests, doc)
+
+
+def spec_presets() -> dict[str, dict]:
+    """Named whole-spec presets (the files of sim_engine/presets/), name -> document."""
+    out = {}
+    for path in sorted(SPEC_PRESET_DIR.glob("*.yaml")):
+        out[path.stem] = yaml.safe_load(path.read_text())
+    return out
+
+
+def _set_dotted(doc: dict, dotted: str, value: Any) -> None:
+    node: Any = doc
+    parts = dotted.replace("]", "").replace("[", ".").split(".")
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise SpecError(dotted, f"no list element {part!r}")
+            if last:
+                node[int(part)] = value
+            else:
+                node = node[int(part)]
+        elif isinstance(node, dict):
+            if last:
+                node[part] = value
+            else:
+                node = node.setdefault(part, {})
+        else:
+            raise SpecError(dotted, f"cannot set a field inside {type(node).__name__}")
+
+
+def load_spec(source: str | Path | dict, overrides: dict[str, Any] | None = None) -> SimSpec:
+    """Load and validate a spec from a dict, a preset name, a YAML/JSON file path or YAML text."""
+    base_dir: Path | None = None
+    if isinstance(source, dict):
+        doc = copy.deepcopy(source)
+    else:
+        text = str(source)
+        presets = spec_presets() if "\n" not in text else {}
+        if text in presets:
+            doc = presets[text]
+        elif "\n" not in text and Path(text).is_file():
+            path = Path(text)
+            base_dir = path.resolve().parent
+            try:
+                doc = yaml.safe_load(path.read_text())
+            except yaml.YAMLError as e:
+                raise SpecError("spec", f"{path}: not valid YAML: {e}") from None
+        elif "\n" in text or text.lstrip().startswith("{"):
+            try:
+                doc = yaml.safe_load(text)
+            except yaml.YAMLError as e:
+                raise SpecError("spec", f"not valid YAML/JSON: {e}") from None
+        else:
+            raise SpecError("spec", f"no such file or preset: {text!r} (presets: {', '.join(presets)})")
+    if not isinstance(doc, dict):
+        raise SpecError("spec", "must be a mapping")
+    for key, value in (overrides or {}).items():
+        _set_dotted(doc, key, value)
+    if base_dir is not None and "base_dir" not in doc:
+        doc["base_dir"] = str(base_dir)
+    json.dumps(doc)  # a spec must be plain data (it travels over the wire)
+    return validate(doc)

@@ -1,0 +1,133 @@
+"""The summary of a run: latency percentiles, throughput and per-client statistics.
+
+Everything here is computed from the columnar request records and the clients'
+counters, so it costs nothing while the simulation runs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .request import STATUS_COMPLETED, STATUS_DROPPED
+
+if TYPE_CHECKING:
+    from .simulation import Simulation
+
+NS = 1e9
+PERCENTILES = (50, 90, 99)
+
+
+def stats(values: np.ndarray, weights: np.ndarray | None = None) -> dict[str, float]:
+    """mean, p50, p90, p99 (and max) of a sample; weighted when weights are given."""
+    if values.size == 0:
+        return {"mean": 0.0, "p50": 0.0, "p90": 0.0, "p99": 0.0, "max": 0.0}
+    if weights is None:
+        out = {"mean": float(values.mean())}
+        for p, v in zip(PERCENTILES, np.percentile(values, PERCENTILES), strict=True):
+            out[f"p{p}"] = float(v)
+    else:
+        order = np.argsort(values, kind="stable")
+        v, w = values[order], weights[order]
+        cum = np.cumsum(w)
+        total = cum[-1]
+        out = {"mean": float(np.dot(v, w) / total)}
+        for p in PERCENTILES:
+            out[f"p{p}"] = float(v[min(int(np.searchsorted(cum, total * p / 100.0)), len(v) - 1)])
+    out["max"] = float(values.max())
+    return out
+
+
+def request_metrics(sim: Simulation) -> dict[str, np.ndarray]:
+    """Per-request latencies (seconds) of completed requests, in completion order."""
+    r = sim.records.arrays()
+    done = r["status"] == STATUS_COMPLETED
+    arrival = r["arrival_ns"][done]
+    first = r["first_token_ns"][done]
+    finish = r["finish_ns"][done]
+    out_tokens = r["output_tokens"][done]
+    decode_tokens = np.maximum(out_tokens - 1, 1)
+    return {
+        "ttft": (first - arrival) / NS,
+        "tpot": np.where(out_tokens > 1, (finish - first) / NS / decode_tokens, 0.0),
+        "e2e": (finish - arrival) / NS,
+        "queue": (r["scheduled_ns"][done] - arrival) / NS,
+        "prompt_tokens": r["prompt_tokens"][done],
+        "output_tokens": out_tokens,
+    }
+
+
+def summarize(sim: Simulation) -> dict[str, Any]:
+    r = sim.records.arrays()
+    m = request_metrics(sim)
+    sim_time_s = sim.kernel.now / NS
+    span_s = sim_time_s if sim_time_s > 0 else 1.0
+    n_done = int(m["e2e"].size)
+    out_tok = int(m["output_tokens"].sum())
+    in_tok = int(m["prompt_tokens"].sum())
+    reasons: dict[str, int] = {}
+    for reason in sim.records.drop_reasons.values():
+        reasons[reason] = reasons.get(reason, 0) + 1
+    clients = []
+    itl_v, itl_w = [], []
+    for c in sim.clients:
+        busy = c.busy_ns / NS
+        idle_s = max(sim_time_s - busy, 0.0)
+        energy = c.energy_j + c.idle_w * idle_s
+        if len(c.itl_values):
+            itl_v.append(np.frombuffer(c.itl_values, dtype=np.int64))
+            itl_w.append(np.frombuffer(c.itl_weights, dtype=np.int64))
+        gen = c.generation_tokens_total
+        clients.append({
+            "id": c.id,
+            "hardware": c.spec.hardware.name,
+            "model": c.model,
+            "tp": c.spec.tp,
+            "pp": c.spec.pp,
+            "role": c.spec.role,
+            "batching": c.batching,
+            "status": c.status,
+            "utilization": busy / span_s,
+            "steps": c.steps,
+            "mean_batch_size": c.seq_sum / c.steps if c.steps else 0.0,
+            "mean_batch_tokens": c.token_sum / c.steps if c.steps else 0.0,
+            "kv_total_blocks": c.total_blocks,
+            "kv_mean_usage": c.kv_integral / c.busy_ns / c.total_blocks if c.busy_ns and c.total_blocks else 0.0,
+            "kv_peak_usage": c.kv_peak / c.total_blocks if c.total_blocks else 0.0,
+            "requests_completed": c.completed_total,
+            "prompt_tokens": c.prompt_tokens_total,
+            "generation_tokens": gen,
+            "preemptions": c.preemptions_total,
+            "energy_j": energy,
+            "energy_per_output_token_j": energy / gen if gen else 0.0,
+        })
+    itl = stats(np.concatenate(itl_v) / NS, np.concatenate(itl_w)) if itl_v else stats(np.zeros(0))
+    return {
+        "name": sim.spec.name,
+        "seed": sim.spec.seed,
+        "sim_time_s": sim_time_s,
+        "requests": {
+            "injected": sim.injected,
+            "completed": n_done,
+            "dropped": int((r["status"] == STATUS_DROPPED).sum()),
+            "in_flight": sim.injected - len(sim.records),
+            "drop_reasons": reasons,
+            "preemptions": int(r["preemptions"].sum()),
+        },
+        "latency_s": {
+            "ttft": stats(m["ttft"]),
+            "tpot": stats(m["tpot"][m["output_tokens"] > 1]),
+            "itl": itl,
+            "e2e": stats(m["e2e"]),
+            "queue": stats(m["queue"]),
+        },
+        "throughput": {
+            "requests_per_s": n_done / span_s,
+            "output_tokens_per_s": out_tok / span_s,
+            "total_tokens_per_s": (out_tok + in_tok) / span_s,
+        },
+        "tokens": {"prompt": in_tok, "output": out_tok},
+        "energy_j": sum(c["energy_j"] for c in clients),
+        "clients": clients,
+    }
