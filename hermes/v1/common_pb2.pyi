@@ -133,7 +133,7 @@ class Event(_message.Message):
     def __init__(self, time_ns: _Optional[int] = ..., kind: _Optional[_Union[EventKind, str]] = ..., request_id: _Optional[str] = ..., client_id: _Optional[str] = ..., result: _Optional[_Union[RequestResult, _Mapping]] = ..., reason: _Optional[str] = ..., tag: _Optional[str] = ..., decision_id: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("decision_id", "request_id", "stage_index", "stage_kind", "model", "candidates", "time_ns")
+    __slots__ = ("decision_id", "request_id", "stage_index", "stage_kind", "model", "candidates", "time_ns", "prompt_tokens", "output_tokens")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     STAGE_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -141,6 +141,8 @@ class Decision(_message.Message):
     MODEL_FIELD_NUMBER: _ClassVar[int]
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     request_id: str
     stage_index: int
@@ -148,7 +150,9 @@ class Decision(_message.Message):
     model: str
     candidates: _containers.RepeatedScalarFieldContainer[str]
     time_ns: int
-    def __init__(self, decision_id: _Optional[str] = ..., request_id: _Optional[str] = ..., stage_index: _Optional[int] = ..., stage_kind: _Optional[str] = ..., model: _Optional[str] = ..., candidates: _Optional[_Iterable[str]] = ..., time_ns: _Optional[int] = ...) -> None: ...
+    prompt_tokens: int
+    output_tokens: int
+    def __init__(self, decision_id: _Optional[str] = ..., request_id: _Optional[str] = ..., stage_index: _Optional[int] = ..., stage_kind: _Optional[str] = ..., model: _Optional[str] = ..., candidates: _Optional[_Iterable[str]] = ..., time_ns: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ...) -> None: ...
 
 class RequestInput(_message.Message):
     __slots__ = ("arrival_ns", "prompt_tokens", "output_tokens", "model", "pipeline", "request_id")
@@ -209,11 +213,19 @@ class ClientState(_message.Message):
     def __init__(self, id: _Optional[str] = ..., hardware: _Optional[str] = ..., model: _Optional[str] = ..., role: _Optional[str] = ..., status: _Optional[str] = ..., num_waiting: _Optional[int] = ..., num_running: _Optional[int] = ..., kv_used_blocks: _Optional[int] = ..., kv_total_blocks: _Optional[int] = ..., kv_usage: _Optional[float] = ..., running_tokens: _Optional[int] = ..., waiting_prompt_tokens: _Optional[int] = ..., est_step_s: _Optional[float] = ..., prompt_tokens_total: _Optional[int] = ..., generation_tokens_total: _Optional[int] = ..., preemptions_total: _Optional[int] = ..., requests_completed_total: _Optional[int] = ..., busy_s: _Optional[float] = ..., energy_j: _Optional[float] = ...) -> None: ...
 
 class ClusterState(_message.Message):
-    __slots__ = ("now_ns", "clients", "pending_decisions")
+    __slots__ = ("now_ns", "clients", "pending_decisions", "in_flight", "injected", "completed", "dropped")
     NOW_NS_FIELD_NUMBER: _ClassVar[int]
     CLIENTS_FIELD_NUMBER: _ClassVar[int]
     PENDING_DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    INJECTED_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_FIELD_NUMBER: _ClassVar[int]
+    DROPPED_FIELD_NUMBER: _ClassVar[int]
     now_ns: int
     clients: _containers.RepeatedCompositeFieldContainer[ClientState]
     pending_decisions: int
-    def __init__(self, now_ns: _Optional[int] = ..., clients: _Optional[_Iterable[_Union[ClientState, _Mapping]]] = ..., pending_decisions: _Optional[int] = ...) -> None: ...
+    in_flight: int
+    injected: int
+    completed: int
+    dropped: int
+    def __init__(self, now_ns: _Optional[int] = ..., clients: _Optional[_Iterable[_Union[ClientState, _Mapping]]] = ..., pending_decisions: _Optional[int] = ..., in_flight: _Optional[int] = ..., injected: _Optional[int] = ..., completed: _Optional[int] = ..., dropped: _Optional[int] = ...) -> None: ...

@@ -1,0 +1,145 @@
+"""Session lifecycle commands: info, create/get/list/close, fork, snapshot/restore."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hermes.v1 import common_pb2, session_pb2
+
+from . import engine, validate, wire
+from .api_base import ApiBase, CallContext
+from .errors import exhausted, from_engine, invalid, not_found
+from .sessions import Session
+
+API_VERSION = "hermes.v1"
+SERVER_VERSION = "0.1.0"
+CAPABILITIES = ("stream", "fork", "snapshot", "external_routing", "wakeups", "cluster_changes",
+                "event_filter", "batched_events")
+
+
+class SessionApi(ApiBase):
+    def get_info(self, req: session_pb2.GetInfoRequest, call: CallContext) -> session_pb2.GetInfoReply:
+        cfg = self.config
+        reply = session_pb2.GetInfoReply(
+            api_version=API_VERSION, server_version=SERVER_VERSION,
+            capabilities=list(CAPABILITIES) + (["auth"] if cfg.token else []),
+            router_policies=list(engine.router_policies()),
+            limits=session_pb2.Limits(
+                max_sessions=cfg.max_sessions, max_requests_per_session=cfg.max_requests_per_session,
+                max_message_bytes=cfg.max_message_bytes, max_events_per_reply=cfg.max_events_per_reply,
+                max_snapshots_per_session=cfg.max_snapshots_per_session),
+        )
+        for p in engine.preset_summaries():
+            reply.presets.add(name=p.name, description=p.description, models=p.models, hardware=p.hardware)
+        return reply
+
+    # ------------------------------------------------------------ create / get / list / close
+
+    def create_session(self, req: session_pb2.CreateSessionRequest,
+                       call: CallContext) -> session_pb2.CreateSessionReply:
+        wanted = validate.optional_id(req.session_id, "session_id")
+        kinds = self._event_kinds(req.event_kinds)
+        overrides = self._overrides(req.overrides)
+        self.manager.check_capacity()
+        self.manager.check_free(wanted, "session_id")
+        doc = engine.document_from_source(req.spec)
+        seed = req.seed if req.HasField("seed") else None
+        try:
+            spec = engine.build_spec(doc, overrides, seed, self.config.max_requests_per_session)
+            sim = engine.new_simulation(spec)
+        except Exception as exc:
+            mapped = from_engine(exc, "spec")
+            if mapped is None:
+                raise
+            raise mapped from exc
+        session = Session(session_id="", sim=sim, spec_name=spec.name, seed=int(spec.seed),
+                          router_policy=str(spec.router), event_kinds=kinds)
+        self.manager.add(session, wanted)
+        return session_pb2.CreateSessionReply(session=self.session_info(session, self.client_ids(sim)))
+
+    def get_session(self, req: session_pb2.GetSessionRequest, call: CallContext) -> session_pb2.GetSessionReply:
+        sid = validate.session_id(req.session_id)
+        with self.manager.use(sid, mutates=False) as s:
+            return session_pb2.GetSessionReply(session=self.session_info(s, self.client_ids(s.sim)))
+
+    def list_sessions(self, req: session_pb2.ListSessionsRequest,
+                      call: CallContext) -> session_pb2.ListSessionsReply:
+        return session_pb2.ListSessionsReply(sessions=[self.session_info(s) for s in self.manager.list()])
+
+    def close_session(self, req: session_pb2.CloseSessionRequest,
+                      call: CallContext) -> session_pb2.CloseSessionReply:
+        sid = validate.session_id(req.session_id)
+        s = self.manager.close(sid)
+        return session_pb2.CloseSessionReply(session_id=sid, now_ns=s.now_ns)
+
+    # ------------------------------------------------------------ fork / snapshot / restore
+
+    def fork(self, req: session_pb2.ForkRequest, call: CallContext) -> session_pb2.ForkReply:
+        sid = validate.session_id(req.session_id)
+        wanted = validate.optional_id(req.new_session_id, "new_session_id")
+        self.manager.check_capacity()
+        self.manager.check_free(wanted, "new_session_id")
+        with self.manager.use(sid, mutates=False) as src:
+            child = Session(session_id="", sim=src.sim.fork(), spec_name=src.spec_name, seed=src.seed,
+                            router_policy=src.router_policy, event_kinds=src.event_kinds,
+                            parent_session_id=sid, requests_injected=src.requests_injected)
+        self.manager.add(child, wanted, "new_session_id")
+        return session_pb2.ForkReply(session=self.session_info(child, self.client_ids(child.sim)))
+
+    def snapshot(self, req: session_pb2.SnapshotRequest, call: CallContext) -> session_pb2.SnapshotReply:
+        sid = validate.session_id(req.session_id)
+        with self.manager.use(sid, mutates=False) as s:
+            limit = self.config.max_snapshots_per_session
+            if limit and len(s.snapshots) >= limit:
+                raise exhausted("snapshots", f"session holds its limit of {limit} snapshots; drop one")
+            blob = s.sim.snapshot()
+            s.snapshot_counter += 1
+            snap_id = f"snap-{s.snapshot_counter}"
+            s.snapshots[snap_id] = (blob, int(s.sim.now_ns), s.requests_injected)
+            return session_pb2.SnapshotReply(snapshot_id=snap_id, time_ns=int(s.sim.now_ns),
+                                             size_bytes=len(blob))
+
+    def restore(self, req: session_pb2.RestoreRequest, call: CallContext) -> session_pb2.RestoreReply:
+        sid = validate.session_id(req.session_id)
+        snap_id = validate.required_text(req.snapshot_id, "snapshot_id")
+        with self.manager.use(sid) as s:
+            held = s.snapshots.get(snap_id)
+            if held is None:
+                raise not_found("snapshot_id", f"session {sid!r} holds no snapshot {snap_id!r}")
+            blob, _time_ns, injected = held
+            s.sim = engine.restore_simulation(blob)
+            s.requests_injected = injected
+            s.broken = None
+            s.refresh()
+            self.hooks.session_advanced(sid, s.sim)
+            return session_pb2.RestoreReply(session=self.session_info(s, self.client_ids(s.sim)))
+
+    def drop_snapshot(self, req: session_pb2.DropSnapshotRequest,
+                      call: CallContext) -> session_pb2.DropSnapshotReply:
+        sid = validate.session_id(req.session_id)
+        snap_id = validate.required_text(req.snapshot_id, "snapshot_id")
+        with self.manager.use(sid, mutates=False) as s:
+            if s.snapshots.pop(snap_id, None) is None:
+                raise not_found("snapshot_id", f"session {sid!r} holds no snapshot {snap_id!r}")
+        return session_pb2.DropSnapshotReply()
+
+    # ------------------------------------------------------------ field helpers
+
+    @staticmethod
+    def _event_kinds(kinds: Any) -> frozenset[str] | None:
+        if not kinds:
+            return None
+        names = set()
+        for i, k in enumerate(kinds):
+            validate.enum_value(common_pb2.EventKind, k, f"event_kinds[{i}]")
+            names.add(wire.KIND_NAMES[k])
+        return frozenset(names)
+
+    @staticmethod
+    def _overrides(overrides: Any) -> dict[str, Any]:
+        out = {}
+        for key in sorted(overrides):
+            if not key or len(key) > 256 or any(ch.isspace() for ch in key):
+                raise invalid(f"overrides[{key!r}]", "must be a dotted field path such as workload.num_requests")
+            out[key] = wire.value_to_plain(overrides[key])
+        return out

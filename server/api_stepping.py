@@ -1,0 +1,196 @@
+"""Commands that step or inspect one session: inject, advance, decisions, state, wake-ups,
+cluster changes, summary. Every field is checked before the simulation is touched."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import sim_engine
+from hermes.v1 import common_pb2, control_pb2
+
+from . import stepping, validate, wire
+from .api_base import ApiBase, CallContext
+from .errors import exhausted, invalid, not_found, out_of_range
+
+
+class SteppingApi(ApiBase):
+    # ------------------------------------------------------------ inject
+
+    def inject(self, req: control_pb2.InjectRequest, call: CallContext) -> control_pb2.InjectReply:
+        sid = validate.session_id(req.session_id)
+        if not req.requests:
+            raise invalid("requests", "missing (give at least one request)")
+        limit = self.config.max_requests_per_session
+        if limit and len(req.requests) > limit:
+            raise exhausted("requests", f"{len(req.requests)} requests exceed the limit of {limit} per session")
+        with self.manager.use(sid) as s:
+            if limit and s.requests_injected + len(req.requests) > limit:
+                raise exhausted("requests", f"session would hold more than {limit} injected requests")
+            now = int(s.sim.now_ns)
+            inputs = [self._request_input(r, f"requests[{i}]", now) for i, r in enumerate(req.requests)]
+            ids = s.sim.inject(inputs)
+            s.requests_injected += len(inputs)
+            return control_pb2.InjectReply(request_ids=[str(i) for i in ids])
+
+    @staticmethod
+    def _request_input(r: common_pb2.RequestInput, path: str, now: int) -> Any:
+        validate.positive(r.prompt_tokens, f"{path}.prompt_tokens")
+        validate.positive(r.output_tokens, f"{path}.output_tokens")
+        arrival = now
+        if r.HasField("arrival_ns"):
+            arrival = validate.non_negative(r.arrival_ns, f"{path}.arrival_ns")
+            if arrival < now:
+                raise out_of_range(f"{path}.arrival_ns", f"{arrival} is before the session's time {now}")
+        return sim_engine.RequestInput(
+            arrival_ns=arrival, prompt_tokens=int(r.prompt_tokens), output_tokens=int(r.output_tokens),
+            model=validate.short_text(r.model, f"{path}.model") or None,
+            pipeline=validate.short_text(r.pipeline, f"{path}.pipeline") or None,
+            request_id=validate.request_id(r.request_id, f"{path}.request_id"),
+        )
+
+    # ------------------------------------------------------------ advance
+
+    def advance(self, req: control_pb2.AdvanceRequest, call: CallContext) -> control_pb2.AdvanceReply:
+        sid = validate.session_id(req.session_id)
+        validate.non_negative(req.max_events, "max_events")
+        target = req.WhichOneof("target")
+        if target == "by_ns":
+            validate.non_negative(req.by_ns, "by_ns")
+        elif target == "until_ns":
+            validate.non_negative(req.until_ns, "until_ns")
+        cap = self.config.max_events_per_reply
+        bound = min(b for b in (req.max_events, cap) if b) if (req.max_events or cap) else None
+        with self.manager.use(sid) as s:
+            now = int(s.sim.now_ns)
+            until: int | None = None
+            if target == "until_ns":
+                if req.until_ns < now:
+                    raise out_of_range("until_ns", f"{req.until_ns} is before the session's time {now}")
+                until = req.until_ns
+            elif target == "by_ns":
+                until = now + req.by_ns
+                if until > validate.INT64_MAX:
+                    raise out_of_range("by_ns", "the target time overflows int64 nanoseconds")
+            t0 = time.perf_counter()
+            out = stepping.advance(s.sim, until, target == "next_event", bound, call.interrupted)
+            wall = time.perf_counter() - t0
+            reply = control_pb2.AdvanceReply(
+                time_ns=out.time_ns, reason=common_pb2.StopReason.Value("STOP_REASON_" + out.reason),
+                events_processed=out.events_processed)
+            wire.fill_events(reply.events, out.events, s.event_kinds)
+            if out.reason == "DECISION_NEEDED":
+                for d in s.sim.pending_decisions():
+                    wire.fill_decision(reply.decisions.add(), d)
+            self.hooks.session_advanced(sid, s.sim, out.events, wall)
+            return reply
+
+    # ------------------------------------------------------------ decisions
+
+    def get_decisions(self, req: control_pb2.GetDecisionsRequest,
+                      call: CallContext) -> control_pb2.GetDecisionsReply:
+        sid = validate.session_id(req.session_id)
+        with self.manager.use(sid, mutates=False) as s:
+            reply = control_pb2.GetDecisionsReply()
+            for d in s.sim.pending_decisions():
+                wire.fill_decision(reply.decisions.add(), d)
+            return reply
+
+    def decide(self, req: control_pb2.DecideRequest, call: CallContext) -> control_pb2.DecideReply:
+        sid = validate.session_id(req.session_id)
+        if not req.answers:
+            raise invalid("answers", "missing (give at least one answer)")
+        for i, a in enumerate(req.answers):
+            path = f"answers[{i}]"
+            validate.required_text(a.decision_id, f"{path}.decision_id")
+            validate.enum_value(common_pb2.DecisionAction, a.action, f"{path}.action")
+            if a.action == common_pb2.DECISION_ACTION_ROUTE:
+                validate.required_text(a.client_id, f"{path}.client_id")
+            elif a.client_id:
+                raise invalid(f"{path}.client_id", "only for action ROUTE")
+            if a.action == common_pb2.DECISION_ACTION_DEFER:
+                validate.positive(a.retry_after_ns, f"{path}.retry_after_ns")
+            elif a.retry_after_ns:
+                raise invalid(f"{path}.retry_after_ns", "only for action DEFER")
+        validate.unique((a.decision_id for a in req.answers), "answers.decision_id")
+        with self.manager.use(sid) as s:
+            pending = {str(d.decision_id): d for d in s.sim.pending_decisions()}
+            plan = []
+            for i, a in enumerate(req.answers):
+                d = pending.get(a.decision_id)
+                if d is None:
+                    raise not_found(f"answers[{i}].decision_id", f"no pending decision {a.decision_id!r}")
+                if a.action == common_pb2.DECISION_ACTION_ROUTE and a.client_id not in {str(c) for c in d.candidates}:
+                    if a.client_id not in self.client_ids(s.sim):
+                        raise not_found(f"answers[{i}].client_id", f"no client {a.client_id!r}")
+                    raise invalid(f"answers[{i}].client_id", f"client {a.client_id!r} cannot serve this stage; "
+                                  f"candidates: {', '.join(map(str, d.candidates))}")
+                plan.append((d, a))
+            for n, (d, a) in enumerate(plan):
+                try:
+                    s.sim.decide(d.decision_id, action=wire.DECISION_ACTIONS[a.action],
+                                 client_id=a.client_id or None, retry_after_ns=a.retry_after_ns or None)
+                except Exception:
+                    if n == 0:
+                        raise  # nothing applied yet: an engine error leaves the session as it was
+                    raise RuntimeError(f"answers[{n}] failed after {n} answers were applied") from None
+            return control_pb2.DecideReply(pending_decisions=len(s.sim.pending_decisions()))
+
+    # ------------------------------------------------------------ state, wake-ups, cluster, summary
+
+    def get_state(self, req: control_pb2.GetStateRequest, call: CallContext) -> control_pb2.GetStateReply:
+        sid = validate.session_id(req.session_id)
+        with self.manager.use(sid, mutates=False) as s:
+            reply = control_pb2.GetStateReply()
+            wire.fill_state(reply.state, s.sim.state(), int(s.sim.now_ns))
+            return reply
+
+    def add_wakeup(self, req: control_pb2.AddWakeupRequest, call: CallContext) -> control_pb2.AddWakeupReply:
+        sid = validate.session_id(req.session_id)
+        validate.non_negative(req.time_ns, "time_ns")
+        tag = validate.short_text(req.tag, "tag")
+        with self.manager.use(sid) as s:
+            self._not_past(req.time_ns, int(s.sim.now_ns), "time_ns")
+            s.sim.add_wakeup(req.time_ns, tag)
+            return control_pb2.AddWakeupReply()
+
+    def change_cluster(self, req: control_pb2.ChangeClusterRequest,
+                       call: CallContext) -> control_pb2.ChangeClusterReply:
+        sid = validate.session_id(req.session_id)
+        validate.non_negative(req.time_ns, "time_ns")
+        validate.enum_value(common_pb2.ClusterAction, req.action, "action")
+        client_id = validate.short_text(req.client_id, "client_id")
+        client_doc = None
+        if req.action == common_pb2.CLUSTER_ACTION_ADD:
+            if not req.HasField("client"):
+                raise invalid("client", "missing (the new client's spec)")
+            client_doc = wire.struct_to_plain(req.client)
+            doc_id = client_doc.get("id")
+            if client_id and doc_id is not None and doc_id != client_id:
+                raise invalid("client.id", f"{doc_id!r} differs from client_id {client_id!r}")
+            if client_id:
+                client_doc["id"] = client_id
+            client_id = client_doc.get("id") or ""
+            if not isinstance(client_id, str) or not client_id:
+                raise invalid("client_id", "missing (name the new client)")
+        else:
+            validate.required_text(client_id, "client_id")
+            if req.HasField("client"):
+                raise invalid("client", "only for action ADD")
+        with self.manager.use(sid) as s:
+            self._not_past(req.time_ns, int(s.sim.now_ns), "time_ns")
+            s.sim.change_cluster(req.time_ns, wire.CLUSTER_ACTIONS[req.action], client_id, client=client_doc)
+            return control_pb2.ChangeClusterReply()
+
+    def get_summary(self, req: control_pb2.GetSummaryRequest, call: CallContext) -> control_pb2.GetSummaryReply:
+        sid = validate.session_id(req.session_id)
+        with self.manager.use(sid, mutates=False) as s:
+            text = wire.to_json(s.sim.summary())
+            reply = control_pb2.GetSummaryReply(summary_json=text, now_ns=int(s.sim.now_ns))
+        wire.json_to_struct(text, reply.summary)
+        return reply
+
+    @staticmethod
+    def _not_past(time_ns: int, now: int, field: str) -> None:
+        if time_ns < now:
+            raise out_of_range(field, f"{time_ns} is before the session's time {now}")

@@ -1,0 +1,91 @@
+"""Assemble and run the gRPC server: the Simulator service, health, reflection, auth, limits,
+and the drain sequence (health NOT_SERVING -> refuse new calls -> finish in-flight -> stop)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from concurrent import futures
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from . import jsonlog
+from .api import SERVICE, Api
+from .auth import BearerTokenInterceptor
+from .config import ServerConfig
+from .hooks import Hooks
+from .lifecycle import Lifecycle
+from .service import SimulatorService
+from .sessions import SessionManager
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+class HermesServer:
+    """One server process' worth of state; `start()` binds, `drain()` stops gracefully."""
+
+    def __init__(self, config: ServerConfig, observers: list[Any] | None = None) -> None:
+        self.config = config
+        self.hooks = Hooks(observers)
+        self.lifecycle = Lifecycle()
+        self.manager = SessionManager(config.max_sessions, self.hooks)
+        self.service = SimulatorService(Api(self.manager, config, self.hooks), self.lifecycle, self.hooks)
+        self.health = health.HealthServicer(
+            experimental_non_blocking=True,
+            experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="health"))
+        self.port: int | None = None
+        self._server: grpc.Server | None = None
+
+    def build(self) -> grpc.Server:
+        cfg = self.config
+        options = [
+            ("grpc.max_receive_message_length", cfg.max_message_bytes),
+            ("grpc.max_send_message_length", cfg.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ]
+        interceptors = [BearerTokenInterceptor(cfg.token)] if cfg.token else []
+        server = grpc.server(futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="rpc"),
+                             interceptors=interceptors, options=options)
+        server.add_generic_rpc_handlers((self.service.generic_handler(),))
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
+        reflection.enable_server_reflection(
+            (SERVICE.full_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
+             reflection.SERVICE_NAME), server)
+        return server
+
+    def start(self) -> int:
+        """Bind and start serving; returns the bound port (useful with port 0)."""
+        self._server = self.build()
+        self.port = self._server.add_insecure_port(_host_port(self.config.host, self.config.port))
+        if not self.port:
+            raise OSError(f"cannot bind {_host_port(self.config.host, self.config.port)}")
+        self._server.start()
+        for name in ("", SERVICE.full_name):
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        jsonlog.log(logging.INFO, "serving", address=self.address, auth=bool(self.config.token),
+                    max_sessions=self.config.max_sessions, workers=self.config.workers)
+        return self.port
+
+    @property
+    def address(self) -> str:
+        return _host_port(self.config.host, self.port or self.config.port)
+
+    def drain(self, grace_s: float | None = None) -> bool:
+        """Stop gracefully; True when every in-flight call finished within the grace period."""
+        grace = self.config.drain_grace_s if grace_s is None else grace_s
+        t0 = time.monotonic()
+        jsonlog.log(logging.INFO, "draining", inflight=self.lifecycle.inflight, grace_s=grace)
+        self.health.enter_graceful_shutdown()
+        self.lifecycle.start_drain()
+        clean = self.lifecycle.wait_idle(grace)
+        if self._server is not None:
+            # open Session streams hold no call in flight between commands: cancel them now
+            self._server.stop(grace=min(1.0, max(0.0, grace - (time.monotonic() - t0)))).wait()
+        self.manager.close_all()
+        jsonlog.log(logging.INFO, "stopped", clean=clean, seconds=round(time.monotonic() - t0, 3))
+        return clean

@@ -1,0 +1,25 @@
+"""Server settings in one place (the CLI fills them; tests and the demo build them directly)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 50051
+    metrics_port: int | None = None
+    max_sessions: int = 64
+    max_requests_per_session: int = 1_000_000
+    max_message_mb: int = 64
+    max_events_per_reply: int = 200_000
+    max_snapshots_per_session: int = 16
+    workers: int = 64  # gRPC handler threads; an open Session stream holds one
+    token: str | None = None
+    drain_grace_s: float = 30.0
+    log_level: str = "info"
+
+    @property
+    def max_message_bytes(self) -> int:
+        return self.max_message_mb * 1024 * 1024

@@ -1,0 +1,47 @@
+"""Advance in slices, so a long run can return early (deadline near, server draining).
+
+The engine's `advance` runs until a stop condition; here it is called with a
+bound of SLICE_EVENTS kernel events at a time and resumed while the stop
+reason is only that bound. Between slices the server checks whether to
+return early; the result is the same as one uninterrupted call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+SLICE_EVENTS = 2000
+
+
+@dataclass
+class AdvanceOutcome:
+    time_ns: int
+    reason: str  # a StopReason name: TARGET_REACHED, ..., EVENT_BOUND, INTERRUPTED
+    events: list[Any]
+    events_processed: int
+
+
+def _reason(r: Any) -> str:
+    return r.reason.name
+
+
+def advance(sim: Any, until_ns: int | None, next_event: bool, bound: int | None,
+            interrupted: Callable[[], bool]) -> AdvanceOutcome:
+    """Run `sim` until `until_ns` (None: until a stop condition), at most `bound` kernel events."""
+    if next_event:
+        r = sim.advance(until_ns=until_ns, max_events=bound, next_event=True)
+        return AdvanceOutcome(r.time_ns, _reason(r), r.events, r.events_processed)
+    events: list[Any] = []
+    done = 0
+    while True:
+        step = SLICE_EVENTS if bound is None else min(SLICE_EVENTS, bound - done)
+        r = sim.advance(until_ns=until_ns, max_events=step)
+        events.extend(r.events)
+        done += r.events_processed
+        reason = _reason(r)
+        if reason != "EVENT_BOUND" or (bound is not None and done >= bound):
+            return AdvanceOutcome(r.time_ns, reason, events, done)
+        if interrupted():
+            return AdvanceOutcome(r.time_ns, "INTERRUPTED", events, done)
