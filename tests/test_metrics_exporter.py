@@ -1,0 +1,227 @@
+"""Unit tests of server/metrics_export.py against a stand-in simulation (no server, no engine)."""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from test_metrics_support import sample_names, samples, scrape, value  # noqa: E402
+
+from server import metrics_export as mx  # noqa: E402
+
+NS = 1_000_000_000
+
+
+@dataclass
+class FakeClient:
+    id: str
+    model: str = "Llama-3.1-8B"
+    hardware: str = "H100-SXM"
+    role: str = "both"
+    status: str = "active"
+    num_waiting: int = 0
+    num_running: int = 0
+    kv_used_blocks: int = 0
+    kv_total_blocks: int = 1000
+    kv_usage: float = 0.0
+    prompt_tokens_total: int = 0
+    generation_tokens_total: int = 0
+    preemptions_total: int = 0
+    requests_completed_total: int = 0
+    busy_s: float = 0.0
+    energy_j: float = 0.0
+
+
+@dataclass
+class FakeState:
+    clients: list[FakeClient]
+    injected: int = 0
+    completed: int = 0
+    dropped: int = 0
+    in_flight: int = 0
+    pending_decisions: int = 0
+
+
+@dataclass
+class FakeSim:
+    """Just the engine surface the exporter reads: now_ns, clients, state(), request_records()."""
+
+    clients: list[FakeClient] = field(default_factory=lambda: [FakeClient("h100-0"), FakeClient("a100-0")])
+    now_ns: int = 0
+    rows: list[tuple] = field(default_factory=list)
+
+    def complete(self, client: int, arrival: float, scheduled: float, first: float, finish: float,
+                 prompt: int = 100, output: int = 10) -> None:
+        self.rows.append((1, client, int(arrival * NS), int(scheduled * NS), int(first * NS), int(finish * NS),
+                          prompt, output))
+        self.clients[client].requests_completed_total += 1
+        self.now_ns = max(self.now_ns, int(finish * NS))
+
+    def state(self) -> FakeState:
+        done = len(self.rows)
+        return FakeState(self.clients, injected=done, completed=done)
+
+    def request_records(self) -> dict[str, np.ndarray]:
+        cols = ("status", "client", "arrival_ns", "scheduled_ns", "first_token_ns", "finish_ns",
+                "prompt_tokens", "output_tokens")
+        data = np.array(self.rows, dtype=np.int64).reshape(len(self.rows), len(cols))
+        return {c: data[:, i] for i, c in enumerate(cols)}
+
+
+def exposition(ex: mx.MetricsExporter) -> str:
+    from prometheus_client import generate_latest
+
+    return generate_latest(ex.registry).decode()
+
+
+def test_bucket_sets_are_vllms() -> None:
+    # vllm/v1/metrics/loggers.py (checked against vLLM's source)
+    assert mx.TTFT_BUCKETS[0] == 0.001 and mx.TTFT_BUCKETS[-1] == 2560.0 and len(mx.TTFT_BUCKETS) == 22
+    assert mx.TOKEN_GAP_BUCKETS[0] == 0.01 and mx.TOKEN_GAP_BUCKETS[-1] == 80.0 and len(mx.TOKEN_GAP_BUCKETS) == 19
+    assert mx.REQUEST_LATENCY_BUCKETS[0] == 0.3 and mx.REQUEST_LATENCY_BUCKETS[-1] == 7680.0
+    assert len(mx.REQUEST_LATENCY_BUCKETS) == 21
+    assert mx.TOKEN_COUNT_BUCKETS[:4] == (1.0, 2.0, 5.0, 10.0)
+
+
+def test_hist_uses_le_semantics_and_weights() -> None:
+    h = mx.Hist((1.0, 2.0))
+    h.observe(np.array([0.5, 1.0, 1.5, 3.0]))
+    h.observe(np.array([2.0]), np.array([4]))
+    assert h.exposition() == [("1.0", 2), ("2.0", 7), ("+Inf", 8)]
+    assert h.count == 8 and h.total == pytest.approx(0.5 + 1.0 + 1.5 + 3.0 + 8.0)
+
+
+def test_completions_feed_vllm_histograms_per_client() -> None:
+    ex, sim = mx.MetricsExporter(), FakeSim()
+    ex.on_session_created("s1", sim)
+    sim.complete(0, 0.0, 0.1, 0.3, 1.2, output=10)  # ttft 0.3, queue 0.1, prefill 0.2, decode 0.9
+    sim.complete(1, 0.5, 0.5, 0.55, 0.65, output=1)  # one token: no inter-token gaps
+    sim.clients[0].num_running, sim.clients[0].kv_usage = 3, 0.25
+    ex.on_session_advanced("s1", sim, events=(), wall_seconds=0.5)
+    text = exposition(ex)
+    lab0 = {"session": "s1", "client": "h100-0", "engine": "h100-0", "model_name": "Llama-3.1-8B"}
+    assert value(text, "vllm:time_to_first_token_seconds_count", **lab0) == 1
+    assert value(text, "vllm:time_to_first_token_seconds_sum", **lab0) == pytest.approx(0.3)
+    assert value(text, "vllm:time_to_first_token_seconds_bucket", le="0.25", **lab0) == 0
+    assert value(text, "vllm:time_to_first_token_seconds_bucket", le="0.5", **lab0) == 1
+    assert value(text, "vllm:request_queue_time_seconds_sum", **lab0) == pytest.approx(0.1)
+    assert value(text, "vllm:request_prefill_time_seconds_sum", **lab0) == pytest.approx(0.2)
+    assert value(text, "vllm:request_decode_time_seconds_sum", **lab0) == pytest.approx(0.9)
+    assert value(text, "vllm:e2e_request_latency_seconds_sum", **lab0) == pytest.approx(1.2)
+    # 9 gaps of 0.1 s each
+    assert value(text, "vllm:inter_token_latency_seconds_count", **lab0) == 9
+    assert value(text, "vllm:inter_token_latency_seconds_sum", **lab0) == pytest.approx(0.9)
+    assert value(text, "vllm:time_per_output_token_seconds_count", **lab0) == 9
+    assert value(text, "vllm:request_time_per_output_token_seconds_count", **lab0) == 1
+    assert value(text, "vllm:request_success_total", finished_reason="stop", **lab0) == 1
+    assert value(text, "vllm:num_requests_running", **lab0) == 3
+    assert value(text, "vllm:kv_cache_usage_perc", **lab0) == 0.25
+    lab1 = dict(lab0, client="a100-0", engine="a100-0")
+    assert value(text, "vllm:time_to_first_token_seconds_count", **lab1) == 1
+    assert value(text, "vllm:inter_token_latency_seconds_count", **lab1) == 0
+    assert value(text, "hermes_simulated_time_seconds", session="s1") == pytest.approx(1.2)
+    assert value(text, "hermes_sim_seconds_per_wall_second", session="s1") == pytest.approx(1.2 / 0.5)
+    assert value(text, "hermes_stage_latency_seconds_count", session="s1", stage="prefill") == 2
+    assert value(text, "hermes_stage_latency_seconds_count", session="s1", stage="rag") == 0
+    assert value(text, "hermes_sessions_open") == 1
+
+
+def test_each_record_is_observed_once() -> None:
+    ex, sim = mx.MetricsExporter(), FakeSim()
+    ex.on_session_created("s1", sim)
+    for i in range(5):
+        sim.complete(i % 2, i, i, i + 0.1, i + 0.5)
+        ex.on_session_advanced("s1", sim)
+        ex.on_session_advanced("s1", sim)  # no new records: nothing added
+    text = exposition(ex)
+    assert value(text, "vllm:time_to_first_token_seconds_count", client="h100-0") == 3
+    assert value(text, "vllm:time_to_first_token_seconds_count", client="a100-0") == 2
+
+
+def test_restore_rewinds_the_sessions_series() -> None:
+    ex, sim = mx.MetricsExporter(), FakeSim()
+    ex.on_session_created("s1", sim)
+    sim.complete(0, 0, 0, 0.1, 0.5)
+    sim.complete(0, 1, 1, 1.1, 1.5)
+    ex.on_session_advanced("s1", sim)
+    restored = FakeSim(rows=sim.rows[:1], now_ns=sim.rows[0][5])
+    ex.on_session_advanced("s1", restored)
+    assert value(exposition(ex), "vllm:time_to_first_token_seconds_count", client="h100-0") == 1
+
+
+def test_sessions_do_not_mix_and_close_removes_series() -> None:
+    ex, a, b = mx.MetricsExporter(), FakeSim(), FakeSim()
+    ex.on_session_created("a", a)
+    ex.on_session_created("b", b)
+    a.complete(0, 0, 0, 0.2, 1.0)
+    b.complete(1, 0, 0, 0.7, 2.0)
+    b.complete(1, 0, 0, 0.9, 2.0)
+    ex.on_session_advanced("a", a)
+    ex.on_session_advanced("b", b)
+    text = exposition(ex)
+    assert value(text, "vllm:time_to_first_token_seconds_sum", session="a", client="h100-0") == pytest.approx(0.2)
+    assert value(text, "vllm:time_to_first_token_seconds_count", session="a", client="a100-0") == 0
+    assert value(text, "vllm:time_to_first_token_seconds_sum", session="b", client="a100-0") == pytest.approx(1.6)
+    ex.on_session_closed("a")
+    text = exposition(ex)
+    assert not [s for s in samples(text) if s[1].get("session") == "a"]
+    assert [s for s in samples(text) if s[1].get("session") == "b"]
+    assert value(text, "hermes_sessions_open") == 1
+    ex.on_session_advanced("a", a)  # a late hook for an unknown session recreates nothing harmful
+    ex.on_session_closed("a")
+    assert not [s for s in samples(exposition(ex)) if s[1].get("session") == "a"]
+
+
+def test_non_llm_clients_get_no_vllm_series() -> None:
+    ex = mx.MetricsExporter()
+    sim = FakeSim(clients=[FakeClient("llm-0"), FakeClient("emb-0", role="embedding")])
+    ex.on_session_created("s", sim)
+    text = exposition(ex)
+    assert value(text, "vllm:num_requests_running", client="llm-0") == 0
+    assert value(text, "vllm:num_requests_running", client="emb-0") is None
+    assert value(text, "hermes_client_up", client="emb-0") == 1
+
+
+def test_rpc_latency_by_method_and_code() -> None:
+    ex = mx.MetricsExporter()
+    ex.on_rpc("Advance", "OK", 0.002)
+    ex.on_rpc("Advance", "OK", 0.2)
+    ex.on_rpc("Inject", "OUT_OF_RANGE", 0.001)
+    text = exposition(ex)
+    assert value(text, "hermes_rpc_duration_seconds_count", method="Advance", code="OK") == 2
+    assert value(text, "hermes_rpc_duration_seconds_count", method="Inject", code="OUT_OF_RANGE") == 1
+
+
+def test_no_request_ids_and_bounded_labels() -> None:
+    ex, sim = mx.MetricsExporter(), FakeSim()
+    ex.on_session_created("s1", sim)
+    for i in range(50):
+        sim.complete(i % 2, i, i, i + 0.1, i + 0.5)
+    ex.on_session_advanced("s1", sim)
+    allowed = {"session", "client", "engine", "model_name", "finished_reason", "le", "stage", "method", "code",
+               "link", "hardware", "role"}
+    for _, labels, _ in samples(exposition(ex)):
+        assert set(labels) <= allowed
+
+
+def test_http_server_scrape_is_not_blocked_by_a_held_session_lock() -> None:
+    ex = mx.start_metrics_server(0, "127.0.0.1")
+    try:
+        sim = FakeSim()
+        ex.on_session_created("s1", sim)
+        session_lock = threading.Lock()  # what the session manager holds during an Advance
+        with session_lock:
+            t0 = time.monotonic()
+            text = scrape(f"http://127.0.0.1:{ex.port}/metrics")
+            assert time.monotonic() - t0 < 2.0
+        assert "vllm:num_requests_running" in sample_names(text)
+    finally:
+        ex.stop()
+        ex.stop()
