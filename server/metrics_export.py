@@ -382,10 +382,12 @@ class MetricsExporter(Collector):
                 c.up = 0.0
                 for f in ("num_running", "num_waiting", "kv_usage", "kv_used_blocks"):
                     c.state[f] = 0.0
-        for link in _attr(state, "links", None) or ():
-            lid = _text(_attr(link, "id", _attr(link, "name", "")))
-            util = _attr(link, "utilization", _attr(link, "utilisation", 0.0))
-            s.links[lid] = (float(util or 0.0), float(_attr(link, "bytes_total", 0.0) or 0.0))
+        links = _attr(state, "links", None) or ()
+        pairs = links.items() if isinstance(links, dict) else ((_attr(x, "id", ""), x) for x in links)
+        for lid, link in pairs:  # sim_engine.network link stats, when the state carries them
+            util = float(_attr(link, "utilization", 0.0) or 0.0)
+            moved = float(_attr(link, "bytes_moved", _attr(link, "bytes_total", 0.0)) or 0.0)
+            s.links[_text(lid)] = (util, moved)
 
     @staticmethod
     def _apply_completions(s: _Session, lat: dict[str, np.ndarray], index_ids: list[str]) -> None:

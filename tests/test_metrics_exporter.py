@@ -47,6 +47,7 @@ class FakeState:
     dropped: int = 0
     in_flight: int = 0
     pending_decisions: int = 0
+    links: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -56,6 +57,7 @@ class FakeSim:
     clients: list[FakeClient] = field(default_factory=lambda: [FakeClient("h100-0"), FakeClient("a100-0")])
     now_ns: int = 0
     rows: list[tuple] = field(default_factory=list)
+    links: dict = field(default_factory=dict)
 
     def complete(self, client: int, arrival: float, scheduled: float, first: float, finish: float,
                  prompt: int = 100, output: int = 10) -> None:
@@ -66,7 +68,7 @@ class FakeSim:
 
     def state(self) -> FakeState:
         done = len(self.rows)
-        return FakeState(self.clients, injected=done, completed=done)
+        return FakeState(self.clients, injected=done, completed=done, links=self.links)
 
     def request_records(self) -> dict[str, np.ndarray]:
         cols = ("status", "client", "arrival_ns", "scheduled_ns", "first_token_ns", "finish_ns",
@@ -225,3 +227,12 @@ def test_http_server_scrape_is_not_blocked_by_a_held_session_lock() -> None:
     finally:
         ex.stop()
         ex.stop()
+
+
+def test_link_utilisation_and_bytes() -> None:
+    ex = mx.MetricsExporter()
+    sim = FakeSim(links={"nvlink-0": {"bytes_moved": 2.5e9, "busy_ns": 10, "utilization": 0.4}})
+    ex.on_session_created("s", sim)
+    text = exposition(ex)
+    assert value(text, "hermes_link_bytes_total", session="s", link="nvlink-0") == 2.5e9
+    assert value(text, "hermes_link_utilization_ratio", session="s", link="nvlink-0") == 0.4
