@@ -1,0 +1,387 @@
+"""Analytical (roofline) performance model of one LLM client.
+
+Every operator of a step costs ``max(compute, memory) + kernel latency`` on one device of the
+client, where compute = FLOPs / (peak * efficiency) and memory = bytes / (bandwidth * mem_eff);
+operators run back to back (no overlap), as in GenZ. Differences from GenZ that matter:
+
+* causal prefill attention counts only the pairs a chunk really computes, ``l * past + l(l+1)/2``;
+* GEMM efficiency ramps with the token count, ``compute_eff * M / (M + gemm_ramp_tokens)``, and
+  every kernel pays ``kernel_latency_us`` (fitted on the Vidur operator profiles);
+* MoE layers read the weights of the experts a batch actually touches, ``E (1 - (1 - k/E)^T)``;
+* host overhead per step = step_overhead_us per pipeline stage + layer_overhead_us per layer +
+  seq_overhead_us per sequence, added to device time (fitted on the Splitwise step latencies).
+
+Tensor parallelism shards heads and FFN columns by ``tp`` and adds two ring all-reduces per layer
+(plus one after the vocab-parallel embedding) on the device's scale-up link:
+``comm_base + 2(tp-1) * latency + 2(tp-1)/tp * bytes / (bw * comm_eff)``. Pipeline parallelism
+splits the layers over ``pp`` stages; a step is one micro-batch passing every stage in turn, so
+its time is the sum over stages (all layers) plus ``pp - 1`` activation sends. Pipelined
+micro-batches overlapping across stages are not modelled.
+
+Energy of a step: ``n_devices * idle_w * t + tp * (peak_w - idle_w) * min(active, t)``, where
+``active`` is the roofline busy time (sum over operators of max(compute, memory), plus
+collectives) of one stage's devices summed over stages. It is the stated formula
+``n_devices * (idle_w + (peak_w - idle_w) * u) * t`` with utilisation ``u = min(active, t) / (pp t)``:
+a device draws peak power while its kernels stream at the roofline and idle power otherwise.
+
+The step cost of everything but attention depends only on (tokens, LM-head rows, sequences) and is
+memoised exactly; decode attention is linear in the context sum inside one ``max``, so
+``decode_steps`` evaluates the very same expressions on a numpy vector and matches ``step`` bit
+for bit.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from sim_engine.errors import SpecError
+from sim_engine.hardware import Device
+from sim_engine.models import ModelArch
+from sim_engine.perf.base import StepCost
+
+# (time, compute, memory, active) of a group of operators, seconds
+Cost = tuple[float, float, float, float]
+_ZERO: Cost = (0.0, 0.0, 0.0, 0.0)
+_VLLM_PROFILE_TOKENS = 8192  # vLLM profiles activation memory with a forward of this many tokens
+_VLLM_PROFILE_SEQS = 256  # and samples this many sequences (fp32 logits)
+_NON_TORCH_BYTES = 1.0e9  # CUDA context, NCCL buffers, CUDA graphs
+
+
+def check_parallelism(model: ModelArch, tp: int, pp: int) -> None:
+    """Reject degrees vLLM would reject: tp must split the heads, pp at most one layer per stage."""
+    for name, v in (("tp", tp), ("pp", pp)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise SpecError(name, f"must be a positive integer, got {v!r}")
+    if model.n_heads % tp:
+        raise SpecError("tp", f"tp={tp} does not divide the {model.n_heads} attention heads of {model.name}")
+    kv = model.n_kv_heads
+    if not model.is_mla and kv % tp and tp % kv:
+        raise SpecError("tp", f"tp={tp} neither divides nor is a multiple of the {kv} KV heads of {model.name}")
+    if pp > model.n_layers:
+        raise SpecError("pp", f"pp={pp} exceeds the {model.n_layers} layers of {model.name}")
+
+
+def _stage_layers(n_layers: int, pp: int) -> list[int]:
+    """Layers per pipeline stage, earlier stages taking the remainder (as vLLM does)."""
+    base, extra = divmod(n_layers, pp)
+    return [base + (1 if i < extra else 0) for i in range(pp)]
+
+
+class _Shard:
+    """Per-device shapes of one model under a tensor-parallel degree."""
+
+    def __init__(self, m: ModelArch, tp: int) -> None:
+        self.heads = m.n_heads // tp
+        self.kv_heads = max(1, m.n_kv_heads // tp)  # replicated when tp exceeds the KV heads
+        rep, sharded = m.attn_in_params()
+        self.attn_in = rep + sharded / tp
+        self.attn_in_out_w = (self.heads + 2 * self.kv_heads) * m.head_dim
+        self.attn_out = m.attn_out_params() / tp
+        self.attn_out_in_w = self.heads * m.v_dim
+        self.ffn = m.ffn_dim / tp
+        self.moe_ffn = m.moe_ffn_dim / tp
+        self.expert = m.ffn_params(m.moe_ffn_dim) / tp
+        self.kv_elems = m.kv_elems_per_token_layer() if m.is_mla else 2 * self.kv_heads * m.head_dim
+        self.vocab = m.vocab / tp
+
+    def layer_weight_params(self, m: ModelArch, moe: bool, tp: int) -> float:
+        rep, _ = m.attn_in_params()
+        n = m.layer_params(moe) / tp + rep * (1 - 1 / tp)
+        if moe:
+            n += m.hidden * m.n_experts * (1 - 1 / tp)  # router is replicated
+        return n
+
+
+def kv_capacity_tokens(device: Device, model: ModelArch, tp: int = 1, pp: int = 1,
+                       gpu_memory_utilization: float = 0.9,
+                       activation_reserve_frac: float | None = None) -> int:
+    """KV tokens one client can cache, as vLLM sizes its block pool.
+
+    Per device: ``mem * utilisation - weight shard - activation reserve``, divided by the KV
+    bytes one token needs on that device (its KV heads of its stage's layers). The reserve is
+    ``activation_reserve_frac * mem`` when given, else an estimate of vLLM's profiling run (a
+    forward of 8192 tokens, fp32 logits of 256 sequences, 1 GB of non-torch memory).
+    """
+    check_parallelism(model, tp, pp)
+    if not 0 < gpu_memory_utilization <= 1:
+        raise SpecError("gpu_memory_utilization", f"must be in (0, 1], got {gpu_memory_utilization}")
+    sh = _Shard(model, tp)
+    mem = device.mem_gb * 1e9
+    wb = model.weight_bytes_per_param
+    worst_weights, worst_layers = 0.0, 0
+    start = 0
+    for i, n in enumerate(_stage_layers(model.n_layers, pp)):
+        dense = max(0, min(start + n, model.n_layers - model.n_moe_layers) - start)
+        params = dense * sh.layer_weight_params(model, False, tp)
+        params += (n - dense) * sh.layer_weight_params(model, True, tp)
+        if i == 0:
+            params += model.embedding_params() / tp
+        if i == pp - 1:
+            params += model.lm_head_params() / tp
+        worst_weights = max(worst_weights, params * wb)
+        worst_layers = max(worst_layers, n)
+        start += n
+    if activation_reserve_frac is None:
+        ffn_w = max(sh.ffn, sh.moe_ffn * model.top_k) * (2 if model.gated_ffn else 1)
+        reserve = _NON_TORCH_BYTES + _VLLM_PROFILE_TOKENS * (ffn_w + 4 * model.hidden) * model.act_bytes
+        if model.has_lm_head:
+            reserve += _VLLM_PROFILE_SEQS * sh.vocab * 4
+    elif 0 <= activation_reserve_frac < 1:
+        reserve = activation_reserve_frac * mem
+    else:
+        raise SpecError("activation_reserve_frac", f"must be in [0, 1), got {activation_reserve_frac}")
+    free = mem * gpu_memory_utilization - worst_weights - reserve
+    if free <= 0:
+        raise SpecError(
+            "model",
+            f"{model.name} does not fit on {tp * pp} x {device.name} (tp={tp}, pp={pp}): the weights need "
+            f"{worst_weights / 1e9:.1f} GB per device, {mem * gpu_memory_utilization / 1e9:.1f} GB usable, "
+            f"{reserve / 1e9:.1f} GB reserved for activations",
+        )
+    per_token = worst_layers * sh.kv_elems * model.kv_bytes_per_elem
+    return int(free // per_token)
+
+
+class AnalyticalPerfModel:
+    """Roofline cost of batch steps of ``model`` on ``tp * pp`` devices of one kind."""
+
+    def __init__(self, device: Device, model: ModelArch, tp: int = 1, pp: int = 1,
+                 step_overhead_s: float | None = None, seq_overhead_s: float | None = None,
+                 compute_dtype: str | None = None) -> None:
+        check_parallelism(model, tp, pp)
+        for name, v in (("step_overhead_s", step_overhead_s), ("seq_overhead_s", seq_overhead_s)):
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
+                raise SpecError(f"perf.{name}", f"must be a non-negative number of seconds, got {v!r}")
+        self.device, self.model, self.tp, self.pp = device, model, tp, pp
+        self.n_devices = tp * pp
+        if compute_dtype is None:
+            compute_dtype = "fp8" if model.weight_bytes_per_param <= 1 and "fp8" in device.tflops else "bf16"
+        self.compute_dtype = compute_dtype
+        d = device
+        self._flops = d.peak_flops(compute_dtype)
+        self._bw = d.mem_bw_gbs * 1e9 * d.mem_eff  # achievable bytes/s
+        self._gemm_rate = self._flops * d.compute_eff  # achievable FLOP/s of a large GEMM
+        self._attn_rate = self._flops * d.attn_eff
+        self._ramp = d.gemm_ramp_tokens
+        self._klat = d.kernel_latency_us * 1e-6
+        self._link = d.scaleup_bw_gbs * 1e9 * d.comm_eff
+        if step_overhead_s is None:
+            step_overhead_s = d.step_overhead_us * 1e-6 * pp + d.layer_overhead_us * 1e-6 * model.n_layers
+        self.step_overhead_s = float(step_overhead_s)
+        self.seq_overhead_s = d.seq_overhead_us * 1e-6 if seq_overhead_s is None else float(seq_overhead_s)
+        self._idle_j = self.n_devices * d.idle_w  # J per second of step
+        self._dyn_j = tp * (d.peak_w - d.idle_w)  # J per second of active roofline time
+        self._shard = sh = _Shard(model, tp)
+        self._wb, self._ab = model.weight_bytes_per_param, model.act_bytes
+        self._kvb = sh.kv_elems * model.kv_bytes_per_elem  # KV bytes per token per layer per device
+        self._n_dense = model.n_layers - model.n_moe_layers
+        # attention constants (per layer, one device)
+        dqk, dv = model.attn_dims(decode=False)
+        self._pf_flops_per_pair = 2.0 * sh.heads * (dqk + dv)
+        self._pf_q_bytes = sh.heads * (dqk + dv) * self._ab + self._kvb  # read q, write o and new kv
+        dqk, dv = model.attn_dims(decode=True)
+        self._dec_c = 2.0 * sh.heads * (dqk + dv) / self._attn_rate  # s per attended key
+        self._dec_m = self._kvb / self._bw  # s per attended key
+        self._dec_mq = (sh.heads * (dqk + dv) * self._ab + self._kvb) / self._bw  # s per decoding sequence
+        self._layers = float(model.n_layers)
+        self._tok_memo: dict[int, Cost] = {}
+        self._head_memo: dict[int, Cost] = {}
+        self._fixed_memo: dict[tuple[int, int, int], tuple[float, float, float, float, float]] = {}
+
+    # ---- operator costs ------------------------------------------------------------------
+    def gemm(self, tokens: float, params: float, in_w: float, out_w: float, groups: float = 1.0) -> Cost:
+        """One (grouped) GEMM kernel: ``tokens`` rows spread over ``groups`` weights of ``params`` in all.
+
+        Each group runs ``tokens / groups`` rows at efficiency ``compute_eff * M / (M + ramp)``.
+        """
+        compute = 2.0 * params * (tokens / groups + self._ramp) / self._gemm_rate
+        memory = (params * self._wb + tokens * (in_w + out_w) * self._ab) / self._bw
+        busy = max(compute, memory)
+        return busy + self._klat, compute, memory, busy
+
+    def stream(self, nbytes: float, kernels: int = 1) -> Cost:
+        """Memory-bound elementwise kernels moving ``nbytes`` in total."""
+        memory = nbytes / self._bw
+        return memory + kernels * self._klat, 0.0, memory, memory
+
+    def allreduce_time(self, nbytes: float) -> float:
+        """Ring all-reduce of ``nbytes`` over the tp devices of a stage; 0 when tp == 1."""
+        tp = self.tp
+        if tp == 1:
+            return 0.0
+        d = self.device
+        return ((d.comm_base_us + 2 * (tp - 1) * d.scaleup_latency_us + d.sync_us * math.log2(tp)) * 1e-6
+                + 2 * (tp - 1) / tp * nbytes / self._link)
+
+    def send_time(self, nbytes: float) -> float:
+        """Point-to-point activation send between pipeline stages."""
+        d = self.device
+        return (d.comm_base_us + d.scaleup_latency_us) * 1e-6 + nbytes / self._link
+
+    def comm_time(self, tokens: int) -> float:
+        """TP all-reduces (two per layer, one after the embedding) and PP sends of a step's activations."""
+        nbytes = tokens * self.model.hidden * self._ab
+        return (2 * self.model.n_layers + 1) * self.allreduce_time(nbytes) + (self.pp - 1) * self.send_time(nbytes)
+
+    def _moe_ffn(self, t: int) -> Cost:
+        """Router, the routed experts the t tokens touch (grouped GEMMs), shared experts."""
+        m, sh = self.model, self._shard
+        e, k = m.n_experts, m.top_k
+        hit = e * (1.0 - (1.0 - k / e) ** t)  # expected distinct experts touched by t tokens
+        rows = t * k
+        up_w = sh.moe_ffn * (2 if m.gated_ffn else 1)
+        parts = [
+            self.gemm(t, m.hidden * e, m.hidden, e),  # router (replicated)
+            self.gemm(rows, hit * m.hidden * up_w, m.hidden, up_w, hit),
+            self.stream(rows * (up_w + sh.moe_ffn) * self._ab),
+            self.gemm(rows, hit * m.hidden * sh.moe_ffn, sh.moe_ffn, m.hidden, hit),
+        ]
+        if m.n_shared_experts:
+            parts.extend(self._dense_ffn(t, m.n_shared_experts * sh.moe_ffn))
+        return _sum(parts)
+
+    def _dense_ffn(self, t: int, inner: float) -> list[Cost]:
+        m, d = self.model, self.model.hidden
+        up_w = inner * (2 if m.gated_ffn else 1)
+        return [self.gemm(t, d * up_w, d, up_w), self.stream(t * (up_w + inner) * self._ab),
+                self.gemm(t, d * inner, inner, d)]
+
+    def _token_cost(self, t: int) -> Cost:
+        """Everything in a step whose cost depends only on its token count (memoised)."""
+        hit = self._tok_memo.get(t)
+        if hit is not None:
+            return hit
+        if t <= 0:
+            return _ZERO
+        m, sh, ab, d = self.model, self._shard, self._ab, self.model.hidden
+        attn = [self.gemm(t, sh.attn_in, d, sh.attn_in_out_w), self.gemm(t, sh.attn_out, sh.attn_out_in_w, d)]
+        # two fused residual-add + norm kernels (read x and residual, write both) and rotary q/k
+        rope = 0 if m.learned_pos_emb else 2 * (sh.heads + sh.kv_heads) * m.head_dim
+        attn.append(self.stream(t * (8 * d + rope) * ab, kernels=3))
+        per_dense = _sum(attn + self._dense_ffn(t, sh.ffn))
+        cost = _scale(per_dense, self._n_dense)
+        if m.n_moe_layers:
+            cost = _sum([cost, _scale(_sum(attn + [self._moe_ffn(t)]), m.n_moe_layers)])
+        # embedding gather and final norm
+        cost = _sum([cost, self.stream(t * d * ab * 2), self.stream(t * d * ab * 4)])
+        self._tok_memo[t] = cost
+        return cost
+
+    def _head_cost(self, rows: int) -> Cost:
+        """LM head over the rows that need logits (last token of each sequence)."""
+        hit = self._head_memo.get(rows)
+        if hit is None:
+            m = self.model
+            hit = self.gemm(rows, self._shard.vocab * m.hidden, m.hidden, self._shard.vocab) if rows else _ZERO
+            self._head_memo[rows] = hit
+        return hit
+
+    def _fixed(self, tokens: int, rows: int, seqs: int) -> tuple[float, float, float, float, float]:
+        """(time, compute, memory, comm, active) of a step minus its attention kernels."""
+        key = (tokens, rows, seqs)
+        hit = self._fixed_memo.get(key)
+        if hit is None:
+            tok, head = self._token_cost(tokens), self._head_cost(rows)
+            comm = self.comm_time(tokens)
+            overhead = self.step_overhead_s + self.seq_overhead_s * seqs + self.device.token_overhead_us * 1e-6 * tokens
+            hit = (tok[0] + head[0] + comm + overhead, tok[1] + head[1], tok[2] + head[2], comm,
+                   tok[3] + head[3] + comm)
+            self._fixed_memo[key] = hit
+        return hit
+
+    # ---- attention ------------------------------------------------------------------------
+    def prefill_attention(self, prefills: Sequence[tuple[int, int]]) -> Cost:
+        """One varlen flash-attention kernel per layer over all prefill chunks, times the layers."""
+        pairs = 0
+        kv_tokens = 0
+        q_tokens = 0
+        causal = self.model.causal
+        for past, new in prefills:
+            pairs += new * past + (new * (new + 1) // 2 if causal else new * new)
+            kv_tokens += past + new
+            q_tokens += new
+        if not q_tokens:
+            return _ZERO
+        compute = pairs * self._pf_flops_per_pair / self._attn_rate
+        memory = (kv_tokens * self._kvb + q_tokens * self._pf_q_bytes) / self._bw
+        busy = max(compute, memory)
+        n = self._layers
+        return (busy + self._klat) * n, compute * n, memory * n, busy * n
+
+    def _decode_attention(self, n: int, ctx_sum: Any, mx: Callable[[Any, Any], Any]) -> Cost:
+        """Decode attention of n sequences with ``ctx_sum`` cached keys; scalar or numpy vector.
+
+        The same expression serves ``step`` (mx=max) and ``decode_steps`` (mx=np.maximum), so both
+        round identically.
+        """
+        keys = ctx_sum + n  # each sequence also attends to its new token
+        compute = keys * self._dec_c
+        memory = keys * self._dec_m + n * self._dec_mq
+        busy = mx(compute, memory)
+        layers = self._layers
+        return (busy + self._klat) * layers, compute * layers, memory * layers, busy * layers
+
+    # ---- PerfModel protocol ---------------------------------------------------------------
+    def step(self, prefills: Sequence[tuple[int, int]], n_decode: int, decode_ctx_sum: int) -> StepCost:
+        if not prefills:
+            return self._decode_step(n_decode, decode_ctx_sum)
+        tokens = n_decode
+        for _, new in prefills:
+            tokens += new
+        seqs = len(prefills) + n_decode
+        rows = seqs if self.model.has_lm_head else 0
+        f_time, f_comp, f_mem, comm, f_act = self._fixed(tokens, rows, seqs)
+        a_time, a_comp, a_mem, a_act = self.prefill_attention(prefills)
+        time = f_time + a_time
+        comp, mem, act = f_comp + a_comp, f_mem + a_mem, f_act + a_act
+        if n_decode:
+            d = self._decode_attention(n_decode, decode_ctx_sum, max)
+            time += d[0]
+            comp, mem, act = comp + d[1], mem + d[2], act + d[3]
+        return StepCost(time, comp, mem, comm, self._idle_j * time + self._dyn_j * min(act, time))
+
+    def _decode_step(self, n: int, ctx_sum: int) -> StepCost:
+        if n <= 0:
+            return StepCost(0.0, 0.0, 0.0, 0.0, 0.0)
+        f_time, f_comp, f_mem, comm, f_act = self._fixed(n, n if self.model.has_lm_head else 0, n)
+        a_time, a_comp, a_mem, a_act = self._decode_attention(n, ctx_sum, max)
+        time = f_time + a_time
+        act = f_act + a_act
+        return StepCost(time, f_comp + a_comp, f_mem + a_mem, comm, self._idle_j * time + self._dyn_j * min(act, time))
+
+    def decode_steps(self, n_decode: int, ctx_sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        ctx = np.asarray(ctx_sums, dtype=np.int64)
+        if n_decode <= 0:
+            return np.zeros(ctx.shape), np.zeros(ctx.shape)
+        f_time, _, _, _, f_act = self._fixed(n_decode, n_decode if self.model.has_lm_head else 0, n_decode)
+        a_time, _, _, a_act = self._decode_attention(n_decode, ctx, np.maximum)
+        time = f_time + a_time
+        act = f_act + a_act
+        return time, self._idle_j * time + self._dyn_j * np.minimum(act, time)
+
+    # ---- memory ---------------------------------------------------------------------------
+    def max_kv_tokens(self, gpu_memory_utilization: float = 0.9, activation_reserve_frac: float | None = None) -> int:
+        """KV token capacity of this client (see ``kv_capacity_tokens``)."""
+        return kv_capacity_tokens(self.device, self.model, self.tp, self.pp, gpu_memory_utilization,
+                                  activation_reserve_frac)
+
+
+def _sum(costs: Sequence[Cost]) -> Cost:
+    t = c = m = a = 0.0
+    for ct, cc, cm, ca in costs:
+        t += ct
+        c += cc
+        m += cm
+        a += ca
+    return t, c, m, a
+
+
+def _scale(cost: Cost, k: float) -> Cost:
+    return cost[0] * k, cost[1] * k, cost[2] * k, cost[3] * k
+
+
+__all__ = ["AnalyticalPerfModel", "check_parallelism", "kv_capacity_tokens"]
