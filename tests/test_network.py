@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from sim_engine.kernel import Kernel
@@ -167,3 +168,34 @@ def test_bad_inputs():
         net.start(["l", "l"], 1, lambda _: None, None)
     with pytest.raises(ValueError):
         net.start(["l"], -1, lambda _: None, None)
+
+
+def test_random_mix_respects_capacity_and_bounds():
+    rng = np.random.default_rng(11)
+    k = Kernel()
+    net = Network(k)
+    bws = {f"l{i}": float(rng.uniform(1, 20)) for i in range(6)}
+    lats = {lid: round(float(rng.uniform(0, 2)), 3) for lid in bws}  # whole ns
+    for lid, bw in bws.items():
+        net.add_link(lid, bw, lats[lid])
+    started: dict[int, tuple[int, list[str], int]] = {}
+    done: dict[int, int] = {}
+
+    def launch(i):
+        path = sorted(rng.choice(list(bws), size=int(rng.integers(1, 4)), replace=False).tolist())
+        nbytes = int(rng.integers(0, 50_000))
+        started[i] = (k.now, path, nbytes)
+        net.start(path, nbytes, lambda i: done.__setitem__(i, k.now), i)
+
+    for i in range(200):
+        k.schedule(int(rng.integers(0, 100_000)), 1, launch, i)
+    run(k)
+    assert sorted(done) == list(range(200)) and net.active() == 0
+    for i, (t0, path, nbytes) in started.items():
+        lat = sum(lats[p] * 1000 for p in path)
+        assert done[i] >= t0 + lat + nbytes / min(bws[p] for p in path) - 1e-6
+    st = net.link_stats(k.now)
+    for lid, bw in bws.items():
+        sent = sum(n for _, path, n in started.values() if lid in path)
+        assert st[lid]["bytes_moved"] == sent
+        assert sent <= bw * st[lid]["busy_ns"] + 1e-6  # never above capacity while busy
