@@ -77,6 +77,7 @@ class LLMClient:
         self.phase = [0] * self.bs
         self.finish_heap: list[tuple[int, int, Request]] = []
         self.admit_seq = 0
+        self.next_key = 0
         self.busy = False
         self.plan_pending = False
         self.version = 0  # bumps when a scheduled step-end event becomes stale
@@ -102,27 +103,23 @@ class LLMClient:
 
     # ------------------------------------------------------------------ intake
 
-    @property
-    def n_dec(self) -> int:
-        return len(self.decoding)
-
     def rejects(self, req: Request) -> tuple[str, str]:
         """(reason code, detail) when this client can never serve ``req``; ("", "") when it can."""
-        total = req.prompt + req.output
+        total = req.prompt + req.target
         if total > self.max_len:
             return "exceeds_max_model_len", f"prompt+output {total} > max_model_len {self.max_len}"
         if _ceil_div(total, self.bs) > self.total_blocks:
             return "exceeds_kv_capacity", f"prompt+output {total} > KV capacity {self.total_blocks * self.bs} tokens"
-        if self.batching != "chunked" and req.prompt > self.budget:
+        if self.batching != "chunked" and req.mode != "decode" and req.prompt - req.cached > self.budget:
             return "exceeds_batch_token_budget", (f"prompt {req.prompt} > max_num_batched_tokens {self.budget} "
                                                   "(use chunked batching)")
         return "", ""
 
     def submit(self, req: Request, now: int) -> None:
-        """Queue a request (already checked with ``rejects``)."""
+        """Queue a request (already checked with ``rejects``); ``req.mode`` says what to do with it."""
         req.client = self
         req.enqueue_ns = now
-        req.prefilled = 0
+        req.prefilled = req.cached
         self.waiting.append(req)
         self.poke(now)
 
@@ -142,48 +139,106 @@ class LLMClient:
             self.sim.kernel.schedule(now, PRIO_DECIDE, self._plan)
 
     # ------------------------------------------------------------------ KV bookkeeping
+    # A decoding sequence owns ceil(ctx / block_size) - shared blocks (implicit, from its context);
+    # a request that is prefilling, or the parent of reasoning branches, owns ``blocks`` (explicit).
 
-    def _join_decode(self, req: Request, ctx: int) -> None:
-        """Add a request whose KV holds ``ctx`` tokens to the decode set."""
-        req.base = ctx - self.G
-        req.finish_g = self.G + (req.output - req.generated)
-        req.live = True
-        self.decoding[req.idx] = req
-        self.sum_base += req.base
-        self.phase[(-req.base) % self.bs] += 1
-        heapq.heappush(self.finish_heap, (req.finish_g, req.admit_seq, req))
+    def _add_seq(self, seq: Request, ctx: int) -> None:
+        """Add one sequence whose KV holds ``ctx`` tokens to the decode set."""
+        self.next_key += 1
+        seq.key = self.next_key
+        seq.base = ctx - self.G
+        seq.finish_g = self.G + (seq.target - seq.generated)
+        seq.live = True
+        self.decoding[seq.key] = seq
+        self.sum_base += seq.base
+        self.phase[(-seq.base) % self.bs] += 1
+        heapq.heappush(self.finish_heap, (seq.finish_g, seq.key, seq))
 
-    def _leave_decode(self, req: Request) -> None:
-        del self.decoding[req.idx]
-        req.live = False
-        self.sum_base -= req.base
-        self.phase[(-req.base) % self.bs] -= 1
-        self.used_blocks -= _ceil_div(req.base + self.G, self.bs)
+    def _join_decode(self, req: Request, ctx: int, now: int) -> None:
+        """A request whose KV (``ctx`` tokens) is in place starts decoding, maybe as N branches."""
+        reasoning = req.pipeline[req.stage].params.get("reasoning") if req.pipeline else None
+        n = reasoning["branches"] if reasoning else 1
+        if n == 1:
+            req.blocks = 0  # ownership becomes implicit
+            self._add_seq(req, ctx)
+            self.joined.append(now)
+            return
+        # parallel branches share the prompt's KV blocks; a partial last block is copied on write
+        req.children = []
+        req.branches_left = reasoning["first_k"]
+        full = _ceil_div(ctx, self.bs)
+        partial = ctx % self.bs != 0
+        for b in range(n):
+            child = Request(req.idx, None, req.arrival_ns, req.prompt, req.output, req.model)
+            child.parent, child.generated, child.target = req, req.generated, req.target
+            child.client, child.admit_seq = self, req.admit_seq
+            child.shared = full - (1 if partial and b else 0)
+            if partial and b:
+                self.used_blocks += 1
+            req.children.append(child)
+            self._add_seq(child, ctx)
+            self.joined.append(now)
+
+    def _leave_decode(self, seq: Request) -> None:
+        del self.decoding[seq.key]
+        seq.live = False
+        self.sum_base -= seq.base
+        self.phase[(-seq.base) % self.bs] -= 1
+        self.used_blocks -= _ceil_div(seq.base + self.G, self.bs) - seq.shared
+
+    def _release(self, req: Request) -> None:
+        """Free every KV block a request (and its branches) holds on this client."""
+        if req.live:
+            self._leave_decode(req)
+        for child in req.children or ():
+            if child.live:
+                self._leave_decode(child)
+        req.children = None
+        self.used_blocks -= req.blocks
+        req.blocks = 0
 
     def _preempt_one(self, now: int) -> bool:
         """Preempt (recompute) the most recently admitted request; False if none is admitted."""
-        victims = list(self.decoding.values()) + self.prefilling
+        victims = [s.parent or s for s in self.decoding.values()] + self.prefilling
         if not victims:
             return False
         victim = max(victims, key=lambda r: r.admit_seq)
-        if victim.live:
-            self._leave_decode(victim)
-        else:
+        if victim in self.prefilling:
             self.prefilling.remove(victim)
-            self.used_blocks -= victim.blocks
-        victim.blocks = 0
+        self._release(victim)
         victim.prefilled = 0
+        victim.cached = 0
+        victim.mode = "llm" if victim.mode == "decode" else victim.mode  # its KV is gone: recompute here
         victim.preemptions += 1
         self.preemptions_total += 1
         self.waiting.appendleft(victim)
         self.sim.note_preempted(victim, self, now)
         return True
 
-    def _prefill_len(self, req: Request) -> int:
+    @staticmethod
+    def _prefill_len(req: Request) -> int:
         # a recomputed request prefills its prompt plus the tokens it had generated
         return req.prompt + req.generated
 
     # ------------------------------------------------------------------ scheduling
+
+    def _admit_decodes(self, now: int) -> None:
+        """Requests whose KV arrived from a prefill client join the decode set (no compute needed)."""
+        waiting, bs = self.waiting, self.bs
+        while waiting and waiting[0].mode == "decode" and len(self.decoding) + len(self.prefilling) < self.max_seqs:
+            req = waiting[0]
+            ctx = req.prompt + req.generated - 1
+            need = _ceil_div(ctx, bs)
+            if need > self.total_blocks - self.used_blocks:
+                return
+            waiting.popleft()
+            self.used_blocks += need
+            req.blocks = need
+            self.admit_seq += 1
+            req.admit_seq = self.admit_seq
+            if req.stage_start_ns < 0:
+                req.stage_start_ns = now
+            self._join_decode(req, ctx, now)
 
     def _admit(self, budget: int, allow_partial: bool, now: int) -> list[tuple[Request, int]]:
         """Take prefill work, FCFS, within the token budget, sequence limit and free KV."""
@@ -195,8 +250,7 @@ class LLMClient:
                 if budget <= 0:
                     break
                 want = min(self._prefill_len(req) - req.prefilled, budget)
-                fit = (req.blocks + free) * bs - req.prefilled
-                take = min(want, fit)
+                take = min(want, (req.blocks + free) * bs - req.prefilled)
                 if take <= 0:
                     continue
                 new_blocks = _ceil_div(req.prefilled + take, bs) - req.blocks
@@ -207,13 +261,13 @@ class LLMClient:
                 chunks.append((req, take))
         seqs = len(self.decoding) + len(self.prefilling)
         waiting = self.waiting
-        while waiting and seqs < self.max_seqs and budget > 0:
+        while waiting and seqs < self.max_seqs and budget > 0 and waiting[0].mode != "decode":
             req = waiting[0]
-            plen = self._prefill_len(req)
-            take = min(plen, budget) if allow_partial else plen
+            rest = self._prefill_len(req) - req.prefilled
+            take = min(rest, budget) if allow_partial else rest
             if take > budget and not (req.generated > 0 and not chunks):
                 break  # whole prompts only: it waits for a step with room (a recompute may run alone)
-            need = _ceil_div(take, bs)
+            need = _ceil_div(req.prefilled + take, bs)
             if need > free:
                 break
             waiting.popleft()
@@ -224,6 +278,8 @@ class LLMClient:
             req.admit_seq = self.admit_seq
             if req.scheduled_ns < 0:
                 req.scheduled_ns = now
+            if req.stage_start_ns < 0:
+                req.stage_start_ns = now
             budget -= take
             seqs += 1
             self.prefilling.append(req)
@@ -241,6 +297,7 @@ class LLMClient:
             return
         now = self.sim.kernel.now
         mode = self.batching
+        self._admit_decodes(now)
         chunks: list[tuple[Request, int]] = []
         decode = bool(self.decoding)
         if mode == "continuous":
@@ -273,10 +330,8 @@ class LLMClient:
 
     def _start_step(self, chunks: list[tuple[Request, int]], decode: bool, now: int) -> None:
         n_dec = len(self.decoding) if decode else 0
-        new_blocks = 0
         if n_dec:
-            new_blocks = self.phase[self.G % self.bs]
-            self.used_blocks += new_blocks
+            self.used_blocks += self.phase[self.G % self.bs]
         ctx_sum = self.sum_base + n_dec * self.G if n_dec else 0
         cost = self.perf.step([(r.prefilled, take) for r, take in chunks], n_dec, ctx_sum)
         dur = max(1, round(cost.time_s * 1e9))
@@ -317,22 +372,18 @@ class LLMClient:
             if req.first_token_ns < 0:
                 req.first_token_ns = now
                 self.sim.note_first_token(req, self, now)
-            if req.generated >= req.output:
-                self.used_blocks -= req.blocks
-                req.blocks = 0
+            if req.mode == "prefill" or req.generated >= req.target:
+                self._release(req)
                 self._finish(req, now)
             else:
-                self._join_decode(req, plen)
-                self.joined.append(now)
+                self._join_decode(req, plen, now)
         if n_dec:
             self._complete_due(now)
         self.poke(now)
-
     def _start_run(self, now: int) -> None:
         """Start a closed-form run of decode-only steps (at least one)."""
         heap = self.finish_heap
-        while heap and not (heap[0][2].live and heap[0][2].finish_g == heap[0][0]
-                            and heap[0][2].client is self and heap[0][2].admit_seq == heap[0][1]):
+        while heap and not (heap[0][2].live and heap[0][2].key == heap[0][1] and heap[0][2].client is self):
             heapq.heappop(heap)
         n_dec, bs, G = len(self.decoding), self.bs, self.G
         k = min(heap[0][0] - G, MAX_RUN_STEPS)
@@ -400,11 +451,21 @@ class LLMClient:
     def _complete_due(self, now: int) -> None:
         heap, G = self.finish_heap, self.G
         while heap and heap[0][0] <= G:
-            finish_g, seq, req = heapq.heappop(heap)
-            if req.live and req.finish_g == finish_g and req.admit_seq == seq and req.client is self:
-                req.generated = req.output
-                self._leave_decode(req)
-                self._finish(req, now)
+            finish_g, key, seq = heapq.heappop(heap)
+            if not (seq.live and seq.key == key and seq.client is self):
+                continue  # stale: the sequence was preempted or cancelled
+            seq.generated = seq.target
+            self._leave_decode(seq)
+            parent = seq.parent
+            if parent is None:
+                self._finish(seq, now)
+                continue
+            parent.tokens_total += seq.target - parent.generated  # tokens of finished branches
+            parent.branches_left -= 1
+            if parent.branches_left == 0:  # the first k branches are done: the rest are cancelled
+                parent.generated = seq.target
+                self._release(parent)
+                self._finish(parent, now)
 
     def _finish(self, req: Request, now: int) -> None:
         self.completed_total += 1
@@ -414,13 +475,13 @@ class LLMClient:
 
     def fail(self, now: int) -> list[Request]:
         """Stop at once; returns every request it held (the caller decides their fate)."""
-        held = list(self.waiting) + self.prefilling + list(self.decoding.values())
+        held = list(self.waiting) + self.prefilling
+        held += list(dict.fromkeys(s.parent or s for s in self.decoding.values()))
+        for req in held:
+            self._release(req)
         self.waiting.clear()
         self.prefilling.clear()
-        for req in list(self.decoding.values()):
-            self._leave_decode(req)
         self.finish_heap.clear()
-        self.used_blocks = 0
         self.status = "failed"
         self.version += 1
         self.busy = False
@@ -440,6 +501,13 @@ class LLMClient:
     def load(self) -> int:
         """Requests queued or running (join-shortest-queue's measure)."""
         return len(self.waiting) + len(self.prefilling) + len(self.decoding)
+
+    def num_running(self) -> int:
+        return len(self.decoding) + len(self.prefilling)
+
+    def running_tokens(self) -> int:
+        """Tokens held in KV by the running batch (decode contexts plus prefilled prompt parts)."""
+        return self.sum_base + len(self.decoding) * self.G + sum(r.prefilled for r in self.prefilling)
 
     def waiting_prompt_tokens(self) -> int:
         return sum(r.prompt + r.generated for r in self.waiting)

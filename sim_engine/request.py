@@ -28,6 +28,11 @@ class Request:
         # scheduling state on the LLM client serving it
         "client", "enqueue_ns", "scheduled_ns", "first_token_ns", "prefilled", "generated",
         "blocks", "base", "finish_g", "admit_seq", "preemptions", "last_token_ns", "live",
+        # pipeline progress
+        "pipeline", "stage", "prev_client", "stage_ready_ns", "stage_start_ns", "bytes_in", "out_bytes",
+        # LLM stage shape: what this client does with it, and reasoning branches
+        "mode", "cached", "key", "parent", "children", "branches_left", "shared", "prefix_key",
+        "target", "tokens_total", "difficulty",
     )
 
     def __init__(self, idx: int, rid: str, arrival_ns: int, prompt: int, output: int, model: str):
@@ -50,6 +55,24 @@ class Request:
         self.preemptions = 0
         self.last_token_ns = -1
         self.live = False  # in the client's decode set
+        self.pipeline = ()  # tuple of pipeline.Stage
+        self.stage = 0
+        self.prev_client = None  # client of the previous stage (data moves from there)
+        self.stage_ready_ns = arrival_ns
+        self.stage_start_ns = -1
+        self.bytes_in = 0
+        self.out_bytes = 0  # what the last finished stage hands to the next client
+        self.mode = "llm"  # llm (prefill+decode) | prefill | decode
+        self.cached = 0  # prompt tokens whose KV was fetched (kv_retrieval hit)
+        self.key = 0  # per-client key in its decode set
+        self.parent = None  # the request a reasoning branch belongs to
+        self.children = None  # live reasoning branches of this request
+        self.branches_left = 0  # branches still to finish before the stage ends
+        self.shared = 0  # KV blocks a branch shares with its parent (freed by the parent)
+        self.prefix_key = None  # cacheable prefix identity (kv_retrieval)
+        self.target = output  # tokens this LLM stage must produce (per branch)
+        self.tokens_total = 0  # tokens produced by all branches of this request
+        self.difficulty = 0.0
 
 
 STATUS_COMPLETED = 1
@@ -91,5 +114,35 @@ class RequestRecords:
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The records as numpy arrays, in the order requests ended."""
+        return {name: np.frombuffer(col, dtype=np.dtype(col.typecode)) if len(col) else
+                np.zeros(0, dtype=np.dtype(col.typecode)) for name, col in self.cols.items()}
+
+
+class StageRecords:
+    """Columnar per-stage rows: where each stage of each request ran, when, and the bytes it received."""
+
+    COLUMNS = {"idx": "q", "stage": "b", "group": "b", "client": "l", "ready_ns": "q", "enqueue_ns": "q",
+               "start_ns": "q", "end_ns": "q", "bytes_in": "q"}
+
+    def __init__(self) -> None:
+        self.cols = {name: array(code) for name, code in self.COLUMNS.items()}
+
+    def add(self, req: Request, group: int, client_index: int, end_ns: int) -> None:
+        c = self.cols
+        c["idx"].append(req.idx)
+        c["stage"].append(req.stage)
+        c["group"].append(group)
+        c["client"].append(client_index)
+        c["ready_ns"].append(req.stage_ready_ns)
+        start = req.stage_start_ns if req.stage_start_ns >= 0 else end_ns
+        c["enqueue_ns"].append(min(max(req.enqueue_ns, req.stage_ready_ns), start))
+        c["start_ns"].append(start)
+        c["end_ns"].append(end_ns)
+        c["bytes_in"].append(req.bytes_in)
+
+    def __len__(self) -> int:
+        return len(self.cols["idx"])
+
+    def arrays(self) -> dict[str, np.ndarray]:
         return {name: np.frombuffer(col, dtype=np.dtype(col.typecode)) if len(col) else
                 np.zeros(0, dtype=np.dtype(col.typecode)) for name, col in self.cols.items()}

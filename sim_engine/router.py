@@ -39,14 +39,17 @@ class RoundRobin(Router):
 
 
 class LeastLoaded(Router):
-    """Fewest KV blocks in use plus blocks the queued prompts will need, as a share of capacity."""
+    """Fewest KV blocks in use plus blocks the queued prompts will need, as a share of capacity
+    (for clients without a KV cache: the fewest queued and running tasks)."""
 
     name = "least_loaded"
 
     def pick(self, candidates, req, now):
-        def load(c: LLMClient) -> float:
+        def load(c) -> float:
+            if not c.total_blocks:  # a task client has no KV: its queue is its load
+                return float(c.load())
             queued = sum(-(-(r.prompt + r.generated) // c.bs) for r in c.waiting)
-            return (c.kv_used_now(now) + queued) / max(c.total_blocks, 1)
+            return (c.kv_used_now(now) + queued) / c.total_blocks
 
         return min(candidates, key=load)
 

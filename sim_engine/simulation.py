@@ -21,13 +21,19 @@ import numpy as np
 from . import perf
 from .errors import AlreadyExistsError, LimitError, NotFoundError, OutOfRangeError, SpecError
 from .kernel import PRIO_INPUT, Kernel
+from .kv_tiers import KVHierarchy
 from .llm_client import LLMClient
-from .request import STATUS_COMPLETED, STATUS_DROPPED, Request, RequestInput, RequestRecords
+from .network import Network
+from .pipeline import STAGE_ROLES, TEXT_BYTES_PER_TOKEN, Stage
+from .request import STATUS_COMPLETED, STATUS_DROPPED, Request, RequestInput, RequestRecords, StageRecords
 from .router import make_router
 from .spec import ClientSpec, SimSpec
-from .workload import ArrivalSource, ClosedLoopSource
+from .task_clients import BatchClient, GenericClient
+from .workload import ArrivalSource, ClosedLoopSource, LengthSampler
 
 NS = 1_000_000_000
+STAGE_GROUPS = ("rag", "kv_retrieval", "route", "prefill", "decode", "reasoning", "generic")
+GROUP_CODES = {g: i for i, g in enumerate(STAGE_GROUPS)}
 
 
 class StopReason(enum.Enum):
@@ -111,13 +117,20 @@ class Simulation:
         self.spec = spec
         root = np.random.SeedSequence(spec.seed)
         s_workload, s_router = root.spawn(2)
+        s_stages, s_kv, s_clients = root.spawn(3)  # spawned after: the first two streams never move
+        self._client_seeds = s_clients
         self.kernel = Kernel()
-        self.clients: list[LLMClient] = []
-        self.client_by_id: dict[str, LLMClient] = {}
+        self.network = Network(self.kernel)
+        self.clients: list = []
+        self.client_by_id: dict[str, Any] = {}
         for cs in spec.clients:
             self._add_client(cs, f"clients[{len(self.clients)}]")
         self.router = make_router(spec.router, np.random.default_rng(s_router))
+        self.stage_rng = np.random.default_rng(s_stages)
+        self.kv = KVHierarchy(list(spec.kv_tiers), spec.kv_mode, np.random.default_rng(s_kv)) \
+            if spec.kv_tiers else None
         self.records = RequestRecords()
+        self.stage_records = StageRecords()
         self.record_events = record_events
         self.events: list[Event] = []
         self.trace: list[tuple] | None = [] if record_trace else None
@@ -128,6 +141,12 @@ class Simulation:
         self.completed = 0
         self.dropped = 0
         self._user_ids: set[str] = set()
+        self._thinking_samplers: dict[str, LengthSampler] = {}
+        llm_models = [c.model.name for c in spec.clients if c.is_llm]
+        self.default_model = spec.workload.model or llm_models[0]
+        self._mix_names = list(spec.workload.pipelines)
+        weights = np.asarray([spec.workload.pipelines[n] for n in self._mix_names], dtype=float)
+        self._mix_cum = np.cumsum(weights / weights.sum())
         base_dir = Path(spec.document["base_dir"]) if spec.document.get("base_dir") else None
         w = spec.workload
         self.source: ArrivalSource | None = None
@@ -135,7 +154,6 @@ class Simulation:
         if w.arrival != "none":
             cls = ClosedLoopSource if self.closed_loop else ArrivalSource
             self.source = cls(w, s_workload, base_dir, spec.max_requests)
-            self.default_model = w.model or spec.clients[0].model.name
             if self.closed_loop:
                 for _ in range(w.arrival_params["users"]):
                     self._schedule_source(self.source.next_for_user(0))
@@ -144,15 +162,26 @@ class Simulation:
 
     # ------------------------------------------------------------------ construction
 
-    def _add_client(self, cs: ClientSpec, path: str) -> LLMClient:
+    def _add_client(self, cs: ClientSpec, path: str):
+        index = len(self.clients)
         try:
-            perf_model = perf.build_perf_model(cs.hardware, cs.model, tp=cs.tp, pp=cs.pp, kind=cs.perf_kind,
-                                    **cs.perf_options)
-            capacity = perf.kv_capacity_tokens(cs.hardware, cs.model, cs.tp, cs.pp,
-                                          cs.scheduler.gpu_memory_utilization)
+            if cs.is_llm:
+                perf_model = perf.build_perf_model(cs.hardware, cs.model, tp=cs.tp, pp=cs.pp, kind=cs.perf_kind,
+                                                   **cs.perf_options)
+                capacity = perf.kv_capacity_tokens(cs.hardware, cs.model, cs.tp, cs.pp,
+                                                   cs.scheduler.gpu_memory_utilization)
+                client = LLMClient(index, cs, perf_model, self, capacity)
+            elif cs.role == "embedding":
+                perf_model = perf.build_perf_model(cs.hardware, cs.model, tp=cs.tp, pp=cs.pp, kind=cs.perf_kind,
+                                                   **cs.perf_options)
+                client = BatchClient(index, cs, self, perf_model)
+            elif cs.role == "retrieval":
+                client = BatchClient(index, cs, self, None)
+            else:
+                seed = self._client_seeds.spawn(1)[0]
+                client = GenericClient(index, cs, self, np.random.default_rng(seed))
         except SpecError as e:
             raise SpecError(f"{path}.{e.field}", e.reason) from None
-        client = LLMClient(len(self.clients), cs, perf_model, self, capacity)
         self.clients.append(client)
         self.client_by_id[cs.id] = client
         return client
@@ -163,7 +192,7 @@ class Simulation:
 
     # ------------------------------------------------------------------ events
 
-    def _emit(self, kind: str, req: Request | None, client: LLMClient | None, data: dict | None = None) -> None:
+    def _emit(self, kind: str, req: Request | None, client, data: dict | None = None) -> None:
         if self.record_events:
             self.events.append(Event(self.kernel.now, kind, self.request_id(req) if req else "",
                                      client.id if client else "", data))
@@ -172,21 +201,44 @@ class Simulation:
     def request_id(req: Request) -> str:
         return req.rid if req.rid is not None else f"#{req.idx}"
 
-    def trace_step(self, client: LLMClient, start: int, dur: int, n_prefill: int, n_dec: int,
+    def trace_step(self, client, start: int, dur: int, n_prefill: int, n_dec: int,
                    n_tok: int, k: int = 1) -> None:
         if self.trace is not None:
             self.trace.append((client.index, start, dur, n_prefill, n_dec, n_tok, k))
 
-    # ------------------------------------------------------------------ arrivals and routing
+    # ------------------------------------------------------------------ arrivals
 
     def _schedule_source(self, item: tuple[int, int, int] | None) -> None:
         if item is not None:
             self.kernel.schedule(item[0], PRIO_INPUT, self._on_source_arrival, item)
 
-    def _new_request(self, arrival_ns: int, prompt: int, output: int, model: str, rid: str | None) -> Request:
+    def _new_request(self, arrival_ns: int, prompt: int, output: int, model: str, rid: str | None,
+                     pipeline: str | None = None) -> Request:
         req = Request(self.injected, rid, arrival_ns, prompt, output, model)
         self.injected += 1
+        if pipeline is None:
+            pipeline = self._mix_names[int(np.searchsorted(self._mix_cum, self.stage_rng.random(), "right"))] \
+                if len(self._mix_names) > 1 else self._mix_names[0]
+        req.pipeline = self.spec.pipelines[pipeline]
+        w = self.spec.workload
+        if w.prefix_tokens:
+            group = int(self.stage_rng.integers(w.prefix_groups)) if w.prefix_groups else None
+            req.prefix_key = f"g{group}" if group is not None else f"r{req.idx}"
+        for st in req.pipeline:
+            reasoning = st.params.get("reasoning")
+            if reasoning:
+                req.target = output + self._thinking_tokens(reasoning, output)
         return req
+
+    def _thinking_tokens(self, reasoning: dict, output: int) -> int:
+        spec = reasoning.get("thinking_tokens")
+        if spec is None:
+            return int(round(reasoning["thinking_multiplier"] * output))
+        key = str(spec)
+        sampler = self._thinking_samplers.get(key)
+        if sampler is None:
+            sampler = self._thinking_samplers[key] = LengthSampler(spec, self.stage_rng, None, "thinking_tokens")
+        return sampler.sample()
 
     def _on_source_arrival(self, item: tuple[int, int, int]) -> None:
         t, prompt, output = item
@@ -200,63 +252,229 @@ class Simulation:
 
     def _arrive(self, req: Request) -> None:
         self._emit("arrival", req, None, {"prompt_tokens": req.prompt, "output_tokens": req.output})
-        self._route(req)
+        self._start_stage(req)
 
-    def _candidates(self, req: Request) -> list[LLMClient]:
-        return [c for c in self.clients if c.model == req.model and c.status == "active"
-                and c.spec.role == "both"]
+    # ------------------------------------------------------------------ the stage machine
 
-    def _route(self, req: Request) -> None:
+    def _start_stage(self, req: Request) -> None:
+        """Make the request's current stage ready: route it (or finish the request)."""
         now = self.kernel.now
-        candidates = self._candidates(req)
+        if req.stage >= len(req.pipeline):
+            self._complete(req, now)
+            return
+        st = req.pipeline[req.stage]
+        req.stage_ready_ns = now
+        req.stage_start_ns = -1
+        req.bytes_in = 0
+        if st.kind == "decode" and req.generated >= req.target:
+            self.stage_done(req, None, now)  # the prefill produced every token asked for
+            return
+        if st.kind == "route":
+            self._ask_route(req, st, self._route_models(st), now)
+            return
+        pinned = req.prev_client if req.stage and req.pipeline[req.stage - 1].kind == "kv_retrieval" else None
+        candidates = [pinned] if pinned is not None else self._candidates(req, st)
         if not candidates:
             self.drop(req, None, now, "no_capable_client")
             return
-        if self.router is None:
-            self._decision_seq += 1
-            d = Decision(self._decision_seq, self.request_id(req), 0, "llm", req.model,
-                         [c.id for c in candidates], now, req.prompt, req.output)
-            self.pending[d.decision_id] = (d, req)
-            self._emit("decision", req, None, {"decision_id": d.decision_id})
-            self._halt = StopReason.DECISION_NEEDED
+        if self.router is None and pinned is None:
+            self._ask_route(req, st, [c.id for c in candidates], now)
             return
-        self._send(req, self.router.pick(candidates, req, now), now)
+        self._send(req, candidates[0] if pinned else self.router.pick(candidates, req, now), now)
 
-    def _send(self, req: Request, client: LLMClient, now: int) -> None:
-        code, _detail = client.rejects(req)
-        if code:
-            self.drop(req, client, now, code)
+    def _candidates(self, req: Request, st: Stage) -> list:
+        roles = STAGE_ROLES[st.kind]
+        model = st.params["model"] if st.kind in ("embed", "rerank") else req.model
+        needs_model = st.kind not in ("search", "generic")
+        return [c for c in self.clients if c.status == "active" and c.spec.role in roles
+                and (not needs_model or c.model == model)]
+
+    def _ask_route(self, req: Request, st: Stage, options: list[str], now: int) -> None:
+        """External routing: stop and ask. A route stage's options are model names."""
+        if st.kind == "route" and self.router is not None:
+            self._finish_route(req, st, self._choose_model(req, st), now)
             return
-        self._emit("routed", req, client)
-        client.submit(req, now)
+        self._decision_seq += 1
+        d = Decision(self._decision_seq, self.request_id(req), req.stage, st.kind, req.model, options, now,
+                     req.prompt, req.output)
+        self.pending[d.decision_id] = (d, req)
+        self._emit("decision", req, None, {"decision_id": d.decision_id, "stage": st.kind})
+        self._halt = StopReason.DECISION_NEEDED
+
+    @staticmethod
+    def _route_models(st: Stage) -> list[str]:
+        p = st.params
+        if "probabilities" in p:
+            return list(p["probabilities"])
+        return list(dict.fromkeys([r["model"] for r in p["rules"]] + [p["default"]]))
+
+    def _choose_model(self, req: Request, st: Stage) -> str:
+        """Dynamic model routing by probabilities or by the first rule the request matches."""
+        p = st.params
+        if "probabilities" in p:
+            names = list(p["probabilities"])
+            cum = np.cumsum([p["probabilities"][n] for n in names])
+            return names[min(int(np.searchsorted(cum, self.stage_rng.random(), "right")), len(names) - 1)]
+        req.difficulty = float(self.stage_rng.random())
+        for rule in p["rules"]:
+            if ("prompt_tokens_gt" not in rule or req.prompt > rule["prompt_tokens_gt"]) and \
+               ("output_tokens_gt" not in rule or req.output > rule["output_tokens_gt"]) and \
+               ("difficulty_gt" not in rule or req.difficulty > rule["difficulty_gt"]):
+                return rule["model"]
+        return p["default"]
+
+    def _finish_route(self, req: Request, st: Stage, model: str, now: int) -> None:
+        req.model = model
+        delay = round(GenericClient.draw_latency_s(st.params["latency"], self.stage_rng) * 1e9)
+        self.kernel.schedule(now + delay, PRIO_INPUT, self._route_stage_done, req)
+
+    def _route_stage_done(self, req: Request) -> None:
+        self.stage_done(req, None, self.kernel.now)
+
+    def _send(self, req: Request, client, now: int) -> None:
+        """Move the stage's input to ``client`` (over the network when it comes from elsewhere), then queue it."""
+        st = req.pipeline[req.stage]
+        if st.kind in ("llm", "prefill", "decode"):
+            req.mode = st.kind
+            code, _detail = client.rejects(req)
+            if code:
+                self.drop(req, client, now, code)
+                return
+        self._emit("routed", req, client, {"stage": st.kind})
+        if st.kind == "kv_retrieval":
+            self._fetch_kv(req, st, client, now)
+            return
+        nbytes = req.out_bytes
+        if st.params.get("kv_transfer") == "layerwise":
+            # KV streamed layer by layer while the prefill ran: only the last layer's share is left
+            nbytes = -(-nbytes // client.spec.model.n_layers)
+        src = req.prev_client
+        if nbytes and src is not None and src is not client:
+            req.bytes_in = nbytes
+            self.network.start(self._path(src, client), nbytes, self._delivered, (req, client))
+        else:
+            client.submit(req, now)
+
+    def _delivered(self, arg: tuple[Request, Any]) -> None:
+        req, client = arg
+        if client.status in ("failed",):
+            self.drop(req, client, self.kernel.now, "client_failed")
+            return
+        client.submit(req, self.kernel.now)
+
+    def _output_bytes(self, req: Request, st: Stage, client) -> int:
+        """Bytes a finished stage hands to the next one (KV after a prefill, text or vectors otherwise)."""
+        if st.kind == "prefill":
+            return int((req.prompt + req.generated - 1) * client.spec.model.kv_bytes_per_token())
+        if st.kind == "embed":
+            return client.spec.model.hidden * 4  # one fp32 query vector
+        if st.kind == "search":
+            nxt = req.pipeline[req.stage + 1] if req.stage + 1 < len(req.pipeline) else None
+            if nxt is not None and nxt.kind == "rerank":  # candidate documents go to the re-ranker
+                return nxt.params["candidates"] * nxt.params["doc_tokens"] * TEXT_BYTES_PER_TOKEN
+            return st.params.get("added_tokens", 0) * TEXT_BYTES_PER_TOKEN
+        if st.kind == "rerank":
+            return st.params.get("added_tokens", 0) * TEXT_BYTES_PER_TOKEN
+        if st.kind == "generic":
+            return (st.params["tokens"] or req.generated) * TEXT_BYTES_PER_TOKEN
+        if st.kind in ("llm", "decode"):
+            return req.generated * TEXT_BYTES_PER_TOKEN
+        return 0
+
+    def _link(self, link_id: str, bw_gbs: float, lat_us: float) -> str:
+        if not self.network.has_link(link_id):
+            self.network.add_link(link_id, bw_gbs, lat_us)
+        return link_id
+
+    def _path(self, a, b) -> list[str]:
+        """Links between two clients: the node's fabric, or both NICs, or NICs and rack uplinks."""
+        sa, sb, topo = a.spec, b.spec, self.spec.topology
+        if sa.node == sb.node:
+            return [self._link(f"intra:{sa.node}", *topo["intra_node"])]
+        path = [self._link(f"nic:{sa.node}", *topo["node_link"])]
+        if sa.rack != sb.rack:
+            path += [self._link(f"rack:{sa.rack}", *topo["rack_link"]),
+                     self._link(f"rack:{sb.rack}", *topo["rack_link"])]
+        return path + [self._link(f"nic:{sb.node}", *topo["node_link"])]
+
+    # ------------------------------------------------------------------ KV retrieval
+
+    def _scope_keys(self, client) -> dict[str, str]:
+        return {"client": client.id, "node": client.spec.node, "rack": client.spec.rack, "global": "global"}
+
+    def _prefix(self, req: Request, st: Stage | None) -> int:
+        tokens = (st.params.get("prefix_tokens") if st else None) or self.spec.workload.prefix_tokens
+        return max(min(tokens, req.prompt - 1), 0)
+
+    def _fetch_kv(self, req: Request, st: Stage, client, now: int) -> None:
+        """Look the prefix up in the memory hierarchy; a hit is fetched over the tier's link, a miss recomputes."""
+        tokens = self._prefix(req, st)
+        if req.prefix_key is None:
+            req.prefix_key = f"r{req.idx}"
+        nbytes = int(tokens * client.spec.model.kv_bytes_per_token())
+        tier_id, inst = self.kv.lookup(self._scope_keys(client), req.prefix_key, nbytes) if tokens else (None, None)
+        req.cached = 0
+        if tier_id is None:
+            self.stage_done(req, client, now)
+            return
+        tier = next(t for t in self.spec.kv_tiers if t.id == tier_id)
+        path = [self._link(f"tier:{tier_id}:{inst}", tier.bandwidth_gbs, tier.latency_us)]
+        if tier.scope in ("rack", "global"):
+            path.append(self._link(f"nic:{client.spec.node}", *self.spec.topology["node_link"]))
+        req.bytes_in = nbytes
+        req.stage_start_ns = now
+        self.network.start(path, nbytes, self._kv_fetched, (req, client, tokens))
+
+    def _kv_fetched(self, arg: tuple[Request, Any, int]) -> None:
+        req, client, tokens = arg
+        req.cached = tokens
+        self.stage_done(req, client, self.kernel.now)
 
     # ------------------------------------------------------------------ callbacks from clients
 
-    def note_first_token(self, req: Request, client: LLMClient, now: int) -> None:
+    def note_first_token(self, req: Request, client, now: int) -> None:
+        if self.kv is not None and req.prefix_key is not None and not req.cached:
+            tokens = self._prefix(req, None) or self._prefix(req, next(
+                (s for s in req.pipeline if s.kind == "kv_retrieval"), None))
+            if tokens:
+                self.kv.insert(self._scope_keys(client), req.prefix_key,
+                               int(tokens * client.spec.model.kv_bytes_per_token()))
         if self.record_events:
             self._emit("first_token", req, client, {"ttft_s": (now - req.arrival_ns) / NS})
 
-    def note_preempted(self, req: Request, client: LLMClient, now: int) -> None:
+    def note_preempted(self, req: Request, client, now: int) -> None:
         self._emit("preempted", req, client)
 
-    def stage_done(self, req: Request, client: LLMClient, now: int) -> None:
-        """The request's last stage ended on ``client``: it completed."""
+    def stage_done(self, req: Request, client, now: int) -> None:
+        """The request's current stage ended (on ``client``, or in the router): start the next one."""
+        st = req.pipeline[req.stage]
+        self.stage_records.add(req, GROUP_CODES[st.group], client.index if client is not None else -1, now)
+        if client is not None:
+            req.out_bytes = self._output_bytes(req, st, client)
+            req.prev_client = client
+        if st.kind in ("search", "rerank") and st.params.get("added_tokens"):
+            req.prompt += st.params["added_tokens"]  # retrieved documents join the prompt
+        req.stage += 1
+        self._start_stage(req)
+
+    def _complete(self, req: Request, now: int) -> None:
         self.completed += 1
-        self.records.add(req, STATUS_COMPLETED, client.index, now)
+        client = req.client
+        self.records.add(req, STATUS_COMPLETED, client.index if client is not None else -1, now)
         if self.record_events:
-            out = req.output
+            out = req.generated
             ttft = (req.first_token_ns - req.arrival_ns) / NS
             decode_s = (now - req.first_token_ns) / NS
             self._emit("completed", req, client, {
                 "prompt_tokens": req.prompt, "output_tokens": out, "ttft_s": ttft,
                 "tpot_s": decode_s / (out - 1) if out > 1 else 0.0, "e2e_s": (now - req.arrival_ns) / NS,
-                "queue_s": (req.scheduled_ns - req.enqueue_ns) / NS,
+                "queue_s": (req.scheduled_ns - req.arrival_ns) / NS,
                 "prefill_s": (req.first_token_ns - req.scheduled_ns) / NS, "decode_s": decode_s,
                 "preemptions": req.preemptions, "model": req.model,
             })
         self._after_end(now)
 
-    def drop(self, req: Request, client: LLMClient | None, now: int, reason: str) -> None:
+    def drop(self, req: Request, client, now: int, reason: str) -> None:
         self.dropped += 1
         self.records.add(req, STATUS_DROPPED, client.index if client else -1, now, reason)
         self._emit("dropped", req, client, {"reason": reason})
@@ -446,11 +664,11 @@ class Simulation:
                 continue
             used = c.kv_used_now(now)
             st.clients.append(ClientState(
-                id=c.id, hardware=c.spec.hardware.name, model=c.model, role=c.spec.role, status=c.status,
-                num_waiting=len(c.waiting), num_running=len(c.decoding) + len(c.prefilling),
+                id=c.id, hardware=c.spec.hardware.name if c.spec.hardware else "", model=c.model, role=c.spec.role, status=c.status,
+                num_waiting=len(c.waiting), num_running=c.num_running(),
                 kv_used_blocks=used, kv_total_blocks=c.total_blocks,
                 kv_usage=used / c.total_blocks if c.total_blocks else 0.0,
-                running_tokens=c.sum_base + len(c.decoding) * c.G + sum(r.prefilled for r in c.prefilling),
+                running_tokens=c.running_tokens(),
                 waiting_prompt_tokens=c.waiting_prompt_tokens(), est_step_s=c.last_step_s,
                 prompt_tokens_total=c.prompt_tokens_total, generation_tokens_total=c.generation_tokens_total,
                 preemptions_total=c.preemptions_total, requests_completed_total=c.completed_total,

@@ -18,10 +18,13 @@ from typing import Any
 import yaml
 
 from .errors import SpecError
+from .kv_tiers import parse_tiers
+from .pipeline import parse_pipelines
 
 BATCHING_POLICIES = ("static", "continuous", "chunked", "mixed")
 ROUTER_POLICIES = ("round_robin", "least_loaded", "jsq", "power_of_two", "external")
-ROLES = ("both", "prefill", "decode")
+LLM_ROLES = ("both", "prefill", "decode")
+ROLES = LLM_ROLES + ("embedding", "retrieval", "generic")
 ARRIVAL_PROCESSES = ("poisson", "gamma", "constant", "closed_loop", "trace", "none")
 LENGTH_DISTS = ("fixed", "normal", "lognormal", "uniform", "empirical")
 BUNDLED_TRACES = {
@@ -112,14 +115,22 @@ class SchedulerSpec:
 @dataclass(frozen=True)
 class ClientSpec:
     id: str
-    hardware: Any  # sim_engine.hardware.Device
-    model: Any  # sim_engine.models.ModelArch
+    hardware: Any  # sim_engine.hardware.Device (None for a generic client without hardware)
+    model: Any  # sim_engine.models.ModelArch (None for retrieval and generic clients)
     tp: int = 1
     pp: int = 1
     role: str = "both"
     scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
     perf_kind: str = "analytical"
     perf_options: dict = field(default_factory=dict)
+    max_batch: int = 32  # embedding / retrieval clients: tasks per batch
+    concurrency: int = 1  # generic clients: tasks served at once
+    node: str = ""  # placement in the topology (default: a node of its own)
+    rack: str = "r0"
+
+    @property
+    def is_llm(self) -> bool:
+        return self.role in LLM_ROLES
 
     @property
     def n_devices(self) -> int:
@@ -143,6 +154,9 @@ class WorkloadSpec:
     model: str | None
     num_requests: int | None
     duration_s: float | None
+    pipelines: dict = field(default_factory=lambda: {"default": 1.0})  # pipeline name -> weight
+    prefix_tokens: int = 0  # leading prompt tokens that are a cacheable shared prefix (kv_retrieval)
+    prefix_groups: int = 0  # distinct prefixes (0: every request has its own)
 
 
 @dataclass(frozen=True)
@@ -154,6 +168,10 @@ class SimSpec:
     workload: WorkloadSpec
     max_requests: int | None
     document: dict  # the normalised document this spec was validated from
+    pipelines: dict = field(default_factory=dict)  # name -> tuple[pipeline.Stage, ...]
+    topology: dict = field(default_factory=dict)  # link level -> (bandwidth GB/s, latency us)
+    kv_tiers: tuple = ()  # kv_tiers.TierSpec, fastest first
+    kv_mode: str = "rates"
 
     def client(self, client_id: str) -> ClientSpec:
         for c in self.clients:
@@ -214,26 +232,33 @@ def _clients(doc: Any) -> list[ClientSpec]:
     for i, entry in enumerate(doc):
         path = f"clients[{i}]"
         f = _Fields(entry, path)
-        if "hardware" not in entry:
+        role = f.str("role", "both", ROLES)
+        if "hardware" not in entry and role != "generic":
             raise SpecError(f"{path}.hardware", "missing")
-        if "model" not in entry:
+        if "model" not in entry and role in LLM_ROLES + ("embedding",):
             raise SpecError(f"{path}.model", "missing")
-        hardware = _hardware(f.raw("hardware"), f"{path}.hardware")
-        model = _model(f.raw("model"), f"{path}.model")
+        hardware = _hardware(f.raw("hardware"), f"{path}.hardware") if "hardware" in entry else None
+        model = _model(f.raw("model"), f"{path}.model") if "model" in entry else None
         tp = f.int("tp", 1)
         pp = f.int("pp", 1)
         replicas = f.int("replicas", 1)
-        role = f.str("role", "both", ROLES)
+        max_batch = f.int("max_batch", 32)
+        concurrency = f.int("concurrency", 1)
+        placement = _Fields(f.raw("placement") or {}, f"{path}.placement")
+        node = placement.str("node", "")
+        rack = placement.str("rack", "r0")
+        placement.done()
         scheduler = _scheduler(f.raw("scheduler"), f"{path}.scheduler")
         perf = _Fields(f.raw("perf") or {}, f"{path}.perf")
         perf_kind = perf.str("kind", "analytical")
         perf_options = {k: v for k, v in perf.doc.items() if k != "kind"}
         perf.seen.update(perf_options)
-        base_id = f.str("id", f"{hardware.name.lower()}-{i}")
+        base_id = f.str("id", f"{(hardware.name if hardware else role).lower()}-{i}")
         f.done()
         for r in range(replicas):
             cid = base_id if replicas == 1 else f"{base_id}-{r}"
-            out.append(ClientSpec(cid, hardware, model, tp, pp, role, scheduler, perf_kind, perf_options))
+            out.append(ClientSpec(cid, hardware, model, tp, pp, role, scheduler, perf_kind, perf_options,
+                                  max_batch, concurrency, node or cid, rack))
     seen: set[str] = set()
     for i, c in enumerate(out):
         if c.id in seen:
@@ -324,6 +349,17 @@ def _workload(doc: Any) -> WorkloadSpec:
             raise SpecError("workload.prompt_tokens", "missing")
         if output is None:
             raise SpecError("workload.output_tokens", "missing")
+    mix = f.raw("pipeline", "default")
+    if isinstance(mix, str):
+        mix = {mix: 1.0}
+    if not isinstance(mix, dict) or not mix:
+        raise SpecError("workload.pipeline", "must be a pipeline name or a map of names to weights")
+    mix_f = _Fields(mix, "workload.pipeline")
+    weights = {name: mix_f.float(name, None, positive=True) for name in mix}
+    prefix = _Fields(f.raw("prefix") or {}, "workload.prefix")
+    prefix_tokens = prefix.int("tokens", 0, minimum=0)
+    prefix_groups = prefix.int("groups", 0, minimum=0)
+    prefix.done()
     spec = WorkloadSpec(
         arrival=process,
         arrival_params=params,
@@ -332,6 +368,9 @@ def _workload(doc: Any) -> WorkloadSpec:
         model=f.str("model"),
         num_requests=f.int("num_requests", None),
         duration_s=f.float("duration_s", None, positive=True),
+        pipelines=weights,
+        prefix_tokens=prefix_tokens,
+        prefix_groups=prefix_groups,
     )
     f.done()
     if process in ("poisson", "gamma", "constant", "closed_loop") and spec.num_requests is None \
@@ -369,14 +408,73 @@ def validate(doc: dict) -> SimSpec:
     limits = _Fields(f.raw("limits") or {}, "limits")
     max_requests = limits.int("max_requests", None)
     limits.done()
+    pipelines = parse_pipelines(f.raw("pipelines"))
+    topology = _topology(f.raw("topology"))
+    kv = _Fields(f.raw("kv_cache") or {}, "kv_cache")
+    kv_mode = kv.str("mode", "rates", ("rates", "lru"))
+    tiers = tuple(parse_tiers(kv.raw("tiers"), "kv_cache.tiers")) if kv.raw("tiers") else ()
+    kv.done()
     f.raw("base_dir")
     f.done()
-    models = {c.model.name for c in clients}
+    models = {c.model.name for c in clients if c.is_llm}
+    if not models:
+        raise SpecError("clients", "needs at least one LLM client (role both, prefill or decode)")
     if workload.model is not None and workload.model not in models:
         raise SpecError("workload.model", f"no client serves model {workload.model!r}; served: {sorted(models)}")
     if workload.model is None and len(models) > 1 and workload.arrival != "none":
         raise SpecError("workload.model", f"several models are served ({sorted(models)}); name one")
-    return SimSpec(name, seed, tuple(clients), router, workload, max_requests, doc)
+    for name in workload.pipelines:
+        if name not in pipelines:
+            raise SpecError(f"workload.pipeline.{name}", f"no such pipeline; defined: {', '.join(pipelines)}")
+    for name in workload.pipelines:  # pipelines only injected requests use are checked when they arrive
+        check_capable(pipelines[name], clients, workload.model or sorted(models)[0], f"pipelines.{name}", tiers)
+    return SimSpec(name, seed, tuple(clients), router, workload, max_requests, doc, pipelines, topology,
+                   tiers, kv_mode)
+
+
+TOPOLOGY_DEFAULTS = {  # level -> (bandwidth GB/s, latency us)
+    "intra_node": (450.0, 2.0),  # NVLink-class within a node
+    "node_link": (50.0, 5.0),  # one 400 Gb/s NIC per node (InfiniBand / RoCE)
+    "rack_link": (200.0, 10.0),  # each rack's uplink to the pod spine
+}
+
+
+def _topology(doc: Any) -> dict:
+    f = _Fields(doc or {}, "topology")
+    out = {}
+    for level, (bw, lat) in TOPOLOGY_DEFAULTS.items():
+        lf = _Fields(f.raw(level) or {}, f"topology.{level}")
+        out[level] = (lf.float("bandwidth_gbs", bw, positive=True), lf.float("latency_us", lat))
+        lf.done()
+    f.done()
+    return out
+
+
+def check_capable(stages, clients, model: str, path: str, tiers) -> None:
+    """Every stage of a pipeline needs a client that can serve it (errors name the stage)."""
+    from .pipeline import STAGE_ROLES
+
+    models = {model}
+    for i, st in enumerate(stages):
+        where = f"{path}[{i}]"
+        if st.kind == "route":
+            models = set(st.params.get("probabilities") or [r["model"] for r in st.params["rules"]]
+                         + [st.params["default"]])
+            continue
+        roles = STAGE_ROLES[st.kind]
+        if st.kind in ("embed", "rerank"):
+            need = {st.params["model"]}
+        elif st.kind in ("llm", "prefill", "decode", "kv_retrieval"):
+            need = models
+        else:
+            need = None
+        for m in sorted(need or [None]):
+            if not any(c.role in roles and (m is None or (c.model is not None and c.model.name == m))
+                       for c in clients):
+                what = f"model {m!r} in role {'/'.join(roles)}" if m else f"role {'/'.join(roles)}"
+                raise SpecError(where, f"no client can serve this {st.kind} stage (needs {what})")
+        if st.kind == "kv_retrieval" and not tiers:
+            raise SpecError(where, "kv_retrieval needs kv_cache.tiers")
 
 
 def spec_presets() -> dict[str, dict]:

@@ -75,20 +75,20 @@ def summarize(sim: Simulation) -> dict[str, Any]:
         busy = c.busy_ns / NS
         idle_s = max(sim_time_s - busy, 0.0)
         energy = c.energy_j + c.idle_w * idle_s
-        if len(c.itl_values):
+        if len(getattr(c, "itl_values", ())):
             itl_v.append(np.frombuffer(c.itl_values, dtype=np.int64))
             itl_w.append(np.frombuffer(c.itl_weights, dtype=np.int64))
         gen = c.generation_tokens_total
         clients.append({
             "id": c.id,
-            "hardware": c.spec.hardware.name,
+            "hardware": c.spec.hardware.name if c.spec.hardware else "",
             "model": c.model,
             "tp": c.spec.tp,
             "pp": c.spec.pp,
             "role": c.spec.role,
             "batching": c.batching,
             "status": c.status,
-            "utilization": busy / span_s,
+            "utilization": busy / span_s / c.spec.concurrency,
             "steps": c.steps,
             "mean_batch_size": c.seq_sum / c.steps if c.steps else 0.0,
             "mean_batch_tokens": c.token_sum / c.steps if c.steps else 0.0,
@@ -130,4 +130,27 @@ def summarize(sim: Simulation) -> dict[str, Any]:
         "tokens": {"prompt": in_tok, "output": out_tok},
         "energy_j": sum(c["energy_j"] for c in clients),
         "clients": clients,
+        "stages": stage_summary(sim),
+        "links": sim.network.link_stats(sim.kernel.now),
+        "kv_cache": sim.kv.stats() if sim.kv is not None else {},
     }
+
+
+def stage_summary(sim: Simulation) -> dict[str, dict]:
+    """Per stage group: how many ran, input transfer, queueing and service times, bytes moved in."""
+    from .simulation import STAGE_GROUPS
+
+    st = sim.stage_records.arrays()
+    out = {}
+    for code, group in enumerate(STAGE_GROUPS):
+        sel = st["group"] == code
+        if not sel.any():
+            continue
+        out[group] = {
+            "count": int(sel.sum()),
+            "transfer_s": stats((st["enqueue_ns"][sel] - st["ready_ns"][sel]) / NS),
+            "queue_s": stats((st["start_ns"][sel] - st["enqueue_ns"][sel]) / NS),
+            "service_s": stats((st["end_ns"][sel] - st["start_ns"][sel]) / NS),
+            "bytes_in": int(st["bytes_in"][sel].sum()),
+        }
+    return out
