@@ -283,6 +283,8 @@ class Simulation:
         self._send(req, candidates[0] if pinned else self.router.pick(candidates, req, now), now)
 
     def _candidates(self, req: Request, st: Stage) -> list:
+        if st.kind == "kv_retrieval":  # the KV goes to the client that will run the next (LLM) stage
+            st = req.pipeline[req.stage + 1]
         roles = STAGE_ROLES[st.kind]
         model = st.params["model"] if st.kind in ("embed", "rerank") else req.model
         needs_model = st.kind not in ("search", "generic")
@@ -541,7 +543,7 @@ class Simulation:
     def inject(self, requests: list[RequestInput]) -> list[str]:
         """Add requests arriving at or after now. Atomic: all are checked before any is added."""
         now = self.kernel.now
-        models = {c.model for c in self.clients}
+        models = {c.model for c in self.clients if c.spec.is_llm}
         limit = self.spec.max_requests
         if limit is not None and self.injected + len(requests) > limit:
             raise LimitError(f"requests: session limit of {limit} requests would be exceeded")
@@ -558,9 +560,12 @@ class Simulation:
                 raise SpecError(f"{path}.output_tokens", f"must be >= 1, got {r.output_tokens}")
             if r.arrival_ns < now:
                 raise OutOfRangeError(f"{path}.arrival_ns: {r.arrival_ns} is before the current time {now}")
-            model = r.model or self.spec.clients[0].model.name
+            model = r.model or self.default_model
             if model not in models:
                 raise SpecError(f"{path}.model", f"no client serves model {model!r}")
+            if r.pipeline is not None and r.pipeline not in self.spec.pipelines:
+                raise SpecError(f"{path}.pipeline", f"no pipeline {r.pipeline!r}; defined: "
+                                f"{', '.join(self.spec.pipelines)}")
             if r.request_id is not None:
                 if not r.request_id or r.request_id.startswith("#"):
                     raise SpecError(f"{path}.request_id", "must be non-empty and not start with '#'")
@@ -569,8 +574,8 @@ class Simulation:
                 new_ids.add(r.request_id)
         ids = []
         for r in requests:
-            model = r.model or self.spec.clients[0].model.name
-            req = self._new_request(r.arrival_ns, r.prompt_tokens, r.output_tokens, model, r.request_id)
+            req = self._new_request(r.arrival_ns, r.prompt_tokens, r.output_tokens, r.model or self.default_model,
+                                    r.request_id, r.pipeline)
             self.kernel.schedule(r.arrival_ns, PRIO_INPUT, self._on_injected_arrival, req)
             ids.append(self.request_id(req))
         self._user_ids |= new_ids
@@ -586,7 +591,14 @@ class Simulation:
             raise NotFoundError(f"decision_id: no pending decision {decision_id}")
         decision, req = self.pending[decision_id]
         now = self.kernel.now
-        if action == "route":
+        if action == "route" and decision.stage_kind == "route":  # the options are model names
+            if client_id not in decision.candidates:
+                raise SpecError("client_id", f"model {client_id!r} is not an option of this route stage; "
+                                f"options: {', '.join(decision.candidates)}")
+            del self.pending[decision_id]
+            st = req.pipeline[req.stage]
+            self._finish_route(req, st, client_id, now)
+        elif action == "route":
             if client_id not in decision.candidates:
                 known = client_id in self.client_by_id
                 raise SpecError("client_id", f"client {client_id!r} "
