@@ -506,6 +506,18 @@ def _set_dotted(doc: dict, dotted: str, value: Any) -> None:
             raise SpecError(dotted, f"cannot set a field inside {type(node).__name__}")
 
 
+def _expand_shorthands(doc: dict) -> None:
+    """Write short forms out (``router: jsq``, ``prompt_tokens: 512``) so dotted overrides can reach inside."""
+    if isinstance(doc.get("router"), str):
+        doc["router"] = {"policy": doc["router"]}
+    w = doc.get("workload")
+    if isinstance(w, dict):
+        for key in ("prompt_tokens", "output_tokens"):
+            v = w.get(key)
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                w[key] = {"dist": "fixed", "value": v}
+
+
 def load_spec(source: str | Path | dict, overrides: dict[str, Any] | None = None) -> SimSpec:
     """Load and validate a spec from a dict, a preset name, a YAML/JSON file path or YAML text."""
     base_dir: Path | None = None
@@ -532,6 +544,7 @@ def load_spec(source: str | Path | dict, overrides: dict[str, Any] | None = None
             raise SpecError("spec", f"no such file or preset: {text!r} (presets: {', '.join(presets)})")
     if not isinstance(doc, dict):
         raise SpecError("spec", "must be a mapping")
+    _expand_shorthands(doc)
     for key, value in (overrides or {}).items():
         _set_dotted(doc, key, value)
     if base_dir is not None and "base_dir" not in doc:
