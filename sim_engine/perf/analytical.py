@@ -173,6 +173,7 @@ class AnalyticalPerfModel:
             step_overhead_s = d.step_overhead_us * 1e-6 * pp + d.layer_overhead_us * 1e-6 * model.n_layers
         self.step_overhead_s = float(step_overhead_s)
         self.seq_overhead_s = d.seq_overhead_us * 1e-6 if seq_overhead_s is None else float(seq_overhead_s)
+        self._token_overhead = d.token_overhead_us * 1e-6
         self._idle_j = self.n_devices * d.idle_w  # J per second of step
         self._dyn_j = tp * (d.peak_w - d.idle_w)  # J per second of active roofline time
         self._shard = sh = _Shard(model, tp)
@@ -271,7 +272,7 @@ class AnalyticalPerfModel:
         self._tok_memo[t] = cost
         return cost
 
-    def _head_cost(self, rows: int) -> Cost:
+    def lm_head(self, rows: int) -> Cost:
         """LM head over the rows that need logits (last token of each sequence)."""
         hit = self._head_memo.get(rows)
         if hit is None:
@@ -280,16 +281,27 @@ class AnalyticalPerfModel:
             self._head_memo[rows] = hit
         return hit
 
+    def host_overhead(self, tokens: int, seqs: int) -> float:
+        """Host time of a step: per step (and stage), per sequence and per token."""
+        return self.step_overhead_s + self.seq_overhead_s * seqs + self._token_overhead * tokens
+
+    def lm_rows(self, seqs: int) -> int:
+        """Rows the LM head computes: one per sequence of the step (none for encoders)."""
+        return seqs if self.model.has_lm_head else 0
+
+    def energy(self, time: Any, active: Any, mn: Callable[[Any, Any], Any] = min) -> Any:
+        """Energy of a step of ``time`` seconds whose devices were at the roofline for ``active`` s."""
+        return self._idle_j * time + self._dyn_j * mn(active, time)
+
     def _fixed(self, tokens: int, rows: int, seqs: int) -> tuple[float, float, float, float, float]:
         """(time, compute, memory, comm, active) of a step minus its attention kernels."""
         key = (tokens, rows, seqs)
         hit = self._fixed_memo.get(key)
         if hit is None:
-            tok, head = self._token_cost(tokens), self._head_cost(rows)
+            tok, head = self._token_cost(tokens), self.lm_head(rows)
             comm = self.comm_time(tokens)
-            overhead = self.step_overhead_s + self.seq_overhead_s * seqs + self.device.token_overhead_us * 1e-6 * tokens
-            hit = (tok[0] + head[0] + comm + overhead, tok[1] + head[1], tok[2] + head[2], comm,
-                   tok[3] + head[3] + comm)
+            hit = (tok[0] + head[0] + comm + self.host_overhead(tokens, seqs), tok[1] + head[1], tok[2] + head[2],
+                   comm, tok[3] + head[3] + comm)
             self._fixed_memo[key] = hit
         return hit
 
@@ -312,7 +324,7 @@ class AnalyticalPerfModel:
         n = self._layers
         return (busy + self._klat) * n, compute * n, memory * n, busy * n
 
-    def _decode_attention(self, n: int, ctx_sum: Any, mx: Callable[[Any, Any], Any]) -> Cost:
+    def decode_attention(self, n: int, ctx_sum: Any, mx: Callable[[Any, Any], Any] = max) -> Cost:
         """Decode attention of n sequences with ``ctx_sum`` cached keys; scalar or numpy vector.
 
         The same expression serves ``step`` (mx=max) and ``decode_steps`` (mx=np.maximum), so both
@@ -333,35 +345,32 @@ class AnalyticalPerfModel:
         for _, new in prefills:
             tokens += new
         seqs = len(prefills) + n_decode
-        rows = seqs if self.model.has_lm_head else 0
-        f_time, f_comp, f_mem, comm, f_act = self._fixed(tokens, rows, seqs)
+        f_time, f_comp, f_mem, comm, f_act = self._fixed(tokens, self.lm_rows(seqs), seqs)
         a_time, a_comp, a_mem, a_act = self.prefill_attention(prefills)
         time = f_time + a_time
         comp, mem, act = f_comp + a_comp, f_mem + a_mem, f_act + a_act
         if n_decode:
-            d = self._decode_attention(n_decode, decode_ctx_sum, max)
+            d = self.decode_attention(n_decode, decode_ctx_sum, max)
             time += d[0]
             comp, mem, act = comp + d[1], mem + d[2], act + d[3]
-        return StepCost(time, comp, mem, comm, self._idle_j * time + self._dyn_j * min(act, time))
+        return StepCost(time, comp, mem, comm, self.energy(time, act))
 
     def _decode_step(self, n: int, ctx_sum: int) -> StepCost:
         if n <= 0:
             return StepCost(0.0, 0.0, 0.0, 0.0, 0.0)
-        f_time, f_comp, f_mem, comm, f_act = self._fixed(n, n if self.model.has_lm_head else 0, n)
-        a_time, a_comp, a_mem, a_act = self._decode_attention(n, ctx_sum, max)
+        f_time, f_comp, f_mem, comm, f_act = self._fixed(n, self.lm_rows(n), n)
+        a_time, a_comp, a_mem, a_act = self.decode_attention(n, ctx_sum, max)
         time = f_time + a_time
-        act = f_act + a_act
-        return StepCost(time, f_comp + a_comp, f_mem + a_mem, comm, self._idle_j * time + self._dyn_j * min(act, time))
+        return StepCost(time, f_comp + a_comp, f_mem + a_mem, comm, self.energy(time, f_act + a_act))
 
     def decode_steps(self, n_decode: int, ctx_sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ctx = np.asarray(ctx_sums, dtype=np.int64)
         if n_decode <= 0:
             return np.zeros(ctx.shape), np.zeros(ctx.shape)
-        f_time, _, _, _, f_act = self._fixed(n_decode, n_decode if self.model.has_lm_head else 0, n_decode)
-        a_time, _, _, a_act = self._decode_attention(n_decode, ctx, np.maximum)
+        f_time, _, _, _, f_act = self._fixed(n_decode, self.lm_rows(n_decode), n_decode)
+        a_time, _, _, a_act = self.decode_attention(n_decode, ctx, np.maximum)
         time = f_time + a_time
-        act = f_act + a_act
-        return time, self._idle_j * time + self._dyn_j * np.minimum(act, time)
+        return time, self.energy(time, f_act + a_act, np.minimum)
 
     # ---- memory ---------------------------------------------------------------------------
     def max_kv_tokens(self, gpu_memory_utilization: float = 0.9, activation_reserve_frac: float | None = None) -> int:
