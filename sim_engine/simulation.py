@@ -269,6 +269,12 @@ class Simulation:
         if st.kind == "decode" and req.generated >= req.target:
             self.stage_done(req, None, now)  # the prefill produced every token asked for
             return
+        self._route_stage(req)
+
+    def _route_stage(self, req: Request) -> None:
+        """Pick the client (or, for a route stage, the model) of the request's current stage."""
+        now = self.kernel.now
+        st = req.pipeline[req.stage]
         if st.kind == "route":
             self._ask_route(req, st, self._route_models(st), now)
             return
@@ -611,7 +617,7 @@ class Simulation:
             if isinstance(delay, bool) or not isinstance(delay, int) or delay < 1:
                 raise SpecError("retry_after_ns", f"must be a positive integer, got {delay!r}")
             del self.pending[decision_id]
-            self.kernel.schedule(now + delay, PRIO_INPUT, self._route, req)
+            self.kernel.schedule(now + delay, PRIO_INPUT, self._route_stage, req)
         elif action == "drop":
             del self.pending[decision_id]
             self.drop(req, None, now, "external_drop")

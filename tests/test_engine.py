@@ -306,3 +306,22 @@ def test_a_million_requests_fit_in_compact_records():
         recs.add(req, STATUS_COMPLETED, 0, 5)
     per_request = sum(col.itemsize for col in recs.cols.values()) + 8  # + the id slot
     assert per_request * 1_000_000 < 200 * 2**20
+
+
+def test_deferred_decision_is_asked_again_later():
+    doc = spec_doc(replicas=2, router="external")
+    doc["workload"] = {"arrival": {"process": "none"}}
+    sim = Simulation(load_spec(doc))
+    sim.inject([RequestInput(0, 100, 5)])
+    sim.advance()
+    (d,) = sim.pending_decisions()
+    with pytest.raises(SpecError, match="retry_after_ns"):
+        sim.decide(d.decision_id, "defer", retry_after_ns=0)
+    sim.decide(d.decision_id, "defer", retry_after_ns=5_000)
+    r = sim.advance()
+    (d2,) = sim.pending_decisions()
+    assert r.reason is StopReason.DECISION_NEEDED and r.time_ns == 5_000 and d2.decision_id != d.decision_id
+    sim.decide(d2.decision_id, "route", "c-0")
+    sim.advance()
+    r = sim.request_records()
+    assert r["scheduled_ns"][0] == 5_000 and r["client"][0] == 0
