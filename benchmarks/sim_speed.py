@@ -1,7 +1,9 @@
 """Simulation speed: simulated requests per wall-clock second.
 
 Replays the whole Azure conversation trace 2023 on 4 H100 clients (Llama-3.1-8B,
-chunked prefill). The baseline, measured in the same run on a slice of the
+chunked prefill), and runs the multi-stage scenario of examples/specs/multistage-hetero.yaml
+(RAG with embedding, IVF-PQ search on a CPU and re-rank, model routing, disaggregated
+prefill/decode, reasoning branches and a guard stage on GPUs of two kinds and a CPU). The baseline, measured in the same run on a slice of the
 trace, is the same simulator with closed-form decode runs switched off (one
 event per decode step, as step-by-step simulators do), so the printed ratio
 says what the closed form buys on this machine today.
@@ -25,11 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import sim_engine.llm_client as llm_client  # noqa: E402
 from sim_engine import Simulation, load_spec  # noqa: E402
 
-SPEC = Path(__file__).resolve().parents[1] / "examples" / "specs" / "azure-conv-4xh100.yaml"
+SPECS = Path(__file__).resolve().parents[1] / "examples" / "specs"
+SPEC = SPECS / "azure-conv-4xh100.yaml"
+MULTISTAGE = SPECS / "multistage-hetero.yaml"
 
 
-def timed_run(overrides: dict) -> tuple[float, Simulation]:
-    sim = Simulation(load_spec(str(SPEC), overrides))
+def timed_run(overrides: dict, spec: Path = SPEC) -> tuple[float, Simulation]:
+    sim = Simulation(load_spec(str(spec), overrides))
     gc.collect()
     start = time.perf_counter()
     sim.run()
@@ -80,6 +84,9 @@ def main() -> None:
     print(f"sim_time_s={s['sim_time_s']:.1f} completed={s['requests']['completed']} "
           f"ttft_p50_ms={s['latency_s']['ttft']['p50'] * 1e3:.1f} tpot_p50_ms={s['latency_s']['tpot']['p50'] * 1e3:.2f}")
     print(f"closed_form_speedup_vs_step_by_step={same / base:.2f}")
+    n_multi = 300 if args.smoke else 3000
+    wall_m, sim_m = timed_run({"workload.num_requests": n_multi}, MULTISTAGE)
+    report(f"multi-stage (RAG+route+P/D+reasoning), {n_multi}", wall_m, sim_m)
     if args.million:
         million()
     print(f"simulated_requests_per_wall_second={rps:.0f}")
