@@ -336,6 +336,7 @@ def _summary(name: str, errs: Sequence[float]) -> str:
 def report(data: Path, show_ops: bool) -> float:
     steps = load_steps(data)
     print("# step latencies: splitwise llama2-70b (median of repeats) vs analytical model")
+    print("# skipped: h100-80gb-pcap (derived from h100-80gb, not measured) and bloom-176b (not in the catalogue)")
     print(f"{'config':44s} {'phase':8s} {'measured ms':>12s} {'predicted ms':>13s} {'error %':>8s}")
     step_errs: dict[str, list[float]] = defaultdict(list)
     all_errs: list[float] = []

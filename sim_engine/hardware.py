@@ -187,7 +187,7 @@ HARDWARE: dict[str, Device] = {
             host_bw_gbs=32.0,
             source="Google Cloud TPU v5e system architecture page (ICI 1,600 Gbps per chip, taken as "
             "aggregate bidirectional); power is an estimate (not published)",
-            **_borrow(_H100_FIT, "H100-SXM fit assumed", compute_eff=0.7, mem_eff=0.8, layer_overhead_us=50.0),
+            **_borrow(_H100_FIT, "H100-SXM fit assumed", compute_eff=0.7, mem_eff=0.8),
         ),
         Device(
             name="Gaudi3", kind="asic",

@@ -9,11 +9,13 @@ operators run back to back (no overlap), as in GenZ. Differences from GenZ that 
   every kernel pays ``kernel_latency_us`` (fitted on the Vidur operator profiles);
 * MoE layers read the weights of the experts a batch actually touches, ``E (1 - (1 - k/E)^T)``;
 * host overhead per step = step_overhead_us per pipeline stage + layer_overhead_us per layer +
-  seq_overhead_us per sequence, added to device time (fitted on the Splitwise step latencies).
+  seq_overhead_us per sequence + token_overhead_us per token, added to device time (fitted on
+  the Splitwise step latencies; see sim_engine/hardware.py).
 
 Tensor parallelism shards heads and FFN columns by ``tp`` and adds two ring all-reduces per layer
 (plus one after the vocab-parallel embedding) on the device's scale-up link:
-``comm_base + 2(tp-1) * latency + 2(tp-1)/tp * bytes / (bw * comm_eff)``. Pipeline parallelism
+``comm_base + 2(tp-1) * latency + sync * log2(tp) + 2(tp-1)/tp * bytes / (bw * comm_eff)``, where
+``sync`` is the rank skew of host-launched collectives (zero in a pure NCCL benchmark). Pipeline parallelism
 splits the layers over ``pp`` stages; a step is one micro-batch passing every stage in turn, so
 its time is the sum over stages (all layers) plus ``pp - 1`` activation sends. Pipelined
 micro-batches overlapping across stages are not modelled.
@@ -84,7 +86,6 @@ class _Shard:
         self.attn_out_in_w = self.heads * m.v_dim
         self.ffn = m.ffn_dim / tp
         self.moe_ffn = m.moe_ffn_dim / tp
-        self.expert = m.ffn_params(m.moe_ffn_dim) / tp
         self.kv_elems = m.kv_elems_per_token_layer() if m.is_mla else 2 * self.kv_heads * m.head_dim
         self.vocab = m.vocab / tp
 

@@ -122,7 +122,7 @@ class TraceDrivenPerfModel:
                                     "perf_model.csv nor a Vidur mlp.csv)")
         if trace_format and trace_format != self.format:
             raise SpecError("perf.trace_format", f"{self.path.name} is a {self.format} trace, not {trace_format}")
-        self._fixed_memo: dict[int, tuple[float, float, float]] = {}
+        self._fixed_memo: dict[int, tuple[float, float]] = {}
 
     # ---- loading --------------------------------------------------------------------------
     def _load_splitwise(self, rows: list[dict[str, str]], trace_model: str | None,
