@@ -11,13 +11,17 @@ listed in docs/METRICS.md.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import numpy as np
-from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -219,6 +223,8 @@ class _Session:
 
     def __init__(self) -> None:
         self.cursor = 0  # request records already observed
+        self.stage_cursor = 0  # stage records already observed
+        self.llm_client: dict[int, int] = {}  # request idx -> client index of its last LLM stage
         self.clients: dict[str, _Client] = {}
         self.state: dict[str, float] = {}
         self.clock_s = 0.0
@@ -240,23 +246,24 @@ def _text(x: Any) -> str:
 
 def request_latencies(records: dict[str, np.ndarray], start: int) -> dict[str, np.ndarray]:
     """Latencies (simulated seconds) of the requests completed in records[start:], computed as
-    sim_engine's summary computes them."""
+    sim_engine's summary computes them; `ended` holds the idx of every request that ended."""
     done = np.asarray(records["status"][start:]) == STATUS_COMPLETED
-    col = {
-        k: np.array(records[k][start:][done])
-        for k in (
-            "client",
-            "arrival_ns",
-            "scheduled_ns",
-            "first_token_ns",
-            "finish_ns",
-            "prompt_tokens",
-            "output_tokens",
-        )
-    }
+    names = (
+        "idx",
+        "client",
+        "arrival_ns",
+        "scheduled_ns",
+        "first_token_ns",
+        "finish_ns",
+        "prompt_tokens",
+        "output_tokens",
+    )
+    col = {k: np.array(records[k][start:][done]) for k in names}
     out_tok = col["output_tokens"]
     decode = (col["finish_ns"] - col["first_token_ns"]) / NS
     return {
+        "ended": np.array(records["idx"][start:]),
+        "idx": col["idx"],
         "client": col["client"],
         "ttft": (col["first_token_ns"] - col["arrival_ns"]) / NS,
         "e2e": (col["finish_ns"] - col["arrival_ns"]) / NS,
@@ -269,6 +276,66 @@ def request_latencies(records: dict[str, np.ndarray], start: int) -> dict[str, n
         "prompt_tokens": col["prompt_tokens"].astype(float),
         "output_tokens": out_tok.astype(float),
     }
+
+
+def stage_latencies(stages: dict[str, np.ndarray], start: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Per stage kind, the latency (ready to done, simulated seconds) of the stages recorded in
+    stages[start:]; and (idx, client) rows of the LLM stages (decode, reasoning) among them."""
+    group = np.array(stages["group"][start:])
+    latency = (np.array(stages["end_ns"][start:]) - np.array(stages["ready_ns"][start:])) / NS
+    by_kind = {kind: latency[group == code] for code, kind in enumerate(STAGES) if (group == code).any()}
+    llm = np.isin(group, [STAGES.index("decode"), STAGES.index("reasoning")])
+    pairs = np.stack([np.array(stages["idx"][start:])[llm], np.array(stages["client"][start:])[llm]])
+    return by_kind, pairs
+
+
+@dataclass
+class _Reading:
+    """What one hook call read from the simulation (outside the exporter's lock)."""
+
+    state: Any
+    clock_s: float
+    processed: float | None
+    index_ids: list[str]
+    ends: tuple[int, int]  # request and stage record counts
+    requests: dict[str, np.ndarray] = field(default_factory=dict)
+    stages: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def read_simulation(sim: Any, s: _Session) -> _Reading:
+    """Read the clock, the state and the records `s` has not seen yet (the caller holds the
+    session's lock). The engine's record buffers are exported only for the call's duration."""
+    state = sim.state()
+    kernel = getattr(sim, "kernel", None)
+    processed = getattr(sim, "events_processed", getattr(kernel, "events_processed", None))
+    records = sim.request_records()
+    stage_source = getattr(sim, "stage_records", None)
+    stages = stage_source.arrays() if stage_source is not None else None
+    reading = _Reading(
+        state=state,
+        clock_s=int(sim.now_ns) / NS,
+        processed=float(processed) if processed is not None else None,
+        index_ids=[c.id for c in getattr(sim, "clients", ())] or [c.id for c in state.clients],
+        ends=(len(records["status"]), len(stages["idx"]) if stages is not None else 0),
+    )
+    if reading.ends[0] < s.cursor or reading.ends[1] < s.stage_cursor or reading.clock_s < s.clock_s:
+        return reading  # rewound (Restore): the caller starts the session afresh and reads again
+    reading.requests = request_latencies(records, s.cursor)
+    if stages is not None:
+        reading.stages, pairs = stage_latencies(stages, s.stage_cursor)
+        s.llm_client.update(zip(pairs[0].tolist(), pairs[1].tolist(), strict=True))
+        # a request's metrics belong to the client that generated its tokens
+        owner = [
+            s.llm_client.get(i, c)
+            for i, c in zip(
+                reading.requests["idx"].tolist(), reading.requests["client"].tolist(), strict=True
+            )
+        ]
+        reading.requests["client"] = np.array(owner, dtype=np.int64)
+        for i in reading.requests["ended"].tolist():
+            s.llm_client.pop(i, None)
+    del records, stages
+    return reading
 
 
 def _observe_client(c: _Client, lat: dict[str, np.ndarray], mask: np.ndarray) -> None:
@@ -318,38 +385,34 @@ class MetricsExporter(Collector):
         event kinds the session delivers); `wall_seconds` is the advance's wall time.
         """
         now_wall = time.monotonic()
-        state = sim.state()
-        records = sim.request_records()
-        clock_s = int(sim.now_ns) / NS
-        kernel = getattr(sim, "kernel", None)
-        processed = getattr(sim, "events_processed", getattr(kernel, "events_processed", None))
-        index_ids = [c.id for c in getattr(sim, "clients", ())] or [c.id for c in state.clients]
-        end = len(records["status"])
         with self._lock:
             s = self._sessions.get(session_id)
-            if s is None or end < s.cursor or clock_s < s.clock_s:  # new, or rewound by a Restore
+            if s is None:
                 s = self._sessions[session_id] = _Session()
-            start = s.cursor
-        # the session's lock (held by our caller) keeps `s.cursor` ours while we compute
-        lat = request_latencies(records, start)
-        del records  # the engine's record buffers must not stay exported
+        # the session's lock (held by our caller) makes `s`'s cursors ours while we read
+        r = read_simulation(sim, s)
+        if not r.requests:  # rewound by a Restore: its series start afresh
+            s = _Session()
+            with self._lock:
+                self._sessions[session_id] = s
+            r = read_simulation(sim, s)
         with self._lock:
             if self._sessions.get(session_id) is not s:
                 return
-            s.cursor = end
-            self._apply_state(s, state)
-            self._apply_completions(s, lat, index_ids)
+            s.cursor, s.stage_cursor = r.ends
+            self._apply_state(s, r.state)
+            self._apply_completions(s, r)
             wall = (
                 wall_seconds
                 if wall_seconds is not None
                 else (now_wall - s.last_wall if s.last_wall is not None else None)
             )
             if wall:
-                s.sim_per_wall = (clock_s - s.clock_s) / wall
+                s.sim_per_wall = (r.clock_s - s.clock_s) / wall
             s.advance_wall_s += wall_seconds or 0.0
-            s.clock_s, s.last_wall = clock_s, now_wall
-            if processed is not None:
-                s.events_processed = float(processed)
+            s.clock_s, s.last_wall = r.clock_s, now_wall
+            if r.processed is not None:
+                s.events_processed = r.processed
 
     def on_session_closed(self, session_id: str) -> None:
         """Drop every series of the session."""
@@ -390,17 +453,16 @@ class MetricsExporter(Collector):
             s.links[_text(lid)] = (util, moved)
 
     @staticmethod
-    def _apply_completions(s: _Session, lat: dict[str, np.ndarray], index_ids: list[str]) -> None:
-        if lat["client"].size == 0:
-            return
+    def _apply_completions(s: _Session, r: _Reading) -> None:
+        lat = r.requests
         for idx in np.unique(lat["client"]).tolist():
-            cid = index_ids[idx] if 0 <= idx < len(index_ids) else f"client-{idx}"
+            cid = r.index_ids[idx] if 0 <= idx < len(r.index_ids) else f"client-{idx}"
             c = s.clients.get(cid)
             if c is None:
                 c = s.clients[cid] = _Client("", "", "")
             _observe_client(c, lat, lat["client"] == idx)
-        s.stages["prefill"].observe(lat["prefill"])
-        s.stages["decode"].observe(lat["decode"])
+        for kind, values in r.stages.items():
+            s.stages[kind].observe(values)
 
     # ---- scrape ------------------------------------------------------------------------------
     def describe(self) -> list[Metric]:
@@ -464,7 +526,11 @@ class MetricsExporter(Collector):
     # ---- HTTP --------------------------------------------------------------------------------
     def serve(self, port: int, host: str = "0.0.0.0") -> MetricsExporter:
         """Serve /metrics on host:port in a daemon thread (port 0 picks one; see `.port`)."""
-        self._http, self._thread = start_http_server(port, addr=host, registry=self.registry)
+        self._http = make_server(
+            host, port, classic_text_app(self.registry), _MetricsHTTPServer, _QuietHandler
+        )
+        self._thread = threading.Thread(target=self._http.serve_forever, name="metrics-http", daemon=True)
+        self._thread.start()
         self.host, self.port = host, int(self._http.server_port)
         return self
 
@@ -477,6 +543,35 @@ class MetricsExporter(Collector):
         if self._thread is not None:
             self._thread.join(timeout=5)
             self._thread = None
+
+
+class _MetricsHTTPServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], handler: Any) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        super().__init__(address, handler)
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # no access log on stderr
+        pass
+
+
+def classic_text_app(registry: CollectorRegistry) -> Callable[..., Any]:
+    """prometheus-client's WSGI app, always answering in the classic text format 0.0.4.
+
+    prometheus-client 0.26 writes `vllm:x` as `vllm_x` in OpenMetrics sample lines (but
+    not in HELP/TYPE; prometheus/client_python#1177), and Prometheus asks for OpenMetrics
+    first, so the exporter never offers it.
+    """
+    app = make_wsgi_app(registry)
+
+    def text_only(environ: dict, start_response: Callable[..., Any]) -> Any:
+        environ["HTTP_ACCEPT"] = "text/plain; version=0.0.4"
+        return app(environ, start_response)
+
+    return text_only
 
 
 def start_metrics_server(port: int, host: str = "0.0.0.0") -> MetricsExporter:

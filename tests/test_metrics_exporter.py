@@ -57,13 +57,22 @@ class FakeSim:
     clients: list[FakeClient] = field(default_factory=lambda: [FakeClient("h100-0"), FakeClient("a100-0")])
     now_ns: int = 0
     rows: list[tuple] = field(default_factory=list)
+    stage_rows: list[tuple] = field(default_factory=list)
     links: dict = field(default_factory=dict)
 
+    @property
+    def stage_records(self) -> FakeStageRecords:
+        return FakeStageRecords(self.stage_rows)
+
     def complete(self, client: int, arrival: float, scheduled: float, first: float, finish: float,
-                 prompt: int = 100, output: int = 10) -> None:
-        self.rows.append((1, client, int(arrival * NS), int(scheduled * NS), int(first * NS), int(finish * NS),
-                          prompt, output))
-        self.clients[client].requests_completed_total += 1
+                 prompt: int = 100, output: int = 10, decode_client: int | None = None) -> None:
+        idx = len(self.rows)
+        dc = client if decode_client is None else decode_client
+        self.stage_rows.append((idx, 3, dc, int(arrival * NS), int(first * NS)))  # prefill
+        self.stage_rows.append((idx, 4, dc, int(first * NS), int(finish * NS)))  # decode
+        self.rows.append((idx, 1, client, int(arrival * NS), int(scheduled * NS), int(first * NS),
+                          int(finish * NS), prompt, output))
+        self.clients[dc].requests_completed_total += 1
         self.now_ns = max(self.now_ns, int(finish * NS))
 
     def state(self) -> FakeState:
@@ -71,10 +80,21 @@ class FakeSim:
         return FakeState(self.clients, injected=done, completed=done, links=self.links)
 
     def request_records(self) -> dict[str, np.ndarray]:
-        cols = ("status", "client", "arrival_ns", "scheduled_ns", "first_token_ns", "finish_ns",
-                "prompt_tokens", "output_tokens")
-        data = np.array(self.rows, dtype=np.int64).reshape(len(self.rows), len(cols))
-        return {c: data[:, i] for i, c in enumerate(cols)}
+        return columns(self.rows, ("idx", "status", "client", "arrival_ns", "scheduled_ns", "first_token_ns",
+                                   "finish_ns", "prompt_tokens", "output_tokens"))
+
+
+def columns(rows: list[tuple], names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    data = np.array(rows, dtype=np.int64).reshape(len(rows), len(names))
+    return {c: data[:, i] for i, c in enumerate(names)}
+
+
+@dataclass
+class FakeStageRecords:
+    rows: list[tuple]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return columns(self.rows, ("idx", "group", "client", "ready_ns", "end_ns"))
 
 
 def exposition(ex: mx.MetricsExporter) -> str:
@@ -131,6 +151,7 @@ def test_completions_feed_vllm_histograms_per_client() -> None:
     assert value(text, "hermes_simulated_time_seconds", session="s1") == pytest.approx(1.2)
     assert value(text, "hermes_sim_seconds_per_wall_second", session="s1") == pytest.approx(1.2 / 0.5)
     assert value(text, "hermes_stage_latency_seconds_count", session="s1", stage="prefill") == 2
+    assert value(text, "hermes_stage_latency_seconds_sum", session="s1", stage="decode") == pytest.approx(1.0)
     assert value(text, "hermes_stage_latency_seconds_count", session="s1", stage="rag") == 0
     assert value(text, "hermes_sessions_open") == 1
 
@@ -153,7 +174,7 @@ def test_restore_rewinds_the_sessions_series() -> None:
     sim.complete(0, 0, 0, 0.1, 0.5)
     sim.complete(0, 1, 1, 1.1, 1.5)
     ex.on_session_advanced("s1", sim)
-    restored = FakeSim(rows=sim.rows[:1], now_ns=sim.rows[0][5])
+    restored = FakeSim(rows=sim.rows[:1], stage_rows=sim.stage_rows[:2], now_ns=sim.rows[0][6])
     ex.on_session_advanced("s1", restored)
     assert value(exposition(ex), "vllm:time_to_first_token_seconds_count", client="h100-0") == 1
 
@@ -236,3 +257,38 @@ def test_link_utilisation_and_bytes() -> None:
     text = exposition(ex)
     assert value(text, "hermes_link_bytes_total", session="s", link="nvlink-0") == 2.5e9
     assert value(text, "hermes_link_utilization_ratio", session="s", link="nvlink-0") == 0.4
+
+
+def test_stage_kinds_match_the_engine() -> None:
+    from sim_engine.simulation import STAGE_GROUPS
+
+    assert tuple(STAGE_GROUPS) == mx.STAGES
+
+
+def test_requests_belong_to_the_client_that_generated_their_tokens() -> None:
+    ex = mx.MetricsExporter()
+    sim = FakeSim(clients=[FakeClient("dec-0"), FakeClient("guard", role="generic")])
+    ex.on_session_created("s", sim)
+    sim.complete(1, 0, 0, 0.2, 1.0, decode_client=0)  # ended on the guard stage, decoded on dec-0
+    ex.on_session_advanced("s", sim)
+    text = exposition(ex)
+    assert value(text, "vllm:time_to_first_token_seconds_count", client="dec-0") == 1
+    assert value(text, "vllm:time_to_first_token_seconds_count", client="guard") is None
+
+
+def test_metrics_endpoint_keeps_colon_names_whatever_the_client_accepts() -> None:
+    import urllib.request
+
+    ex = mx.start_metrics_server(0, "127.0.0.1")
+    try:
+        ex.on_session_created("s1", FakeSim())
+        prometheus_accept = ("application/openmetrics-text;version=1.0.0,application/openmetrics-text;"
+                             "version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
+        req = urllib.request.Request(f"http://127.0.0.1:{ex.port}/metrics", headers={"Accept": prometheus_accept})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            body = resp.read().decode()
+            assert resp.headers["Content-Type"].startswith("text/plain")
+        assert 'vllm:num_requests_running{client="h100-0"' in body
+        assert "vllm_num_requests_running" not in body
+    finally:
+        ex.stop()

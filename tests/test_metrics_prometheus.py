@@ -143,7 +143,7 @@ def test_scrape_during_a_long_advance_returns_promptly(stack: tuple[Server, Prom
     req = session_pb2.CreateSessionRequest(spec=session_pb2.SpecSource(yaml=BIG_SPEC_YAML),
                                            session_id="prom-long", event_kinds=[common_pb2.EVENT_KIND_WAKEUP])
     sid = driver.stub.CreateSession(req, timeout=30).session.session_id
-    for chunk in range(8):
+    for chunk in range(12):
         driver.inject(sid, 5000, prompt=400, output=200, gap_ns=200_000, start_ns=chunk * 5000 * 200_000)
     result: dict[str, object] = {}
 

@@ -47,14 +47,16 @@ function parseArgs(argv) {
   return opts;
 }
 
-// A JS value as a google.protobuf.Value message (proto-loader does not map JSON for us).
+// A JS value as a google.protobuf.Value message. proto-loader does no JSON mapping for
+// Struct/Value, and protobufjs' bundled well-known types keep camelCase field names
+// (keepCase applies only to our .proto files).
 function toValue(v) {
-  if (v === null || v === undefined) return { null_value: "NULL_VALUE" };
-  if (typeof v === "number") return { number_value: v };
-  if (typeof v === "boolean") return { bool_value: v };
-  if (typeof v === "string") return { string_value: v };
-  if (Array.isArray(v)) return { list_value: { values: v.map(toValue) } };
-  return { struct_value: { fields: Object.fromEntries(Object.entries(v).map(([k, x]) => [k, toValue(x)])) } };
+  if (v === null || v === undefined) return { nullValue: "NULL_VALUE" };
+  if (typeof v === "number") return { numberValue: v };
+  if (typeof v === "boolean") return { boolValue: v };
+  if (typeof v === "string") return { stringValue: v };
+  if (Array.isArray(v)) return { listValue: { values: v.map(toValue) } };
+  return { structValue: { fields: Object.fromEntries(Object.entries(v).map(([k, x]) => [k, toValue(x)])) } };
 }
 
 function loadSimulator() {
@@ -88,7 +90,7 @@ async function run(opts) {
   if (!preset) throw new Error("the server offers no spec preset; pass --preset");
 
   const overrides = {};
-  if (opts.external) overrides["router.policy"] = toValue("external");
+  if (opts.external) overrides.router = toValue("external");
   if (opts.injectionOnly) overrides["workload.arrival"] = toValue({ process: "none" });
   const create = { spec: { preset }, overrides };
   if (opts.seed !== null) create.seed = String(opts.seed);
