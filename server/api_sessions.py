@@ -141,5 +141,5 @@ class SessionApi(ApiBase):
         for key in sorted(overrides):
             if not key or len(key) > 256 or any(ch.isspace() for ch in key):
                 raise invalid(f"overrides[{key!r}]", "must be a dotted field path such as workload.num_requests")
-            out[key] = wire.value_to_plain(overrides[key])
+            out[key] = wire.value_to_plain(overrides[key], f"overrides[{key!r}]")
         return out

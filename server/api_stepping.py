@@ -164,7 +164,7 @@ class SteppingApi(ApiBase):
         if req.action == common_pb2.CLUSTER_ACTION_ADD:
             if not req.HasField("client"):
                 raise invalid("client", "missing (the new client's spec)")
-            client_doc = wire.struct_to_plain(req.client)
+            client_doc = wire.struct_to_plain(req.client, "client")
             doc_id = client_doc.get("id")
             if client_id and doc_id is not None and doc_id != client_id:
                 raise invalid("client.id", f"{doc_id!r} differs from client_id {client_id!r}")

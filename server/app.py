@@ -22,6 +22,9 @@ from .service import SimulatorService
 from .sessions import SessionManager
 
 
+DRAIN_LINGER_S = 0.3
+
+
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
@@ -29,8 +32,10 @@ def _host_port(host: str, port: int) -> str:
 class HermesServer:
     """One server process' worth of state; `start()` binds, `drain()` stops gracefully."""
 
-    def __init__(self, config: ServerConfig, observers: list[Any] | None = None) -> None:
+    def __init__(self, config: ServerConfig, observers: list[Any] | None = None,
+                 extra_handlers: tuple[grpc.GenericRpcHandler, ...] = ()) -> None:
         self.config = config
+        self.extra_handlers = extra_handlers  # e.g. the benchmark's echo service on the same server
         self.hooks = Hooks(observers)
         self.lifecycle = Lifecycle()
         self.manager = SessionManager(config.max_sessions, self.hooks)
@@ -51,7 +56,7 @@ class HermesServer:
         interceptors = [BearerTokenInterceptor(cfg.token)] if cfg.token else []
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="rpc"),
                              interceptors=interceptors, options=options)
-        server.add_generic_rpc_handlers((self.service.generic_handler(),))
+        server.add_generic_rpc_handlers((self.service.generic_handler(), *self.extra_handlers))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(
             (SERVICE.full_name, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
@@ -83,6 +88,9 @@ class HermesServer:
         self.health.enter_graceful_shutdown()
         self.lifecycle.start_drain()
         clean = self.lifecycle.wait_idle(grace)
+        # keep answering UNAVAILABLE a moment: calls that arrive once grpc's stop() has begun are
+        # never handed to us and end CANCELLED, which tells a client less
+        time.sleep(max(0.0, min(DRAIN_LINGER_S, grace - (time.monotonic() - t0))))
         if self._server is not None:
             # open Session streams hold no call in flight between commands: cancel them now
             self._server.stop(grace=min(1.0, max(0.0, grace - (time.monotonic() - t0)))).wait()

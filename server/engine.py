@@ -71,7 +71,7 @@ def document_from_source(source: Any) -> dict:
         if not isinstance(doc, dict):
             raise invalid("spec.yaml", "must be a mapping")
         return doc
-    return wire.struct_to_plain(source.document)
+    return wire.struct_to_plain(source.document, "spec.document")
 
 
 def build_spec(doc: dict, overrides: dict[str, Any], seed: int | None, max_requests: int) -> Any:

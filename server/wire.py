@@ -11,9 +11,11 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 
 from hermes.v1 import common_pb2
+
+from .errors import invalid
 
 EVENT_KINDS: dict[str, int] = {
     "arrival": common_pb2.EVENT_KIND_ARRIVAL,
@@ -30,7 +32,8 @@ KIND_NAMES: dict[int, str] = {v: k for k, v in EVENT_KINDS.items()}
 
 _RESULT_KEYS = frozenset(common_pb2.RequestResult.DESCRIPTOR.fields_by_name)
 # event data keys that have a typed home in Event (the rest go to `attributes`)
-_TYPED_KEYS = {"reason": "reason", "action": "reason", "tag": "tag", "decision_id": "decision_id"}
+_TYPED_KEYS = {"reason": "reason", "action": "reason", "tag": "tag", "decision_id": "decision_id",
+               "stage": "stage"}
 
 DECISION_ACTIONS = {
     common_pb2.DECISION_ACTION_ROUTE: "route",
@@ -117,23 +120,31 @@ def fill_state(msg: Any, state: Any, now_ns: int) -> Any:
 # ---------------------------------------------------------------- Struct <-> plain data
 
 
-def _plain(value: Any) -> Any:
-    """Struct numbers are doubles: give integral ones back as ints (spec ints reject 2.0 lists)."""
-    if isinstance(value, float) and math.isfinite(value) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, list):
-        return [_plain(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    return value
+def _number(x: float, path: str) -> int | float:
+    """Struct numbers are doubles: integral ones come back as ints (spec lists of ints reject 2.0)."""
+    if not math.isfinite(x):
+        raise invalid(path, f"must be a finite number, got {x}")
+    return int(x) if x.is_integer() and abs(x) < 2**53 else x
 
 
-def struct_to_plain(msg: struct_pb2.Struct) -> dict:
-    return _plain(json_format.MessageToDict(msg))
+def value_to_plain(v: struct_pb2.Value, path: str) -> Any:
+    kind = v.WhichOneof("kind")
+    if kind == "number_value":
+        return _number(v.number_value, path)
+    if kind == "string_value":
+        return v.string_value
+    if kind == "bool_value":
+        return v.bool_value
+    if kind == "struct_value":
+        return struct_to_plain(v.struct_value, path)
+    if kind == "list_value":
+        return [value_to_plain(x, f"{path}[{i}]") for i, x in enumerate(v.list_value.values)]
+    return None
 
 
-def value_to_plain(msg: struct_pb2.Value) -> Any:
-    return _plain(json_format.MessageToDict(msg))
+def struct_to_plain(msg: struct_pb2.Struct, path: str) -> dict:
+    """Plain data from a Struct; `path` names the field in errors (no NaN/Inf in specs)."""
+    return {k: value_to_plain(v, f"{path}.{k}") for k, v in msg.fields.items()}
 
 
 def json_default(value: Any) -> Any:

@@ -104,7 +104,7 @@ class RequestResult(_message.Message):
     def __init__(self, prompt_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., ttft_s: _Optional[float] = ..., tpot_s: _Optional[float] = ..., e2e_s: _Optional[float] = ..., queue_s: _Optional[float] = ..., prefill_s: _Optional[float] = ..., decode_s: _Optional[float] = ..., preemptions: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
 
 class Event(_message.Message):
-    __slots__ = ("time_ns", "kind", "request_id", "client_id", "result", "reason", "tag", "decision_id", "attributes")
+    __slots__ = ("time_ns", "kind", "request_id", "client_id", "result", "reason", "tag", "decision_id", "stage", "attributes")
     class AttributesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -120,6 +120,7 @@ class Event(_message.Message):
     REASON_FIELD_NUMBER: _ClassVar[int]
     TAG_FIELD_NUMBER: _ClassVar[int]
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    STAGE_FIELD_NUMBER: _ClassVar[int]
     ATTRIBUTES_FIELD_NUMBER: _ClassVar[int]
     time_ns: int
     kind: EventKind
@@ -129,8 +130,9 @@ class Event(_message.Message):
     reason: str
     tag: str
     decision_id: str
+    stage: str
     attributes: _containers.ScalarMap[str, str]
-    def __init__(self, time_ns: _Optional[int] = ..., kind: _Optional[_Union[EventKind, str]] = ..., request_id: _Optional[str] = ..., client_id: _Optional[str] = ..., result: _Optional[_Union[RequestResult, _Mapping]] = ..., reason: _Optional[str] = ..., tag: _Optional[str] = ..., decision_id: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    def __init__(self, time_ns: _Optional[int] = ..., kind: _Optional[_Union[EventKind, str]] = ..., request_id: _Optional[str] = ..., client_id: _Optional[str] = ..., result: _Optional[_Union[RequestResult, _Mapping]] = ..., reason: _Optional[str] = ..., tag: _Optional[str] = ..., decision_id: _Optional[str] = ..., stage: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Decision(_message.Message):
     __slots__ = ("decision_id", "request_id", "stage_index", "stage_kind", "model", "candidates", "time_ns", "prompt_tokens", "output_tokens")
