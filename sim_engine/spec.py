@@ -423,11 +423,11 @@ def validate(doc: dict) -> SimSpec:
         raise SpecError("workload.model", f"no client serves model {workload.model!r}; served: {sorted(models)}")
     if workload.model is None and len(models) > 1 and workload.arrival != "none":
         raise SpecError("workload.model", f"several models are served ({sorted(models)}); name one")
-    for name in workload.pipelines:
-        if name not in pipelines:
-            raise SpecError(f"workload.pipeline.{name}", f"no such pipeline; defined: {', '.join(pipelines)}")
-    for name in workload.pipelines:  # pipelines only injected requests use are checked when they arrive
-        check_capable(pipelines[name], clients, workload.model or sorted(models)[0], f"pipelines.{name}", tiers)
+    for pipe in workload.pipelines:
+        if pipe not in pipelines:
+            raise SpecError(f"workload.pipeline.{pipe}", f"no such pipeline; defined: {', '.join(pipelines)}")
+    for pipe in workload.pipelines:  # pipelines only injected requests use are checked when they arrive
+        check_capable(pipelines[pipe], clients, workload.model or sorted(models)[0], f"pipelines.{pipe}", tiers)
     return SimSpec(name, seed, tuple(clients), router, workload, max_requests, doc, pipelines, topology,
                    tiers, kv_mode)
 

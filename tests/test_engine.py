@@ -325,3 +325,7 @@ def test_deferred_decision_is_asked_again_later():
     sim.advance()
     r = sim.request_records()
     assert r["scheduled_ns"][0] == 5_000 and r["client"][0] == 0
+
+
+def test_summary_names_the_spec():
+    assert run(spec_doc(n=5)).summary()["name"] == "t"
