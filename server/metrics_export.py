@@ -161,6 +161,7 @@ HERMES_STATE_FIELDS = {
     "hermes_client_energy_joules": "energy_j",
     "hermes_client_requests_completed": "requests_completed_total",
 }
+GONE_ZERO_FIELDS = frozenset({"num_running", "num_waiting", "kv_usage", "kv_used_blocks"})
 SESSION_STATE_FIELDS = {
     "hermes_requests_injected": "injected",
     "hermes_requests_completed": "completed",
@@ -212,8 +213,8 @@ class _Client:
     def __init__(self, model: str, hardware: str, role: str) -> None:
         self.model, self.hardware, self.role = model, hardware, role
         self.llm = role.lower() not in NON_LLM_ROLES
-        self.state: dict[str, float] = {}
-        self.up = 1.0
+        self.snap: Any = None  # the engine's latest ClientState (read at scrape time)
+        self.present = True  # still in the cluster state
         self.completed = 0
         self.hists = {name: Hist(b) for name, (_, b) in REQUEST_HISTOGRAMS.items()}
 
@@ -222,11 +223,11 @@ class _Session:
     """What the exporter keeps for one session."""
 
     def __init__(self) -> None:
+        self.snap: Any = None  # the engine's latest ClusterState (read at scrape time)
         self.cursor = 0  # request records already observed
         self.stage_cursor = 0  # stage records already observed
         self.llm_client: dict[int, int] = {}  # request idx -> client index of its last LLM stage
         self.clients: dict[str, _Client] = {}
-        self.state: dict[str, float] = {}
         self.clock_s = 0.0
         self.events_processed: float | None = None
         self.sim_per_wall = 0.0
@@ -238,6 +239,10 @@ class _Session:
 
 def _attr(obj: Any, name: str, default: Any = None) -> Any:
     return obj.get(name, default) if isinstance(obj, dict) else getattr(obj, name, default)
+
+
+def _number(obj: Any, name: str) -> float:
+    return float(_attr(obj, name, 0) or 0) if obj is not None else 0.0
 
 
 def _text(x: Any) -> str:
@@ -284,7 +289,7 @@ def stage_latencies(stages: dict[str, np.ndarray], start: int) -> tuple[dict[str
     group = np.array(stages["group"][start:])
     latency = (np.array(stages["end_ns"][start:]) - np.array(stages["ready_ns"][start:])) / NS
     by_kind = {kind: latency[group == code] for code, kind in enumerate(STAGES) if (group == code).any()}
-    llm = np.isin(group, [STAGES.index("decode"), STAGES.index("reasoning")])
+    llm = (group == STAGES.index("decode")) | (group == STAGES.index("reasoning"))
     pairs = np.stack([np.array(stages["idx"][start:])[llm], np.array(stages["client"][start:])[llm]])
     return by_kind, pairs
 
@@ -298,6 +303,7 @@ class _Reading:
     processed: float | None
     index_ids: list[str]
     ends: tuple[int, int]  # request and stage record counts
+    rewound: bool = False
     requests: dict[str, np.ndarray] = field(default_factory=dict)
     stages: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -319,21 +325,18 @@ def read_simulation(sim: Any, s: _Session) -> _Reading:
         ends=(len(records["status"]), len(stages["idx"]) if stages is not None else 0),
     )
     if reading.ends[0] < s.cursor or reading.ends[1] < s.stage_cursor or reading.clock_s < s.clock_s:
-        return reading  # rewound (Restore): the caller starts the session afresh and reads again
-    reading.requests = request_latencies(records, s.cursor)
-    if stages is not None:
+        reading.rewound = True  # by a Restore: the caller starts the session afresh and reads again
+        return reading
+    if reading.ends[1] > s.stage_cursor:
         reading.stages, pairs = stage_latencies(stages, s.stage_cursor)
         s.llm_client.update(zip(pairs[0].tolist(), pairs[1].tolist(), strict=True))
-        # a request's metrics belong to the client that generated its tokens
-        owner = [
-            s.llm_client.get(i, c)
-            for i, c in zip(
-                reading.requests["idx"].tolist(), reading.requests["client"].tolist(), strict=True
-            )
-        ]
-        reading.requests["client"] = np.array(owner, dtype=np.int64)
-        for i in reading.requests["ended"].tolist():
-            s.llm_client.pop(i, None)
+    if reading.ends[0] > s.cursor:
+        lat = reading.requests = request_latencies(records, s.cursor)
+        if stages is not None:  # a request's metrics belong to the client that generated its tokens
+            pairs = zip(lat["idx"].tolist(), lat["client"].tolist(), strict=True)
+            lat["client"] = np.array([s.llm_client.get(i, c) for i, c in pairs], dtype=np.int64)
+            for i in lat["ended"].tolist():
+                s.llm_client.pop(i, None)
     del records, stages
     return reading
 
@@ -391,7 +394,7 @@ class MetricsExporter(Collector):
                 s = self._sessions[session_id] = _Session()
         # the session's lock (held by our caller) makes `s`'s cursors ours while we read
         r = read_simulation(sim, s)
-        if not r.requests:  # rewound by a Restore: its series start afresh
+        if r.rewound:  # by a Restore: the session's series start afresh
             s = _Session()
             with self._lock:
                 self._sessions[session_id] = s
@@ -430,21 +433,15 @@ class MetricsExporter(Collector):
     # ---- folding (exporter lock held) --------------------------------------------------------
     @staticmethod
     def _apply_state(s: _Session, state: Any) -> None:
-        s.state = {name: float(_attr(state, f, 0) or 0) for name, f in SESSION_STATE_FIELDS.items()}
-        seen = set()
+        """Keep the state snapshots (fresh objects from every `sim.state()` call); a scrape reads them."""
+        s.snap = state
+        for c in s.clients.values():
+            c.present = False
         for cs in state.clients:
             c = s.clients.get(cs.id)
             if c is None:
                 c = s.clients[cs.id] = _Client(_text(cs.model), _text(cs.hardware), _text(cs.role))
-            seen.add(cs.id)
-            fields = set(VLLM_STATE_FIELDS.values()) | set(HERMES_STATE_FIELDS.values())
-            c.state = {f: float(_attr(cs, f, 0) or 0) for f in fields}
-            c.up = 0.0 if _text(cs.status).lower() in ("failed", "removed") else 1.0
-        for cid, c in s.clients.items():
-            if cid not in seen:  # removed from the cluster: nothing runs there any more
-                c.up = 0.0
-                for f in ("num_running", "num_waiting", "kv_usage", "kv_used_blocks"):
-                    c.state[f] = 0.0
+            c.snap, c.present = cs, True
         links = _attr(state, "links", None) or ()
         pairs = links.items() if isinstance(links, dict) else ((_attr(x, "id", ""), x) for x in links)
         for lid, link in pairs:  # sim_engine.network link stats, when the state carries them
@@ -454,15 +451,15 @@ class MetricsExporter(Collector):
 
     @staticmethod
     def _apply_completions(s: _Session, r: _Reading) -> None:
+        for kind, values in r.stages.items():
+            s.stages[kind].observe(values)
         lat = r.requests
-        for idx in np.unique(lat["client"]).tolist():
+        for idx in np.unique(lat["client"]).tolist() if lat else ():
             cid = r.index_ids[idx] if 0 <= idx < len(r.index_ids) else f"client-{idx}"
             c = s.clients.get(cid)
             if c is None:
                 c = s.clients[cid] = _Client("", "", "")
             _observe_client(c, lat, lat["client"] == idx)
-        for kind, values in r.stages.items():
-            s.stages[kind].observe(values)
 
     # ---- scrape ------------------------------------------------------------------------------
     def describe(self) -> list[Metric]:
@@ -496,8 +493,8 @@ class MetricsExporter(Collector):
             add("hermes_advance_wall_seconds", [sid], s.advance_wall_s)
             if s.events_processed is not None:
                 add("hermes_events_processed", [sid], s.events_processed)
-            for name, value in s.state.items():
-                add(name, [sid], value)
+            for name, f in SESSION_STATE_FIELDS.items():
+                add(name, [sid], _number(s.snap, f))
             for stage, h in s.stages.items():
                 add("hermes_stage_latency_seconds", [sid, stage], h)
             for lid, (util, moved) in s.links.items():
@@ -509,15 +506,20 @@ class MetricsExporter(Collector):
 
     @staticmethod
     def _client_samples(add: Callable[..., None], sid: str, cid: str, c: _Client) -> None:
+        def field_value(f: str) -> float:
+            # a client gone from the cluster runs nothing; its counters keep their last values
+            return 0.0 if not c.present and f in GONE_ZERO_FIELDS else _number(c.snap, f)
+
+        up = c.present and _text(_attr(c.snap, "status", "")).lower() not in ("failed", "removed")
         add("hermes_client_info", [sid, cid, c.model, c.hardware, c.role], 1.0)
-        add("hermes_client_up", [sid, cid], c.up)
+        add("hermes_client_up", [sid, cid], 1.0 if up else 0.0)
         for name, f in HERMES_STATE_FIELDS.items():
-            add(name, [sid, cid], c.state.get(f, 0.0))
+            add(name, [sid, cid], field_value(f))
         if not c.llm:
             return
         labels = [c.model, cid, cid, sid]
         for name, f in VLLM_STATE_FIELDS.items():
-            add(name, labels, c.state.get(f, 0.0))
+            add(name, labels, field_value(f))
         for reason in FINISHED_REASONS:
             add("vllm:request_success", labels + [reason], c.completed if reason == "stop" else 0)
         for name, h in c.hists.items():
