@@ -292,3 +292,15 @@ def test_metrics_endpoint_keeps_colon_names_whatever_the_client_accepts() -> Non
         assert "vllm_num_requests_running" not in body
     finally:
         ex.stop()
+
+
+def test_missing_tools_skip_locally_but_fail_in_ci(monkeypatch: pytest.MonkeyPatch) -> None:
+    import test_metrics_support as support
+
+    monkeypatch.setattr(support.shutil, "which", lambda name: None)
+    monkeypatch.setattr(support, "IN_CI", False)
+    with pytest.raises(pytest.skip.Exception, match="prometheus not found"):
+        support.require_tool("prometheus", "test")
+    monkeypatch.setattr(support, "IN_CI", True)
+    with pytest.raises(pytest.fail.Exception, match="CI must have it"):
+        support.require_tool("prometheus", "test")
