@@ -27,6 +27,15 @@ else
     echo "install_test_deps: prometheus already installed ($(prometheus --version 2>&1 | head -n1))"
 fi
 
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    if command -v apt-get >/dev/null; then
+        echo "install_test_deps: installing Debian packages nodejs npm"
+        export DEBIAN_FRONTEND=noninteractive
+        as_root apt-get update -qq
+        as_root apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+    fi
+fi
+
 NODE_DIR="$ROOT/examples/node"
 if [ -f "$NODE_DIR/package-lock.json" ]; then
     if ! command -v npm >/dev/null; then
