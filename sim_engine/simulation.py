@@ -105,6 +105,7 @@ class ClusterState:
     dropped: int
     pending_decisions: int
     clients: list[ClientState] = field(default_factory=list)
+    links: dict[str, dict] = field(default_factory=dict)  # link id -> bytes_moved, busy_ns, utilization, active
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -676,7 +677,7 @@ class Simulation:
     def state(self) -> ClusterState:
         now = self.kernel.now
         st = ClusterState(now, self.injected - self.completed - self.dropped, self.injected,
-                          self.completed, self.dropped, len(self.pending))
+                          self.completed, self.dropped, len(self.pending), links=self.network.link_stats(now))
         for c in self.clients:
             if c.status == "removed" and c.is_idle():
                 continue
