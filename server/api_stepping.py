@@ -11,7 +11,7 @@ from hermes.v1 import common_pb2, control_pb2
 
 from . import stepping, validate, wire
 from .api_base import ApiBase, CallContext
-from .errors import exhausted, invalid, not_found, out_of_range
+from .errors import exhausted, invalid, not_found
 
 
 class SteppingApi(ApiBase):
@@ -35,13 +35,9 @@ class SteppingApi(ApiBase):
 
     @staticmethod
     def _request_input(r: common_pb2.RequestInput, path: str, now: int) -> Any:
-        validate.positive(r.prompt_tokens, f"{path}.prompt_tokens")
-        validate.positive(r.output_tokens, f"{path}.output_tokens")
-        arrival = now
-        if r.HasField("arrival_ns"):
-            arrival = validate.non_negative(r.arrival_ns, f"{path}.arrival_ns")
-            if arrival < now:
-                raise out_of_range(f"{path}.arrival_ns", f"{arrival} is before the session's time {now}")
+        validate.token_count(r.prompt_tokens, f"{path}.prompt_tokens")
+        validate.token_count(r.output_tokens, f"{path}.output_tokens")
+        arrival = validate.sim_time(r.arrival_ns, now, f"{path}.arrival_ns") if r.HasField("arrival_ns") else now
         return sim_engine.RequestInput(
             arrival_ns=arrival, prompt_tokens=int(r.prompt_tokens), output_tokens=int(r.output_tokens),
             model=validate.short_text(r.model, f"{path}.model") or None,
@@ -65,13 +61,9 @@ class SteppingApi(ApiBase):
             now = int(s.sim.now_ns)
             until: int | None = None
             if target == "until_ns":
-                if req.until_ns < now:
-                    raise out_of_range("until_ns", f"{req.until_ns} is before the session's time {now}")
-                until = req.until_ns
+                until = validate.sim_time(req.until_ns, now, "until_ns")
             elif target == "by_ns":
-                until = now + req.by_ns
-                if until > validate.INT64_MAX:
-                    raise out_of_range("by_ns", "the target time overflows int64 nanoseconds")
+                until = validate.sim_time(now + req.by_ns, now, "by_ns")
             t0 = time.perf_counter()
             out = stepping.advance(s.sim, until, target == "next_event", bound, call.interrupted)
             wall = time.perf_counter() - t0
@@ -116,7 +108,10 @@ class SteppingApi(ApiBase):
         with self.manager.use(sid) as s:
             pending = {str(d.decision_id): d for d in s.sim.pending_decisions()}
             plan = []
+            now = int(s.sim.now_ns)
             for i, a in enumerate(req.answers):
+                if a.retry_after_ns:
+                    validate.sim_time(now + a.retry_after_ns, now, f"answers[{i}].retry_after_ns")
                 d = pending.get(a.decision_id)
                 if d is None:
                     raise not_found(f"answers[{i}].decision_id", f"no pending decision {a.decision_id!r}")
@@ -150,7 +145,7 @@ class SteppingApi(ApiBase):
         validate.non_negative(req.time_ns, "time_ns")
         tag = validate.short_text(req.tag, "tag")
         with self.manager.use(sid) as s:
-            self._not_past(req.time_ns, int(s.sim.now_ns), "time_ns")
+            validate.sim_time(req.time_ns, int(s.sim.now_ns), "time_ns")
             s.sim.add_wakeup(req.time_ns, tag)
             return control_pb2.AddWakeupReply()
 
@@ -178,7 +173,7 @@ class SteppingApi(ApiBase):
             if req.HasField("client"):
                 raise invalid("client", "only for action ADD")
         with self.manager.use(sid) as s:
-            self._not_past(req.time_ns, int(s.sim.now_ns), "time_ns")
+            validate.sim_time(req.time_ns, int(s.sim.now_ns), "time_ns")
             s.sim.change_cluster(req.time_ns, wire.CLUSTER_ACTIONS[req.action], client_id, client=client_doc)
             return control_pb2.ChangeClusterReply()
 
@@ -189,8 +184,3 @@ class SteppingApi(ApiBase):
             reply = control_pb2.GetSummaryReply(summary_json=text, now_ns=int(s.sim.now_ns))
         wire.json_to_struct(text, reply.summary)
         return reply
-
-    @staticmethod
-    def _not_past(time_ns: int, now: int, field: str) -> None:
-        if time_ns < now:
-            raise out_of_range(field, f"{time_ns} is before the session's time {now}")

@@ -21,7 +21,6 @@ from .lifecycle import Lifecycle
 from .service import SimulatorService
 from .sessions import SessionManager
 
-
 DRAIN_LINGER_S = 0.3
 
 
@@ -54,8 +53,10 @@ class HermesServer:
             ("grpc.so_reuseport", 0),
         ]
         interceptors = [BearerTokenInterceptor(cfg.token)] if cfg.token else []
+        # every call and every open Session stream holds a worker thread; past that many, answer
+        # RESOURCE_EXHAUSTED at once rather than queue calls (health checks included) behind streams
         server = grpc.server(futures.ThreadPoolExecutor(max_workers=cfg.workers, thread_name_prefix="rpc"),
-                             interceptors=interceptors, options=options)
+                             interceptors=interceptors, options=options, maximum_concurrent_rpcs=cfg.workers)
         server.add_generic_rpc_handlers((self.service.generic_handler(), *self.extra_handlers))
         health_pb2_grpc.add_HealthServicer_to_server(self.health, server)
         reflection.enable_server_reflection(

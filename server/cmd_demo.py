@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run a server and an external scheduler against it (the main job)",
                        description=__doc__.splitlines()[0] + " " + " ".join(__doc__.splitlines()[2:6]))
-    p.add_argument("--requests", type=int, default=300, help="requests in the workload (default %(default)s)")
+    p.add_argument("--requests", type=int, default=1000, help="requests in the workload (default %(default)s)")
     p.add_argument("--policy", choices=["least_kv", "round_robin"], default="least_kv",
                    help="the external scheduler (default %(default)s)")
     p.add_argument("--seed", type=int, default=0)

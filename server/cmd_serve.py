@@ -88,7 +88,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-snapshots", type=int, default=d.max_snapshots_per_session,
                    help="snapshots held per session (0: unlimited)")
     p.add_argument("--workers", type=int, default=d.workers,
-                   help="gRPC handler threads; each open Session stream holds one")
+                   help="gRPC handler threads: concurrent calls plus open Session streams; "
+                        "beyond that calls get RESOURCE_EXHAUSTED")
     p.add_argument("--token", default=None,
                    help=f"require 'authorization: Bearer TOKEN' on every call but health (or set {TOKEN_ENV})")
     p.add_argument("--drain-grace", type=float, default=d.drain_grace_s,

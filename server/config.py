@@ -15,7 +15,7 @@ class ServerConfig:
     max_message_mb: int = 64
     max_events_per_reply: int = 200_000
     max_snapshots_per_session: int = 16
-    workers: int = 64  # gRPC handler threads; an open Session stream holds one
+    workers: int = 128  # gRPC handler threads = concurrent calls + open Session streams
     token: str | None = None
     drain_grace_s: float = 30.0
     log_level: str = "info"

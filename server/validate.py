@@ -12,12 +12,15 @@ from collections.abc import Iterable
 
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
-from .errors import invalid
+from .errors import invalid, out_of_range
 
 ID_RE = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 REQUEST_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces
 MAX_NAME = 128
-INT64_MAX = 2**63 - 1
+# the latest simulated time a call may name (~146 years): leaves int64 headroom for the durations
+# the engine adds to it (a request arriving at 2**63 - 1 would overflow its records)
+HORIZON_NS = 2**62
+MAX_TOKENS = 2**31 - 1  # per request and kind; far beyond any model's context
 
 
 def session_id(value: str, field: str = "session_id") -> str:
@@ -58,6 +61,23 @@ def request_id(value: str, field: str) -> str | None:
 def non_negative(value: int, field: str) -> int:
     if value < 0:
         raise invalid(field, f"must be >= 0, got {value}")
+    return value
+
+
+def sim_time(value: int, now: int, field: str) -> int:
+    """A point in simulated time: not negative, not before `now`, not past the horizon."""
+    non_negative(value, field)
+    if value < now:
+        raise out_of_range(field, f"{value} is before the session's time {now}")
+    if value > HORIZON_NS:
+        raise out_of_range(field, f"{value} is past the simulation horizon of {HORIZON_NS} ns")
+    return value
+
+
+def token_count(value: int, field: str) -> int:
+    positive(value, field)
+    if value > MAX_TOKENS:
+        raise invalid(field, f"must be <= {MAX_TOKENS}, got {value}")
     return value
 
 

@@ -4,6 +4,7 @@ of a control session that saw only the calls that succeeded."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -117,6 +118,13 @@ def test_hand_written_bad_calls_get_the_right_code_and_change_nothing(client: Cl
     expect(InvalidArgument, lambda: s.advance(by_ns=-5), "by_ns")
     expect(InvalidArgument, lambda: s.advance(max_events=-1), "max_events")
     expect(OutOfRange, lambda: s.advance(by_ns=2**63 - 1), "by_ns")
+    expect(OutOfRange, lambda: s.advance(until_ns=2**62 + 1), "until_ns")  # past the horizon
+    expect(OutOfRange, lambda: s.add_wakeup(2**63 - 1), "time_ns")
+    expect(OutOfRange, lambda: s.inject([req(prompt_tokens=5, output_tokens=4, arrival_ns=2**63 - 1)]),
+           "requests[0].arrival_ns")
+    expect(InvalidArgument, lambda: s.inject([req(prompt_tokens=2**40, output_tokens=4)]),
+           "requests[0].prompt_tokens")
+    expect(OutOfRange, lambda: s.defer(d.decision_id, 2**62), "answers[0].retry_after_ns")
     # decide
     expect(NotFound, lambda: s.route("999999", d.candidates[0]), "answers[0].decision_id")
     expect(NotFound, lambda: s.route(d.decision_id, "no-such-client"), "answers[0].client_id")
@@ -382,9 +390,10 @@ def test_fuzzed_requests_get_expected_codes_and_never_corrupt_the_session(client
 
         one()
 
+    scale = int(os.environ.get("HERMES_FUZZ_SCALE", "1"))  # e.g. 20 for a long bug hunt
     for key in sorted(COMMAND_FIELDS):
-        fuzz(generic(key), 15)
-    fuzz(None, 200)
+        fuzz(generic(key), 15 * scale)
+    fuzz(None, 200 * scale)
     assert len(seen) == len(COMMAND_FIELDS), f"commands never tried: {set(COMMAND_FIELDS) - set(seen)}"
     assert len(ok_log) >= 5, ok_log  # the replay below must have something to replay
     control = control_after(client, ok_log)

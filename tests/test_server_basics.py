@@ -116,6 +116,29 @@ def test_sigterm_drains_in_flight_calls_and_exits_zero() -> None:
     c.close()
 
 
+def test_long_advance_blocks_neither_other_sessions_nor_health(hermes_server: ServerProcess,
+                                                               client: Client) -> None:
+    busy = client.create_session("hetero-poisson", overrides={"workload.num_requests": 8000})
+    other = client.create_session("hetero-demo")
+    done = threading.Event()
+    t = threading.Thread(target=lambda: (busy.advance(), done.set()))
+    t.start()
+    time.sleep(0.2)
+    worst = 0.0
+    checks = 0
+    while not done.is_set() and checks < 20:
+        t0 = time.perf_counter()
+        assert _health(hermes_server.address) == health_pb2.HealthCheckResponse.SERVING
+        other.advance(by_ns=1_000)
+        worst = max(worst, time.perf_counter() - t0)
+        checks += 1
+    t.join(timeout=60)
+    assert checks >= 3, "the long Advance ended too soon to measure anything"
+    assert worst < 0.5, f"a call waited {worst:.3f} s behind another session's Advance"
+    busy.close()
+    other.close()
+
+
 def test_session_ids_are_isolated(client: Client) -> None:
     a = client.create_session("hetero-poisson", overrides=SMALL, seed=1)
     b = client.create_session("hetero-poisson", overrides=SMALL, seed=1)
