@@ -18,7 +18,9 @@ from typing import Any
 import yaml
 
 from .errors import SpecError
+from .hardware import get_hardware
 from .kv_tiers import parse_tiers
+from .models import get_model
 from .pipeline import parse_pipelines
 
 BATCHING_POLICIES = ("static", "continuous", "chunked", "mixed")
@@ -183,30 +185,14 @@ class SimSpec:
 # ---------------------------------------------------------------- parsing
 
 
-def _hardware(value: Any, path: str):
-    from .hardware import get_hardware
-
+def _preset(value: Any, path: str, getter, what: str):
+    """A preset by name, or ``{preset: NAME, <field>: <override>, ...}``."""
     if isinstance(value, str):
-        return get_hardware(value, None, path)
-    f = _Fields(value, path)
-    name = f.str("preset")
+        return getter(value, None, path)
+    name = _Fields(value, path).str("preset")
     if name is None:
-        raise SpecError(f"{path}.preset", "missing (name of a hardware preset)")
-    overrides = {k: v for k, v in value.items() if k != "preset"}
-    return get_hardware(name, overrides, path)
-
-
-def _model(value: Any, path: str):
-    from .models import get_model
-
-    if isinstance(value, str):
-        return get_model(value, None, path)
-    f = _Fields(value, path)
-    name = f.str("preset")
-    if name is None:
-        raise SpecError(f"{path}.preset", "missing (name of a model preset)")
-    overrides = {k: v for k, v in value.items() if k != "preset"}
-    return get_model(name, overrides, path)
+        raise SpecError(f"{path}.preset", f"missing (name of a {what} preset)")
+    return getter(name, {k: v for k, v in value.items() if k != "preset"}, path)
 
 
 def _scheduler(doc: Any, path: str) -> SchedulerSpec:
@@ -237,8 +223,9 @@ def _clients(doc: Any) -> list[ClientSpec]:
             raise SpecError(f"{path}.hardware", "missing")
         if "model" not in entry and role in LLM_ROLES + ("embedding",):
             raise SpecError(f"{path}.model", "missing")
-        hardware = _hardware(f.raw("hardware"), f"{path}.hardware") if "hardware" in entry else None
-        model = _model(f.raw("model"), f"{path}.model") if "model" in entry else None
+        hardware = _preset(f.raw("hardware"), f"{path}.hardware", get_hardware, "hardware") \
+            if "hardware" in entry else None
+        model = _preset(f.raw("model"), f"{path}.model", get_model, "model") if "model" in entry else None
         tp = f.int("tp", 1)
         pp = f.int("pp", 1)
         replicas = f.int("replicas", 1)
