@@ -24,7 +24,8 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -91,38 +92,49 @@ def describe(name: str, samples: list[float]) -> float:
     return p50
 
 
-def bench_echo(target: str, n: int, payload: bytes) -> float:
+@contextmanager
+def echo_roundtrip(target: str, payload: bytes) -> Iterator[Callable[[], object]]:
+    """One lockstep round trip on a bare bidi stream (the same queue-fed pattern as the SDK)."""
     import grpc
 
     with grpc.insecure_channel(target) as channel:
-        call = channel.stream_stream(ECHO_METHOD)
         outbox: queue.SimpleQueue = queue.SimpleQueue()
         end = object()
-        replies = call(iter(outbox.get, end))
+        replies = channel.stream_stream(ECHO_METHOD)(iter(outbox.get, end))
 
-        def roundtrip() -> None:
+        def roundtrip() -> object:
             outbox.put(payload)
-            next(replies)
+            return next(replies)
 
-        timed(roundtrip, max(n // 10, 20))  # warm up
-        p50 = describe("bare bidi echo (floor)", timed(roundtrip, n))
+        yield roundtrip
         outbox.put(end)
-        return p50
 
 
-def bench_advance(target: str, n: int, stream: bool) -> float:
+@contextmanager
+def advance_roundtrip(target: str, stream: bool) -> Iterator[Callable[[], object]]:
+    """One Advance by 1 us on a session with nothing to simulate, through the SDK."""
     from client_sdk import Client
 
     with Client(target) as client, client.create_session(STEP_PRESET, stream=stream) as s:
-        step = 1_000
-
-        def roundtrip() -> None:
-            s.advance(by_ns=step)
-
-        timed(roundtrip, max(n // 10, 20))
-        reply = s.advance(by_ns=step)
+        reply = s.advance(by_ns=1_000)
         assert reply.events_processed == 0 and not reply.events
-        return describe(f"Advance RT ({'stream' if stream else 'unary'})", timed(roundtrip, n))
+        yield lambda: s.advance(by_ns=1_000)
+
+
+def bench_lockstep(target: str, steps: int, payload: bytes, blocks: int = 10) -> dict[str, float]:
+    """p50 round trip of each kind; the kinds alternate in blocks so they share the machine's load."""
+    names = ("bare bidi echo (floor)", "Advance RT (stream)", "Advance RT (unary)")
+    with echo_roundtrip(target, payload) as echo, advance_roundtrip(target, True) as stream, \
+            advance_roundtrip(target, False) as unary:
+        fns = (echo, stream, unary)
+        samples: dict[str, list[float]] = {n: [] for n in names}
+        for fn in fns:
+            timed(fn, max(steps // 10, 20))  # warm up
+        per_block = max(steps // blocks, 1)
+        for _ in range(blocks):
+            for name, fn in zip(names, fns, strict=True):
+                samples[name].extend(timed(fn, per_block))
+    return {name: describe(name, samples[name]) for name in names}
 
 
 def bench_events(target: str, requests: int, engine_seconds: Callable[[str], float]) -> tuple[int, float, float]:
@@ -170,9 +182,7 @@ def main() -> int:
         payload = simulator_pb2.Command(id=1, advance=control_pb2.AdvanceRequest(
             session_id="s-0123abcd", by_ns=1_000)).SerializeToString()
         print(f"loopback {target}, {os.cpu_count()} cpus, payload {len(payload)} B, {steps} round trips each")
-        echo = bench_echo(target, steps, payload)
-        stream = bench_advance(target, steps, stream=True)
-        unary = bench_advance(target, steps, stream=False)
+        echo, stream, unary = bench_lockstep(target, steps, payload).values()
         def engine_seconds(session_id: str) -> float:
             proc.stdin.write(f"engine {session_id}\n")
             proc.stdin.flush()

@@ -15,6 +15,7 @@ from google.protobuf import struct_pb2
 from hermes.v1 import common_pb2, control_pb2, session_pb2
 
 from .errors import NotFound
+from .transport import StreamTransport
 
 _ACTIONS = {
     "route": common_pb2.DECISION_ACTION_ROUTE,
@@ -65,7 +66,7 @@ class Session:
 
     @property
     def streaming(self) -> bool:
-        return type(self._t).__name__ == "StreamTransport"
+        return isinstance(self._t, StreamTransport)
 
     def stream(self) -> Session:
         """The same session driven over a new bidirectional stream (faster lockstep)."""

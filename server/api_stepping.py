@@ -52,11 +52,9 @@ class SteppingApi(ApiBase):
         validate.non_negative(req.max_events, "max_events")
         target = req.WhichOneof("target")
         if target == "by_ns":
-            validate.non_negative(req.by_ns, "by_ns")
-        elif target == "until_ns":
-            validate.non_negative(req.until_ns, "until_ns")
-        cap = self.config.max_events_per_reply
-        bound = min(b for b in (req.max_events, cap) if b) if (req.max_events or cap) else None
+            validate.non_negative(req.by_ns, "by_ns")  # a negative duration is malformed, not "in the past"
+        # the tighter of the caller's bound and the server's cap on events per reply (0: none)
+        bound = min((b for b in (req.max_events, self.config.max_events_per_reply) if b), default=None)
         with self.manager.use(sid) as s:
             now = int(s.sim.now_ns)
             until: int | None = None

@@ -38,8 +38,7 @@ def start_metrics(config: ServerConfig) -> Any:
     return start_metrics_server(config.metrics_port, config.host)
 
 
-def serve(config: ServerConfig, ready: threading.Event | None = None,
-          stop: threading.Event | None = None) -> int:
+def serve(config: ServerConfig, stop: threading.Event | None = None) -> int:
     """Run a server until `stop` is set (by SIGTERM/SIGINT when run from the CLI)."""
     from .app import HermesServer
 
@@ -51,8 +50,6 @@ def serve(config: ServerConfig, ready: threading.Event | None = None,
     if exporter is not None:
         print(f"hermes serve metrics on http://{config.host}:{exporter.port}/metrics", flush=True)
     stop = stop or threading.Event()
-    if ready is not None:
-        ready.set()
     while not stop.wait(0.5):
         pass
     server.drain()

@@ -23,16 +23,12 @@ class AdvanceOutcome:
     events_processed: int
 
 
-def _reason(r: Any) -> str:
-    return r.reason.name
-
-
 def advance(sim: Any, until_ns: int | None, next_event: bool, bound: int | None,
             interrupted: Callable[[], bool]) -> AdvanceOutcome:
     """Run `sim` until `until_ns` (None: until a stop condition), at most `bound` kernel events."""
     if next_event:
         r = sim.advance(until_ns=until_ns, max_events=bound, next_event=True)
-        return AdvanceOutcome(r.time_ns, _reason(r), r.events, r.events_processed)
+        return AdvanceOutcome(r.time_ns, r.reason.name, r.events, r.events_processed)
     events: list[Any] = []
     done = 0
     while True:
@@ -40,7 +36,7 @@ def advance(sim: Any, until_ns: int | None, next_event: bool, bound: int | None,
         r = sim.advance(until_ns=until_ns, max_events=step)
         events.extend(r.events)
         done += r.events_processed
-        reason = _reason(r)
+        reason = r.reason.name
         if reason != "EVENT_BOUND" or (bound is not None and done >= bound):
             return AdvanceOutcome(r.time_ns, reason, events, done)
         if interrupted():

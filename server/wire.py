@@ -93,6 +93,7 @@ def fill_decision(msg: Any, d: Any) -> Any:
 
 _CLIENT_FIELDS = tuple(common_pb2.ClientState.DESCRIPTOR.fields_by_name)
 _TEXT_FIELDS = {"id", "hardware", "model", "role", "status"}
+_LINK_FIELDS = tuple(f for f in common_pb2.LinkState.DESCRIPTOR.fields_by_name if f != "id")
 
 
 _CLUSTER_COUNTS = ("pending_decisions", "in_flight", "injected", "completed", "dropped")
@@ -102,6 +103,12 @@ def fill_state(msg: Any, state: Any, now_ns: int) -> Any:
     msg.now_ns = now_ns
     for key in _CLUSTER_COUNTS:
         setattr(msg, key, int(getattr(state, key, 0) or 0))
+    for link_id, stats in sorted((getattr(state, "links", None) or {}).items()):
+        lm = msg.links.add(id=str(link_id))
+        for key in _LINK_FIELDS:
+            value = stats.get(key)
+            if value is not None:
+                setattr(lm, key, type(getattr(lm, key))(value))
     for c in state.clients:
         cm = msg.clients.add()
         for key in _CLIENT_FIELDS:

@@ -173,3 +173,12 @@ def test_defer_and_drop_answers(client: Client) -> None:
         s.drop(again.decisions[0].decision_id)
         summary = RoundRobinScheduler().run(s)
         assert summary["requests"]["dropped"] == 1 and summary["requests"]["completed"] == 2
+
+
+def test_state_reports_links_of_a_topology(client: Client) -> None:
+    spec = ROOT / "examples" / "specs" / "multistage-hetero.yaml"
+    with client.create_session(spec, overrides={"workload.num_requests": 10}) as s:
+        s.advance(until_ns=3_000_000_000)
+        links = s.state().links
+        assert links and [link.id for link in links] == sorted(link.id for link in links)
+        assert any(link.bytes_moved > 0 and 0 < link.utilization <= 1 for link in links)

@@ -35,3 +35,18 @@ def test_server_dispatch_table_covers_every_command() -> None:
 
     keys = {f.name for f in simulator_pb2.Command.DESCRIPTOR.oneofs_by_name["command"].fields}
     assert set(Api.table(Api.__new__(Api))) == keys
+
+
+def test_wire_messages_carry_every_field_the_engine_reports() -> None:
+    """When the engine's state or decision types grow a field, the proto must grow it too."""
+    import dataclasses
+
+    import sim_engine
+    from hermes.v1 import common_pb2
+
+    pairs = [(sim_engine.ClientState, common_pb2.ClientState, {}),
+             (sim_engine.ClusterState, common_pb2.ClusterState, {"time_ns": "now_ns"}),
+             (sim_engine.Decision, common_pb2.Decision, {})]
+    for engine_cls, msg_cls, renamed in pairs:
+        engine_fields = {renamed.get(f.name, f.name) for f in dataclasses.fields(engine_cls)}
+        assert engine_fields <= set(msg_cls.DESCRIPTOR.fields_by_name), engine_cls.__name__

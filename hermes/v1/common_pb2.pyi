@@ -214,8 +214,24 @@ class ClientState(_message.Message):
     energy_j: float
     def __init__(self, id: _Optional[str] = ..., hardware: _Optional[str] = ..., model: _Optional[str] = ..., role: _Optional[str] = ..., status: _Optional[str] = ..., num_waiting: _Optional[int] = ..., num_running: _Optional[int] = ..., kv_used_blocks: _Optional[int] = ..., kv_total_blocks: _Optional[int] = ..., kv_usage: _Optional[float] = ..., running_tokens: _Optional[int] = ..., waiting_prompt_tokens: _Optional[int] = ..., est_step_s: _Optional[float] = ..., prompt_tokens_total: _Optional[int] = ..., generation_tokens_total: _Optional[int] = ..., preemptions_total: _Optional[int] = ..., requests_completed_total: _Optional[int] = ..., busy_s: _Optional[float] = ..., energy_j: _Optional[float] = ...) -> None: ...
 
+class LinkState(_message.Message):
+    __slots__ = ("id", "bytes_moved", "busy_ns", "utilization", "bandwidth_gbs", "active")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    BYTES_MOVED_FIELD_NUMBER: _ClassVar[int]
+    BUSY_NS_FIELD_NUMBER: _ClassVar[int]
+    UTILIZATION_FIELD_NUMBER: _ClassVar[int]
+    BANDWIDTH_GBS_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    bytes_moved: float
+    busy_ns: int
+    utilization: float
+    bandwidth_gbs: float
+    active: int
+    def __init__(self, id: _Optional[str] = ..., bytes_moved: _Optional[float] = ..., busy_ns: _Optional[int] = ..., utilization: _Optional[float] = ..., bandwidth_gbs: _Optional[float] = ..., active: _Optional[int] = ...) -> None: ...
+
 class ClusterState(_message.Message):
-    __slots__ = ("now_ns", "clients", "pending_decisions", "in_flight", "injected", "completed", "dropped")
+    __slots__ = ("now_ns", "clients", "pending_decisions", "in_flight", "injected", "completed", "dropped", "links")
     NOW_NS_FIELD_NUMBER: _ClassVar[int]
     CLIENTS_FIELD_NUMBER: _ClassVar[int]
     PENDING_DECISIONS_FIELD_NUMBER: _ClassVar[int]
@@ -223,6 +239,7 @@ class ClusterState(_message.Message):
     INJECTED_FIELD_NUMBER: _ClassVar[int]
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
     DROPPED_FIELD_NUMBER: _ClassVar[int]
+    LINKS_FIELD_NUMBER: _ClassVar[int]
     now_ns: int
     clients: _containers.RepeatedCompositeFieldContainer[ClientState]
     pending_decisions: int
@@ -230,4 +247,5 @@ class ClusterState(_message.Message):
     injected: int
     completed: int
     dropped: int
-    def __init__(self, now_ns: _Optional[int] = ..., clients: _Optional[_Iterable[_Union[ClientState, _Mapping]]] = ..., pending_decisions: _Optional[int] = ..., in_flight: _Optional[int] = ..., injected: _Optional[int] = ..., completed: _Optional[int] = ..., dropped: _Optional[int] = ...) -> None: ...
+    links: _containers.RepeatedCompositeFieldContainer[LinkState]
+    def __init__(self, now_ns: _Optional[int] = ..., clients: _Optional[_Iterable[_Union[ClientState, _Mapping]]] = ..., pending_decisions: _Optional[int] = ..., in_flight: _Optional[int] = ..., injected: _Optional[int] = ..., completed: _Optional[int] = ..., dropped: _Optional[int] = ..., links: _Optional[_Iterable[_Union[LinkState, _Mapping]]] = ...) -> None: ...
