@@ -32,6 +32,7 @@ from .task_clients import BatchClient, GenericClient
 from .workload import ArrivalSource, ClosedLoopSource, LengthSampler
 
 NS = 1_000_000_000
+MAX_TIME_NS = 1 << 62  # about 146 simulated years: far from int64 overflow when durations are added
 STAGE_GROUPS = ("rag", "kv_retrieval", "route", "prefill", "decode", "reasoning", "generic")
 GROUP_CODES = {g: i for i, g in enumerate(STAGE_GROUPS)}
 
@@ -109,6 +110,11 @@ class ClusterState:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+def _check_horizon(time_ns: int | None, field_name: str) -> None:
+    if time_ns is not None and time_ns > MAX_TIME_NS:
+        raise OutOfRangeError(f"{field_name}: {time_ns} is past the simulation horizon {MAX_TIME_NS} ns")
 
 
 class Simulation:
@@ -501,6 +507,7 @@ class Simulation:
         k = self.kernel
         if until_ns is not None and until_ns < k.now:
             raise OutOfRangeError(f"until_ns: {until_ns} is before the current time {k.now}")
+        _check_horizon(until_ns, "until_ns")
         if max_events is not None and max_events < 1:
             raise SpecError("max_events", "must be >= 1")
         processed = 0
@@ -567,6 +574,7 @@ class Simulation:
                 raise SpecError(f"{path}.output_tokens", f"must be >= 1, got {r.output_tokens}")
             if r.arrival_ns < now:
                 raise OutOfRangeError(f"{path}.arrival_ns: {r.arrival_ns} is before the current time {now}")
+            _check_horizon(r.arrival_ns, f"{path}.arrival_ns")
             model = r.model or self.default_model
             if model not in models:
                 raise SpecError(f"{path}.model", f"no client serves model {model!r}")
@@ -628,6 +636,7 @@ class Simulation:
     def add_wakeup(self, time_ns: int, tag: str = "") -> None:
         if time_ns < self.kernel.now:
             raise OutOfRangeError(f"time_ns: {time_ns} is before the current time {self.kernel.now}")
+        _check_horizon(time_ns, "time_ns")
         self.kernel.schedule(time_ns, PRIO_INPUT, self._on_wakeup, tag)
 
     def _on_wakeup(self, tag: str) -> None:
@@ -639,6 +648,7 @@ class Simulation:
         """Add, drain, remove or fail a client at a simulated time (validated now, applied then)."""
         if time_ns < self.kernel.now:
             raise OutOfRangeError(f"time_ns: {time_ns} is before the current time {self.kernel.now}")
+        _check_horizon(time_ns, "time_ns")
         if action == "add":
             if client_id in self.client_by_id:
                 raise AlreadyExistsError(f"client_id: client {client_id!r} already exists")

@@ -329,3 +329,14 @@ def test_deferred_decision_is_asked_again_later():
 
 def test_summary_names_the_spec():
     assert run(spec_doc(n=5)).summary()["name"] == "t"
+
+
+def test_times_past_the_horizon_are_out_of_range():
+    doc = spec_doc()
+    doc["workload"] = {"arrival": {"process": "none"}}
+    sim = Simulation(load_spec(doc))
+    for call in (lambda: sim.advance(until_ns=2**63 - 1), lambda: sim.add_wakeup(2**63 - 5),
+                 lambda: sim.inject([RequestInput(2**63 - 10, 5, 5)])):
+        with pytest.raises(OutOfRangeError, match="horizon"):
+            call()
+    assert sim.advance().reason is StopReason.IDLE
