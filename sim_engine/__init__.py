@@ -13,8 +13,9 @@ from .errors import (
     SpecError,
 )
 from .request import RequestInput
-from .simulation import AdvanceResult, ClientState, ClusterState, Decision, Event, Simulation, StopReason
+from .simulation import Simulation
 from .spec import SimSpec, load_spec, spec_presets
+from .views import AdvanceResult, ClientState, ClusterState, Decision, Event, StopReason
 
 __all__ = [
     "AdvanceResult", "AlreadyExistsError", "ClientState", "ClusterState", "Decision", "Event",

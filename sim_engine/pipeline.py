@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .errors import SpecError
 
 # executable stage kinds, their metric group, and the client role that serves them
@@ -136,7 +138,7 @@ def _route(doc: dict, path: str) -> Stage:
             rp = f"{path}.rules[{i}]"
             if not isinstance(rule, dict) or not isinstance(rule.get("model"), str):
                 raise SpecError(f"{rp}.model", "missing")
-            _check_keys(rule, {"model", "prompt_tokens_gt", "output_tokens_gt", "difficulty_gt", "class"}, rp)
+            _check_keys(rule, {"model", "prompt_tokens_gt", "output_tokens_gt", "difficulty_gt"}, rp)
             parsed.append(dict(rule))
         if not isinstance(doc.get("default"), str):
             raise SpecError(f"{path}.default", "missing (the model when no rule matches)")
@@ -246,3 +248,27 @@ def parse_pipelines(doc: Any) -> dict[str, tuple[Stage, ...]]:
     out = {name: parse_pipeline(_expand_includes(doc, name, ()), f"pipelines.{name}") for name in doc}
     out.setdefault("default", DEFAULT_PIPELINE)
     return out
+
+
+def route_options(st: Stage) -> list[str]:
+    """The models a route stage may pick."""
+    p = st.params
+    if "probabilities" in p:
+        return list(p["probabilities"])
+    return list(dict.fromkeys([r["model"] for r in p["rules"]] + [p["default"]]))
+
+
+def choose_model(st: Stage, req, rng) -> str:
+    """Dynamic model routing: draw by probabilities, or the first rule the request matches."""
+    p = st.params
+    if "probabilities" in p:
+        names = list(p["probabilities"])
+        cum = np.cumsum([p["probabilities"][n] for n in names])
+        return names[min(int(np.searchsorted(cum, rng.random(), "right")), len(names) - 1)]
+    req.difficulty = float(rng.random())
+    for rule in p["rules"]:
+        if ("prompt_tokens_gt" not in rule or req.prompt > rule["prompt_tokens_gt"]) and \
+           ("output_tokens_gt" not in rule or req.output > rule["output_tokens_gt"]) and \
+           ("difficulty_gt" not in rule or req.difficulty > rule["difficulty_gt"]):
+            return rule["model"]
+    return p["default"]

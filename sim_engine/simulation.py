@@ -10,11 +10,9 @@ routing decision until ``decide`` answers it.
 from __future__ import annotations
 
 import copy
-import enum
 import pickle
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 
@@ -24,92 +22,24 @@ from .kernel import PRIO_INPUT, Kernel
 from .kv_tiers import KVHierarchy
 from .llm_client import LLMClient
 from .network import Network
-from .pipeline import STAGE_ROLES, TEXT_BYTES_PER_TOKEN, Stage
+from .pipeline import STAGE_ROLES, TEXT_BYTES_PER_TOKEN, Stage, choose_model, route_options
 from .request import STATUS_COMPLETED, STATUS_DROPPED, Request, RequestInput, RequestRecords, StageRecords
 from .router import make_router
 from .spec import ClientSpec, SimSpec
 from .task_clients import BatchClient, GenericClient
+from .views import (
+    GROUP_CODES,
+    AdvanceResult,
+    ClientState,
+    ClusterState,
+    Decision,
+    Event,
+    StopReason,
+)
 from .workload import ArrivalSource, ClosedLoopSource, LengthSampler
 
 NS = 1_000_000_000
 MAX_TIME_NS = 1 << 62  # about 146 simulated years: far from int64 overflow when durations are added
-STAGE_GROUPS = ("rag", "kv_retrieval", "route", "prefill", "decode", "reasoning", "generic")
-GROUP_CODES = {g: i for i, g in enumerate(STAGE_GROUPS)}
-
-
-class StopReason(enum.Enum):
-    TARGET_REACHED = "target_reached"
-    DECISION_NEEDED = "decision_needed"
-    WAKEUP = "wakeup"
-    IDLE = "idle"
-    EVENT_BOUND = "event_bound"
-
-
-class Event(NamedTuple):
-    time_ns: int
-    kind: str  # arrival routed first_token completed dropped preempted decision wakeup cluster
-    request_id: str
-    client_id: str
-    data: dict | None
-
-
-@dataclass(frozen=True)
-class Decision:
-    decision_id: int
-    request_id: str
-    stage_index: int
-    stage_kind: str
-    model: str
-    candidates: list[str]
-    time_ns: int
-    prompt_tokens: int
-    output_tokens: int
-
-
-@dataclass
-class AdvanceResult:
-    time_ns: int
-    reason: StopReason
-    events: list[Event]
-    events_processed: int
-
-
-@dataclass
-class ClientState:
-    id: str
-    hardware: str
-    model: str
-    role: str
-    status: str
-    num_waiting: int
-    num_running: int
-    kv_used_blocks: int
-    kv_total_blocks: int
-    kv_usage: float
-    running_tokens: int
-    waiting_prompt_tokens: int
-    est_step_s: float
-    prompt_tokens_total: int
-    generation_tokens_total: int
-    preemptions_total: int
-    requests_completed_total: int
-    busy_s: float
-    energy_j: float
-
-
-@dataclass
-class ClusterState:
-    time_ns: int
-    in_flight: int
-    injected: int
-    completed: int
-    dropped: int
-    pending_decisions: int
-    clients: list[ClientState] = field(default_factory=list)
-    links: dict[str, dict] = field(default_factory=dict)  # link id -> bytes_moved, busy_ns, utilization, active
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def _check_horizon(time_ns: int | None, field_name: str) -> None:
@@ -283,7 +213,7 @@ class Simulation:
         now = self.kernel.now
         st = req.pipeline[req.stage]
         if st.kind == "route":
-            self._ask_route(req, st, self._route_models(st), now)
+            self._ask_route(req, st, route_options(st), now)
             return
         pinned = req.prev_client if req.stage and req.pipeline[req.stage - 1].kind == "kv_retrieval" else None
         candidates = [pinned] if pinned is not None else self._candidates(req, st)
@@ -307,7 +237,7 @@ class Simulation:
     def _ask_route(self, req: Request, st: Stage, options: list[str], now: int) -> None:
         """External routing: stop and ask. A route stage's options are model names."""
         if st.kind == "route" and self.router is not None:
-            self._finish_route(req, st, self._choose_model(req, st), now)
+            self._finish_route(req, st, choose_model(st, req, self.stage_rng), now)
             return
         self._decision_seq += 1
         d = Decision(self._decision_seq, self.request_id(req), req.stage, st.kind, req.model, options, now,
@@ -315,28 +245,6 @@ class Simulation:
         self.pending[d.decision_id] = (d, req)
         self._emit("decision", req, None, {"decision_id": d.decision_id, "stage": st.kind})
         self._halt = StopReason.DECISION_NEEDED
-
-    @staticmethod
-    def _route_models(st: Stage) -> list[str]:
-        p = st.params
-        if "probabilities" in p:
-            return list(p["probabilities"])
-        return list(dict.fromkeys([r["model"] for r in p["rules"]] + [p["default"]]))
-
-    def _choose_model(self, req: Request, st: Stage) -> str:
-        """Dynamic model routing by probabilities or by the first rule the request matches."""
-        p = st.params
-        if "probabilities" in p:
-            names = list(p["probabilities"])
-            cum = np.cumsum([p["probabilities"][n] for n in names])
-            return names[min(int(np.searchsorted(cum, self.stage_rng.random(), "right")), len(names) - 1)]
-        req.difficulty = float(self.stage_rng.random())
-        for rule in p["rules"]:
-            if ("prompt_tokens_gt" not in rule or req.prompt > rule["prompt_tokens_gt"]) and \
-               ("output_tokens_gt" not in rule or req.output > rule["output_tokens_gt"]) and \
-               ("difficulty_gt" not in rule or req.difficulty > rule["difficulty_gt"]):
-                return rule["model"]
-        return p["default"]
 
     def _finish_route(self, req: Request, st: Stage, model: str, now: int) -> None:
         req.model = model

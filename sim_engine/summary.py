@@ -138,7 +138,7 @@ def summarize(sim: Simulation) -> dict[str, Any]:
 
 def stage_summary(sim: Simulation) -> dict[str, dict]:
     """Per stage group: how many ran, input transfer, queueing and service times, bytes moved in."""
-    from .simulation import STAGE_GROUPS
+    from .views import STAGE_GROUPS
 
     st = sim.stage_records.arrays()
     out = {}

@@ -260,7 +260,7 @@ def test_link_utilisation_and_bytes() -> None:
 
 
 def test_stage_kinds_match_the_engine() -> None:
-    from sim_engine.simulation import STAGE_GROUPS
+    from sim_engine.views import STAGE_GROUPS
 
     assert tuple(STAGE_GROUPS) == mx.STAGES
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from sim_engine import RequestInput, Simulation, SpecError, StopReason, load_spec
-from sim_engine.simulation import GROUP_CODES
 from sim_engine.vector_search import parse_index, search_time_s
+from sim_engine.views import GROUP_CODES
 
 INDEX = {"kind": "ivf_pq", "vectors": 10_000_000, "dim": 768, "centroids": 4096, "probes": 16, "pq_m": 96,
          "k": 10}

@@ -1,0 +1,85 @@
+"""The values the co-simulation API hands out: stop reasons, events, decisions, state views."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import asdict, dataclass, field
+from typing import Any, NamedTuple
+
+STAGE_GROUPS = ("rag", "kv_retrieval", "route", "prefill", "decode", "reasoning", "generic")
+GROUP_CODES = {g: i for i, g in enumerate(STAGE_GROUPS)}
+
+
+class StopReason(enum.Enum):
+    TARGET_REACHED = "target_reached"
+    DECISION_NEEDED = "decision_needed"
+    WAKEUP = "wakeup"
+    IDLE = "idle"
+    EVENT_BOUND = "event_bound"
+
+
+class Event(NamedTuple):
+    time_ns: int
+    kind: str  # arrival routed first_token completed dropped preempted decision wakeup cluster
+    request_id: str
+    client_id: str
+    data: dict | None
+
+
+@dataclass(frozen=True)
+class Decision:
+    decision_id: int
+    request_id: str
+    stage_index: int
+    stage_kind: str
+    model: str
+    candidates: list[str]
+    time_ns: int
+    prompt_tokens: int
+    output_tokens: int
+
+
+@dataclass
+class AdvanceResult:
+    time_ns: int
+    reason: StopReason
+    events: list[Event]
+    events_processed: int
+
+
+@dataclass
+class ClientState:
+    id: str
+    hardware: str
+    model: str
+    role: str
+    status: str
+    num_waiting: int
+    num_running: int
+    kv_used_blocks: int
+    kv_total_blocks: int
+    kv_usage: float
+    running_tokens: int
+    waiting_prompt_tokens: int
+    est_step_s: float
+    prompt_tokens_total: int
+    generation_tokens_total: int
+    preemptions_total: int
+    requests_completed_total: int
+    busy_s: float
+    energy_j: float
+
+
+@dataclass
+class ClusterState:
+    time_ns: int
+    in_flight: int
+    injected: int
+    completed: int
+    dropped: int
+    pending_decisions: int
+    clients: list[ClientState] = field(default_factory=list)
+    links: dict[str, dict] = field(default_factory=dict)  # link id -> bytes_moved, busy_ns, utilization, active
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
