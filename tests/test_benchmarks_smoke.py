@@ -1,0 +1,25 @@
+"""The benchmarks run and print their headline figure last (smoke runs: no timing is asserted)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(("script", "args", "last"), [
+    ("sim_speed.py", ["--smoke"], r"simulated_requests_per_wall_second=\d+"),
+    ("cosim_overhead.py", ["--smoke"], r"lockstep_overhead_ratio=[\d.]+"),
+    ("calibration.py", [], r"median_abs_pct_error=[\d.]+"),
+])
+def test_benchmark_prints_its_figure_last(script, args, last):
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    assert re.fullmatch(last, lines[-1]), lines[-3:]
