@@ -1,9 +1,12 @@
 """Case study 4: where to keep cached KV contexts (HERMES paper, section V-B, Figs. 14-15).
 
-128 clients of 2 x H100 (TP2, Llama-3.1-70B with FP8 weights, bf16 KV), 4 clients per 8-GPU
-node, 32 per rack, 4 racks; Poisson arrivals at 240 requests/s. Every request carries a
-cached context of 4K or 24K tokens (workload.prefix) in front of its new turn (an Azure
-conversation-trace prompt; outputs from the same trace). The context's KV cache lives in one
+The paper's cluster: 128 clients of 2 x H100 (TP2, Llama-3.1-70B with FP8 weights, bf16 KV),
+4 clients per 8-GPU node, 32 per rack, 4 racks, Poisson arrivals at 240 requests/s. By
+default this script simulates a one-rack slice (32 clients at 60 req/s: the same load per
+client, and the DCN store's bandwidth scaled to the slice); ``--racks 4`` runs all of it,
+slowly (fetches pile up on the rack pools). Every request carries a cached context of 4K or
+24K tokens (workload.prefix) in front of its new turn (an Azure conversation-trace prompt;
+outputs from the same trace). The context's KV cache lives in one
 of five places:
   A client:    per-client memory, 1 TB at 128 GB/s, 0.5 ms
   B platform:  shared by the 4 clients of a node, 4 TB at 32 GB/s, 1 ms
@@ -16,16 +19,17 @@ cross the node's NIC (50 GB/s).
 
 Caches run in LRU mode: a context is stored after it is first computed and a later request
 finds it only in the instance its client can see, so hit rates emerge from the workload.
-  private: 8 users per client (1024 users), each user's context is its own; a user is served
+  private: 8 users per client (1024 in the full cluster), each user's context is its own; a user is served
            by the clients that can see its cache (its home client, node, rack, or anywhere for
            DCN), least loaded first -- the paper's model of private caches
   shared:  a collection of 64 documents any client may use; requests go to the least loaded
            client anywhere, and reuse depends on how many clients share a tier instance
 Routing is done here, through the simulator's external-router API.
-``--mode rates`` instead gives every request a hit (the paper's assumption, hit rate 1).
+``--mode rates`` instead gives every request a hit (the paper's assumption, hit rate 1);
+the default runs both modes.
 
     PYTHONPATH=. python examples/case_studies/kv_retrieval.py [--out DIR] [--procs 2] [--smoke]
-        [--racks 4] [--seconds 30] [--mode lru|rates]
+        [--racks 1] [--seconds 30] [--mode lru|rates|both]
 """
 
 from __future__ import annotations
