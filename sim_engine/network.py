@@ -13,6 +13,11 @@ the link is shared. This module models that sharing with the classic fluid model
 * Rates are recomputed whenever a transfer enters or leaves its data phase; between such
   changes every rate is constant, so finish times are exact (up to integer ns rounding).
 
+Transfers on the same path always get the same rate, so they are kept in *path groups*:
+a group tracks how many bytes each of its members has sent since the group began
+(``sent``), and each member finishes when ``sent`` reaches its own target. Filling and
+bookkeeping then cost O(links x paths) per change, however many transfers pile up.
+
 Time is integer nanoseconds. Remaining bytes are floats; each finish time is rounded *up*
 to the next nanosecond so a transfer never completes before its bytes are through. The
 whole network keeps a single pending "next completion" kernel event; a version counter
@@ -24,6 +29,7 @@ Units: ``bandwidth_gbs`` is decimal GB/s, i.e. exactly bytes per nanosecond.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -54,10 +60,25 @@ class _Transfer:
     nbytes: int
     on_done: Callable[[Any], None]
     arg: Any
-    remaining: float = 0.0
-    rate: float = 0.0  # bytes per ns
-    finish_ns: int = 0
-    flowing: bool = False
+    target: float = 0.0  # the group's `sent` at which this transfer is through
+
+
+class _Group:
+    """Flowing transfers that share one path (and therefore one max-min fair rate)."""
+
+    __slots__ = ("links", "members", "sent", "rate", "base_sum", "finish_ns")
+
+    def __init__(self, links: tuple[_Link, ...]) -> None:
+        self.links = links
+        self.members: list[tuple[float, int, _Transfer]] = []  # heap by (target, start order)
+        self.sent = 0.0  # bytes each member has sent since the group began
+        self.rate = 0.0  # bytes per ns, per member
+        self.base_sum = 0.0  # sum over members of (target - nbytes): their `sent` at join
+        self.finish_ns = 0
+
+    def moved_partial(self) -> float:
+        """Bytes the current members have sent so far, all together."""
+        return len(self.members) * self.sent - self.base_sum
 
 
 class Network:
@@ -67,10 +88,10 @@ class Network:
         self.kernel = kernel
         self._links: dict[str, _Link] = {}
         self._transfers: dict[int, _Transfer] = {}  # every transfer not yet completed
-        self._flowing: dict[int, _Transfer] = {}  # data phase, insertion (= start) order
+        self._groups: dict[tuple[str, ...], _Group] = {}  # path -> its flowing transfers
         self._next_id = 0
         self._version = 0
-        self._last_ns = 0  # time up to which `remaining` of flowing transfers is accounted
+        self._last_ns = 0  # time up to which the groups' `sent` is accounted
 
     # --- topology -----------------------------------------------------------------------
     def add_link(self, link_id: str, bandwidth_gbs: float, latency_us: float) -> None:
@@ -104,7 +125,7 @@ class Network:
                 raise ValueError(f"link {lid!r} appears twice in the path")
             path.append(link)
         self._next_id += 1
-        t = _Transfer(self._next_id, path, int(nbytes), on_done, arg, remaining=float(nbytes))
+        t = _Transfer(self._next_id, path, int(nbytes), on_done, arg)
         self._transfers[t.tid] = t
         latency = sum(link.latency_ns for link in path)
         self.kernel.schedule(self.kernel.now + latency, PRIO_STATE, self._begin_data, t)
@@ -122,9 +143,11 @@ class Network:
         """
         dt = max(0, now_ns - self._last_ns)
         partial: dict[str, float] = {}
-        for t in self._flowing.values():
-            moved = t.nbytes - max(0.0, t.remaining - t.rate * dt)
-            for link in t.links:
+        for g in self._groups.values():
+            sent = g.sent + g.rate * dt
+            # each member has sent (group progress since it joined), at most its own size
+            moved = sum(min(t.nbytes, sent - (target - t.nbytes)) for target, _, t in g.members)
+            for link in g.links:
                 partial[link.link_id] = partial.get(link.link_id, 0.0) + moved
         out: dict[str, dict] = {}
         for lid, link in self._links.items():
@@ -148,8 +171,13 @@ class Network:
             return
         now = self.kernel.now
         self._advance(now)
-        t.flowing = True
-        self._flowing[t.tid] = t
+        key = tuple(link.link_id for link in t.links)
+        g = self._groups.get(key)
+        if g is None:
+            g = self._groups[key] = _Group(tuple(t.links))
+        t.target = g.sent + t.nbytes
+        g.base_sum += g.sent
+        heapq.heappush(g.members, (t.target, t.tid, t))
         for link in t.links:
             if link.active == 0:
                 link.busy_since = now
@@ -162,37 +190,46 @@ class Network:
             return  # superseded by a later reallocation
         now = self.kernel.now
         self._advance(now)
-        done = [t for t in self._flowing.values() if t.finish_ns <= now]  # start order
+        done: list[_Transfer] = []
+        for key, g in list(self._groups.items()):
+            while g.members and self._finish_time(g, g.members[0][0], now) <= now:
+                _, _, t = heapq.heappop(g.members)
+                g.base_sum -= t.target - t.nbytes
+                done.append(t)
+                for link in t.links:
+                    link.done_bytes += t.nbytes
+                    link.active -= 1
+                    if link.active == 0:
+                        link.busy_ns += now - link.busy_since
+            if not g.members:
+                del self._groups[key]
+        done.sort(key=lambda t: t.tid)  # start order
         for t in done:
-            del self._flowing[t.tid]
             del self._transfers[t.tid]
-            t.remaining = 0.0
-            t.flowing = False
-            for link in t.links:
-                link.done_bytes += t.nbytes
-                link.active -= 1
-                if link.active == 0:
-                    link.busy_ns += now - link.busy_since
         self._reallocate(now)
         for t in done:  # after the state is consistent: callbacks may start new transfers
             t.on_done(t.arg)
+
+    @staticmethod
+    def _finish_time(g: _Group, target: float, now: int) -> int:
+        return now + max(0, math.ceil((target - g.sent) / g.rate - _CEIL_SLACK_NS))
 
     def _advance(self, now: int) -> None:
         """Account the bytes moved since the last change at the current (constant) rates."""
         dt = now - self._last_ns
         if dt > 0:
-            for t in self._flowing.values():
-                t.remaining = max(0.0, t.remaining - t.rate * dt)
+            for g in self._groups.values():
+                g.sent += g.rate * dt
         self._last_ns = now
 
     def _reallocate(self, now: int) -> None:
-        """Max-min fair rates by progressive filling, new finish times, one pending event."""
-        unfixed: dict[int, _Transfer] = dict(self._flowing)
+        """Max-min fair rates by progressive filling over path groups, one pending event."""
+        unfixed = dict(self._groups)
         cap = {id(link): link.bw for link in self._links.values()}
         count = {id(link): 0 for link in self._links.values()}
-        for t in unfixed.values():
-            for link in t.links:
-                count[id(link)] += 1
+        for g in unfixed.values():
+            for link in g.links:
+                count[id(link)] += len(g.members)
         while unfixed:
             best: _Link | None = None
             best_share = math.inf
@@ -203,17 +240,15 @@ class Network:
                     if share < best_share:
                         best, best_share = link, share
             assert best is not None
-            for t in [t for t in unfixed.values() if best in t.links]:
-                t.rate = best_share
-                del unfixed[t.tid]
-                for link in t.links:
-                    cap[id(link)] = max(0.0, cap[id(link)] - best_share)
-                    count[id(link)] -= 1
+            for key in [k for k, g in unfixed.items() if best in g.links]:
+                g = unfixed.pop(key)
+                g.rate = best_share
+                n = len(g.members)
+                for link in g.links:
+                    cap[id(link)] = max(0.0, cap[id(link)] - best_share * n)
+                    count[id(link)] -= n
         self._version += 1
-        if not self._flowing:
+        if not self._groups:
             return
-        first = math.inf
-        for t in self._flowing.values():
-            t.finish_ns = now + max(0, math.ceil(t.remaining / t.rate - _CEIL_SLACK_NS))
-            first = min(first, t.finish_ns)
+        first = min(self._finish_time(g, g.members[0][0], now) for g in self._groups.values())
         self.kernel.schedule(int(first), PRIO_STATE, self._on_tick, self._version)
