@@ -229,7 +229,7 @@ def notes(n_clients: int) -> list[str]:
                    f"{rack_rate * gb:.0f} GB/s to a rack pool of {TIERS['C rack']['bandwidth_gbs']} GB/s, "
                    f"{RATE_PER_CLIENT * PER_NODE * gb:.0f} GB/s to a platform pool of "
                    f"{TIERS['B platform']['bandwidth_gbs']} GB/s and {rate * gb:.0f} GB/s to the DCN store "
-                   f"({TIERS['D DCN']['bandwidth_gbs'] * n_clients / FULL_CLIENTS:g} GB/s for this slice)")
+                   f"({TIERS['D DCN']['bandwidth_gbs'] * n_clients / FULL_CLIENTS:g} GB/s for {n_clients} clients)")
     out.append("  A tier instance's bandwidth is shared by the fetches in flight on it (max-min fair); the paper "
                "times every fetch on its own, with no contention, which is why its rack pool stays usable.")
     return out
