@@ -43,6 +43,7 @@ class SteppingApi(ApiBase):
             model=validate.short_text(r.model, f"{path}.model") or None,
             pipeline=validate.short_text(r.pipeline, f"{path}.pipeline") or None,
             request_id=validate.request_id(r.request_id, f"{path}.request_id"),
+            prefix_key=validate.short_text(r.prefix_key, f"{path}.prefix_key") or None,
         )
 
     # ------------------------------------------------------------ advance

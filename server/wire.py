@@ -88,6 +88,7 @@ def fill_decision(msg: Any, d: Any) -> Any:
     msg.time_ns = int(d.time_ns)
     msg.prompt_tokens = int(getattr(d, "prompt_tokens", 0) or 0)
     msg.output_tokens = int(getattr(d, "output_tokens", 0) or 0)
+    msg.prefix_key = str(getattr(d, "prefix_key", "") or "")
     return msg
 
 

@@ -15,6 +15,9 @@ class SpecError(ValueError):
         self.field = field
         self.reason = reason
 
+    def __reduce__(self):  # picklable across processes (multiprocessing sweeps)
+        return (SpecError, (self.field, self.reason))
+
 
 class NotFoundError(LookupError):
     """A named thing (decision, request, client, snapshot) does not exist."""

@@ -46,7 +46,7 @@ class TierSpec:
 
     id: str
     capacity_gb: float | None  # decimal GB per instance; None = unbounded
-    bandwidth_gbs: float  # decimal GB/s from the tier to the requesting client
+    bandwidth_gbs: float  # decimal GB/s of one tier instance, shared by every fetch from that instance
     latency_us: float  # lookup / access latency
     scope: str  # "client" | "node" | "rack" | "global"
     hit_rate: float | None = None  # conditional hit probability ("rates" mode)

@@ -18,6 +18,7 @@ class RequestInput:
     model: str | None = None
     pipeline: str | None = None
     request_id: str | None = None
+    prefix_key: str | None = None  # cacheable prefix identity (kv_retrieval); same key, same prefix
 
 
 class Request:
@@ -121,16 +122,17 @@ class RequestRecords:
 class StageRecords:
     """Columnar per-stage rows: where each stage of each request ran, when, and the bytes it received."""
 
-    COLUMNS = {"idx": "q", "stage": "b", "group": "b", "client": "l", "ready_ns": "q", "enqueue_ns": "q",
+    COLUMNS = {"idx": "q", "stage": "b", "kind": "b", "group": "b", "client": "l", "ready_ns": "q", "enqueue_ns": "q",
                "start_ns": "q", "end_ns": "q", "bytes_in": "q"}
 
     def __init__(self) -> None:
         self.cols = {name: array(code) for name, code in self.COLUMNS.items()}
 
-    def add(self, req: Request, group: int, client_index: int, end_ns: int) -> None:
+    def add(self, req: Request, kind: int, group: int, client_index: int, end_ns: int) -> None:
         c = self.cols
         c["idx"].append(req.idx)
         c["stage"].append(req.stage)
+        c["kind"].append(kind)
         c["group"].append(group)
         c["client"].append(client_index)
         c["ready_ns"].append(req.stage_ready_ns)

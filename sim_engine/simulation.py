@@ -29,6 +29,7 @@ from .spec import ClientSpec, SimSpec
 from .task_clients import BatchClient, GenericClient
 from .views import (
     GROUP_CODES,
+    KIND_CODES,
     AdvanceResult,
     ClientState,
     ClusterState,
@@ -241,7 +242,7 @@ class Simulation:
             return
         self._decision_seq += 1
         d = Decision(self._decision_seq, self.request_id(req), req.stage, st.kind, req.model, options, now,
-                     req.prompt, req.output)
+                     req.prompt, req.output, req.prefix_key)
         self.pending[d.decision_id] = (d, req)
         self._emit("decision", req, None, {"decision_id": d.decision_id, "stage": st.kind})
         self._halt = StopReason.DECISION_NEEDED
@@ -371,7 +372,8 @@ class Simulation:
     def stage_done(self, req: Request, client, now: int) -> None:
         """The request's current stage ended (on ``client``, or in the router): start the next one."""
         st = req.pipeline[req.stage]
-        self.stage_records.add(req, GROUP_CODES[st.group], client.index if client is not None else -1, now)
+        self.stage_records.add(req, KIND_CODES[st.kind], GROUP_CODES[st.group],
+                               client.index if client is not None else -1, now)
         if client is not None:
             req.out_bytes = self._output_bytes(req, st, client)
             req.prev_client = client
@@ -499,6 +501,8 @@ class Simulation:
         for r in requests:
             req = self._new_request(r.arrival_ns, r.prompt_tokens, r.output_tokens, r.model or self.default_model,
                                     r.request_id, r.pipeline)
+            if r.prefix_key is not None:
+                req.prefix_key = r.prefix_key
             self.kernel.schedule(r.arrival_ns, PRIO_INPUT, self._on_injected_arrival, req)
             ids.append(self.request_id(req))
         self._user_ids |= new_ids

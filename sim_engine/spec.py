@@ -22,6 +22,7 @@ from .hardware import get_hardware
 from .kv_tiers import parse_tiers
 from .models import get_model
 from .pipeline import parse_pipelines
+from .vector_search import index_bytes
 
 BATCHING_POLICIES = ("static", "continuous", "chunked", "mixed")
 ROUTER_POLICIES = ("round_robin", "least_loaded", "jsq", "power_of_two", "external")
@@ -462,6 +463,11 @@ def check_capable(stages, clients, model: str, path: str, tiers) -> None:
                 raise SpecError(where, f"no client can serve this {st.kind} stage (needs {what})")
         if st.kind == "kv_retrieval" and not tiers:
             raise SpecError(where, "kv_retrieval needs kv_cache.tiers")
+        if st.kind == "search":
+            need_gb = index_bytes(st.params["index"]) / 1e9
+            if not any(c.role in roles and c.hardware.mem_gb * c.n_devices >= need_gb for c in clients):
+                raise SpecError(f"{where}.index", f"the index needs {need_gb:.0f} GB; no retrieval client has "
+                                "that much memory")
 
 
 def spec_presets() -> dict[str, dict]:

@@ -138,19 +138,26 @@ def summarize(sim: Simulation) -> dict[str, Any]:
 
 def stage_summary(sim: Simulation) -> dict[str, dict]:
     """Per stage group: how many ran, input transfer, queueing and service times, bytes moved in."""
-    from .views import STAGE_GROUPS
+    from .views import STAGE_GROUPS, STAGE_KINDS
 
     st = sim.stage_records.arrays()
-    out = {}
-    for code, group in enumerate(STAGE_GROUPS):
-        sel = st["group"] == code
-        if not sel.any():
-            continue
-        out[group] = {
+
+    def times(sel: np.ndarray) -> dict:
+        return {
             "count": int(sel.sum()),
             "transfer_s": stats((st["enqueue_ns"][sel] - st["ready_ns"][sel]) / NS),
             "queue_s": stats((st["start_ns"][sel] - st["enqueue_ns"][sel]) / NS),
             "service_s": stats((st["end_ns"][sel] - st["start_ns"][sel]) / NS),
             "bytes_in": int(st["bytes_in"][sel].sum()),
         }
+
+    out = {}
+    for code, group in enumerate(STAGE_GROUPS):
+        sel = st["group"] == code
+        if not sel.any():
+            continue
+        out[group] = times(sel)
+        kinds = np.unique(st["kind"][sel])
+        if len(kinds) > 1:  # e.g. rag: embed, search and rerank apart
+            out[group]["parts"] = {STAGE_KINDS[k]: times(sel & (st["kind"] == k)) for k in kinds}
     return out

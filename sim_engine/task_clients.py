@@ -120,9 +120,11 @@ class BatchClient(TaskClient):
             return t, t * self.spec.n_devices * (hw.idle_w + (hw.peak_w - hw.idle_w) * util)
         if stage.kind == "rerank":
             docs, doc_tokens = stage.params["candidates"], stage.params["doc_tokens"]
-            chunks = [(0, r.prompt + doc_tokens) for r in batch for _ in range(docs)]
-        else:  # embed: one encoder pass over each query
-            chunks = [(0, r.pipeline[r.stage].params.get("query_tokens") or r.prompt) for r in batch]
+            limit = self.spec.model.max_context
+            chunks = [(0, min(r.prompt + doc_tokens, limit)) for r in batch for _ in range(docs)]
+        else:  # embed: one encoder pass over each query, truncated to the encoder's context like real servers
+            limit = self.spec.model.max_context
+            chunks = [(0, min(r.pipeline[r.stage].params.get("query_tokens") or r.prompt, limit)) for r in batch]
         cost = self.perf.step(chunks, 0, 0)
         return cost.time_s, cost.energy_j
 

@@ -8,6 +8,8 @@ from typing import Any, NamedTuple
 
 STAGE_GROUPS = ("rag", "kv_retrieval", "route", "prefill", "decode", "reasoning", "generic")
 GROUP_CODES = {g: i for i, g in enumerate(STAGE_GROUPS)}
+STAGE_KINDS = ("llm", "prefill", "decode", "embed", "search", "rerank", "kv_retrieval", "generic", "route")
+KIND_CODES = {k: i for i, k in enumerate(STAGE_KINDS)}
 
 
 class StopReason(enum.Enum):
@@ -37,6 +39,7 @@ class Decision:
     time_ns: int
     prompt_tokens: int
     output_tokens: int
+    prefix_key: str | None = None
 
 
 @dataclass

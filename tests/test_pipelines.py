@@ -248,3 +248,45 @@ def test_bad_pipelines_are_rejected_naming_the_field(pipelines, field, message):
     with pytest.raises(SpecError, match=message) as e:
         load_spec(doc)
     assert e.value.field.startswith(field)
+
+
+def test_rag_parts_are_reported_apart_and_long_queries_are_truncated_by_the_encoder():
+    sim = one_request(base_spec([{"kind": "rag", "embed": {"model": "e5-base"}, "index": INDEX},
+                                 {"kind": "llm"}]), prompt=3000)
+    parts = sim.summary()["stages"]["rag"]["parts"]
+    assert set(parts) == {"embed", "search"}
+    emb = sim.client_by_id["emb"]
+    assert parts["embed"]["service_s"]["max"] == pytest.approx(
+        round(emb.perf.step([(0, 512)], 0, 0).time_s * 1e9) / 1e9)  # e5-base reads at most 512 tokens
+
+
+def test_an_index_larger_than_every_retrieval_host_is_rejected():
+    big = dict(INDEX, vectors=20_000_000_000, centroids=4_000_000, pq_m=64)
+    with pytest.raises(SpecError, match="no retrieval client has that much memory") as e:
+        load_spec(base_spec([{"kind": "rag", "embed": {"model": "e5-base"}, "index": big}, {"kind": "llm"}]))
+    assert e.value.field == "pipelines.p[1].index"
+
+
+def test_injected_prefix_keys_reach_the_cache_and_the_external_router():
+    doc = kv_doc("lru")
+    doc["router"] = {"policy": "external"}
+    sim = Simulation(load_spec(doc))
+    sim.inject([RequestInput(0, 3000, 2, pipeline="p", prefix_key="doc-7")])
+    seen = []
+    while sim.advance().reason is StopReason.DECISION_NEEDED:
+        for d in sim.pending_decisions():
+            seen.append(d.prefix_key)
+            sim.decide(d.decision_id, "route", "llm")
+    assert seen == ["doc-7"]  # kv_retrieval is asked; the llm stage stays on the chosen client
+    sim.inject([RequestInput(sim.now_ns, 3000, 2, pipeline="p", prefix_key="doc-7")])
+    while sim.advance().reason is StopReason.DECISION_NEEDED:
+        for d in sim.pending_decisions():
+            sim.decide(d.decision_id, "route", "llm")
+    assert sim.summary()["kv_cache"]["dram"]["hits"] == 1
+
+
+def test_spec_errors_survive_pickling():
+    import pickle
+
+    e = pickle.loads(pickle.dumps(SpecError("clients[0].tp", "bad")))
+    assert (e.field, e.reason, str(e)) == ("clients[0].tp", "bad", "clients[0].tp: bad")

@@ -135,7 +135,7 @@ class Event(_message.Message):
     def __init__(self, time_ns: _Optional[int] = ..., kind: _Optional[_Union[EventKind, str]] = ..., request_id: _Optional[str] = ..., client_id: _Optional[str] = ..., result: _Optional[_Union[RequestResult, _Mapping]] = ..., reason: _Optional[str] = ..., tag: _Optional[str] = ..., decision_id: _Optional[str] = ..., stage: _Optional[str] = ..., attributes: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class Decision(_message.Message):
-    __slots__ = ("decision_id", "request_id", "stage_index", "stage_kind", "model", "candidates", "time_ns", "prompt_tokens", "output_tokens")
+    __slots__ = ("decision_id", "request_id", "stage_index", "stage_kind", "model", "candidates", "time_ns", "prompt_tokens", "output_tokens", "prefix_key")
     DECISION_ID_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     STAGE_INDEX_FIELD_NUMBER: _ClassVar[int]
@@ -145,6 +145,7 @@ class Decision(_message.Message):
     TIME_NS_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_KEY_FIELD_NUMBER: _ClassVar[int]
     decision_id: str
     request_id: str
     stage_index: int
@@ -154,23 +155,26 @@ class Decision(_message.Message):
     time_ns: int
     prompt_tokens: int
     output_tokens: int
-    def __init__(self, decision_id: _Optional[str] = ..., request_id: _Optional[str] = ..., stage_index: _Optional[int] = ..., stage_kind: _Optional[str] = ..., model: _Optional[str] = ..., candidates: _Optional[_Iterable[str]] = ..., time_ns: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ...) -> None: ...
+    prefix_key: str
+    def __init__(self, decision_id: _Optional[str] = ..., request_id: _Optional[str] = ..., stage_index: _Optional[int] = ..., stage_kind: _Optional[str] = ..., model: _Optional[str] = ..., candidates: _Optional[_Iterable[str]] = ..., time_ns: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., prefix_key: _Optional[str] = ...) -> None: ...
 
 class RequestInput(_message.Message):
-    __slots__ = ("arrival_ns", "prompt_tokens", "output_tokens", "model", "pipeline", "request_id")
+    __slots__ = ("arrival_ns", "prompt_tokens", "output_tokens", "model", "pipeline", "request_id", "prefix_key")
     ARRIVAL_NS_FIELD_NUMBER: _ClassVar[int]
     PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     PIPELINE_FIELD_NUMBER: _ClassVar[int]
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_KEY_FIELD_NUMBER: _ClassVar[int]
     arrival_ns: int
     prompt_tokens: int
     output_tokens: int
     model: str
     pipeline: str
     request_id: str
-    def __init__(self, arrival_ns: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., model: _Optional[str] = ..., pipeline: _Optional[str] = ..., request_id: _Optional[str] = ...) -> None: ...
+    prefix_key: str
+    def __init__(self, arrival_ns: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., model: _Optional[str] = ..., pipeline: _Optional[str] = ..., request_id: _Optional[str] = ..., prefix_key: _Optional[str] = ...) -> None: ...
 
 class ClientState(_message.Message):
     __slots__ = ("id", "hardware", "model", "role", "status", "num_waiting", "num_running", "kv_used_blocks", "kv_total_blocks", "kv_usage", "running_tokens", "waiting_prompt_tokens", "est_step_s", "prompt_tokens_total", "generation_tokens_total", "preemptions_total", "requests_completed_total", "busy_s", "energy_j")
