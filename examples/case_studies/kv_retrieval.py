@@ -110,13 +110,8 @@ def domain(tier: str, home: int, n_clients: int) -> range:
 
 
 def prefix_group(sim: Simulation, decision) -> int:
-    """The context (workload.prefix group) of the request a decision is about.
-
-    Workaround: a Decision does not carry the request's prefix key, so it is read from the
-    simulator's pending table (``g<n>`` = group n).
-    """
-    key = sim.pending[decision.decision_id][1].prefix_key
-    return int(key[1:])
+    """The context (workload.prefix group, key ``g<n>``) of the request a decision is about."""
+    return int(decision.prefix_key[1:])
 
 
 def simulate(doc: dict, tier: str, sharing: str, n_clients: int) -> Simulation:
