@@ -109,7 +109,7 @@ def domain(tier: str, home: int, n_clients: int) -> range:
     return range(start, min(start + size, n_clients))
 
 
-def prefix_group(sim: Simulation, decision) -> int:
+def prefix_group(decision) -> int:
     """The context (workload.prefix group, key ``g<n>``) of the request a decision is about."""
     return int(decision.prefix_key[1:])
 
@@ -133,7 +133,7 @@ def simulate(doc: dict, tier: str, sharing: str, n_clients: int) -> Simulation:
             for d in sim.pending_decisions():
                 allowed = [index[c] for c in d.candidates]
                 if sticky:
-                    home = prefix_group(sim, d) * n_clients // groups
+                    home = prefix_group(d) * n_clients // groups
                     inside = set(domain(tier, home, n_clients))
                     allowed = [i for i in allowed if i in inside]
                 pick = min(allowed, key=lambda i: (load[i], i))
