@@ -7,7 +7,6 @@ import csv
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -20,15 +19,12 @@ SCRIPTS = ["reasoning", "rag", "batching", "kv_retrieval"]
 def test_case_study_smoke(name: str, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     env = dict(os.environ, PYTHONPATH=str(ROOT), MPLBACKEND="Agg")
-    start = time.monotonic()
     proc = subprocess.run(
         [sys.executable, str(ROOT / "examples" / "case_studies" / f"{name}.py"), "--smoke", "--procs", "2",
          "--out", str(tmp_path)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )
-    elapsed = time.monotonic() - start
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert elapsed < 20, f"{name} --smoke took {elapsed:.1f} s"
     table = tmp_path / f"{name}.csv"
     with table.open() as f:
         rows = list(csv.DictReader(f))
