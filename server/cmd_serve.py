@@ -38,11 +38,17 @@ def start_metrics(config: ServerConfig) -> Any:
     return start_metrics_server(config.metrics_port, config.host)
 
 
+SWITCH_INTERVAL_S = 0.001  # Python's default is 0.005
+
+
 def serve(config: ServerConfig, stop: threading.Event | None = None) -> int:
     """Run a server until `stop` is set (by SIGTERM/SIGINT when run from the CLI)."""
     from .app import HermesServer
 
     jsonlog.setup(config.log_level)
+    # simulation work holds the GIL in long stretches; hand it over more often so health
+    # checks, metric scrapes and other sessions' calls are answered during a long Advance
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     exporter = start_metrics(config)
     server = HermesServer(config, observers=[exporter] if exporter else [])
     server.start()

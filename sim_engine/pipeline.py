@@ -148,7 +148,8 @@ def _route(doc: dict, path: str) -> Stage:
 
 
 def _reasoning(doc: dict, path: str) -> dict:
-    _check_keys(doc, {"kind", "thinking_multiplier", "thinking_tokens", "branches", "first_k"}, path)
+    _check_keys(doc, {"kind", "thinking_multiplier", "thinking_tokens", "branches", "first_k", "steps", "tool"},
+                path)
     out = {"thinking_multiplier": _num(doc, "thinking_multiplier", path, 0.0)}
     if "thinking_tokens" in doc:
         from .spec import _length
@@ -158,7 +159,34 @@ def _reasoning(doc: dict, path: str) -> dict:
     out["first_k"] = _num(doc, "first_k", path, out["branches"], integer=True, minimum=1)
     if out["first_k"] > out["branches"]:
         raise SpecError(f"{path}.first_k", f"must be <= branches ({out['branches']})")
+    out["steps"] = _num(doc, "steps", path, 1, integer=True, minimum=1)
+    if out["steps"] > 1:
+        if out["branches"] > 1:
+            raise SpecError(f"{path}.steps", "multi-step loops run one branch (set branches: 1)")
+        tool = doc.get("tool")
+        if not isinstance(tool, dict):
+            raise SpecError(f"{path}.tool", "missing: a multi-step loop calls a tool between thinking steps "
+                            "({latency: ..., tokens: N})")
+        _check_keys(tool, {"latency", "tokens"}, f"{path}.tool")
+        out["tool"] = {"latency": _latency(tool.get("latency", 0), f"{path}.tool.latency"),
+                       "tokens": _num(tool, "tokens", f"{path}.tool", 0, integer=True)}
     return out
+
+
+def _loop(llm: Stage, reasoning: dict) -> list[Stage]:
+    """A multi-step reasoning loop: think, call a tool, think again with the grown context, ..., answer.
+
+    Each thinking step is an llm stage on the same client (its earlier context stays cached
+    there), so only the tool's output and the last token are prefilled again.
+    """
+    n = reasoning["steps"]
+    stages: list[Stage] = []
+    for i in range(n):
+        if i:
+            stages.append(Stage("generic", "generic", {"name": "tool", "latency": reasoning["tool"]["latency"],
+                                                       "tokens": reasoning["tool"]["tokens"], "adds_tokens": True}))
+        stages.append(Stage(llm.kind, "reasoning", {**llm.params, "reasoning": reasoning, "segment": i}))
+    return stages
 
 
 def parse_pipeline(doc: Any, path: str) -> tuple[Stage, ...]:
@@ -192,7 +220,13 @@ def parse_pipeline(doc: Any, path: str) -> tuple[Stage, ...]:
             prev = stages[-1] if stages else None
             if prev is None or prev.kind not in ("llm", "decode"):
                 raise SpecError(f"{sp}.kind", "reasoning must follow an llm or decode stage (it shapes that decode)")
-            prev.params["reasoning"] = _reasoning(st, sp)
+            reasoning = _reasoning(st, sp)
+            if reasoning["steps"] > 1:
+                if prev.kind != "llm":
+                    raise SpecError(f"{sp}.steps", "multi-step loops follow an llm stage")
+                stages[-1:] = _loop(prev, reasoning)
+            else:
+                stages[-1] = Stage(prev.kind, "reasoning", {**prev.params, "reasoning": reasoning})
         else:  # llm, prefill, decode
             _check_keys(st, {"kind", "kv_transfer"}, sp)
             params: dict[str, Any] = {}

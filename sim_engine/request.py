@@ -33,7 +33,7 @@ class Request:
         "pipeline", "stage", "prev_client", "stage_ready_ns", "stage_start_ns", "bytes_in", "out_bytes",
         # LLM stage shape: what this client does with it, and reasoning branches
         "mode", "cached", "key", "parent", "children", "branches_left", "shared", "prefix_key",
-        "target", "tokens_total", "difficulty",
+        "target", "tokens_total", "difficulty", "segments", "home", "loop_context",
     )
 
     def __init__(self, idx: int, rid: str, arrival_ns: int, prompt: int, output: int, model: str):
@@ -74,6 +74,9 @@ class Request:
         self.target = output  # tokens this LLM stage must produce (per branch)
         self.tokens_total = 0  # tokens produced by all branches of this request
         self.difficulty = 0.0
+        self.segments = ()  # cumulative token targets of the thinking steps of a reasoning loop
+        self.home = None  # LLM client of the last llm stage (a loop's next step stays there)
+        self.loop_context = 0  # tokens in that client's KV when the last llm stage ended
 
 
 STATUS_COMPLETED = 1

@@ -162,10 +162,14 @@ class Simulation:
         if w.prefix_tokens:
             group = int(self.stage_rng.integers(w.prefix_groups)) if w.prefix_groups else None
             req.prefix_key = f"g{group}" if group is not None else f"r{req.idx}"
-        for st in req.pipeline:
-            reasoning = st.params.get("reasoning")
-            if reasoning:
-                req.target = output + self._thinking_tokens(reasoning, output)
+        reasoning = next((st.params["reasoning"] for st in req.pipeline if "reasoning" in st.params), None)
+        if reasoning is not None:
+            thinking = self._thinking_tokens(reasoning, output)
+            req.target = output + thinking
+            steps = reasoning.get("steps", 1)
+            if steps > 1:  # thinking split evenly over the loop's steps; the answer comes last
+                req.segments = tuple(max(1, thinking * (i + 1) // steps) for i in range(steps - 1)) + (req.target,)
+                req.target = req.segments[0]
         return req
 
     def _thinking_tokens(self, reasoning: dict, output: int) -> int:
@@ -217,6 +221,13 @@ class Simulation:
             self._ask_route(req, st, route_options(st), now)
             return
         pinned = req.prev_client if req.stage and req.pipeline[req.stage - 1].kind == "kv_retrieval" else None
+        segment = st.params.get("segment", 0)
+        if segment:  # the next thinking step of a loop: same client, earlier context still cached
+            pinned = req.home
+            req.target = req.segments[segment]
+            req.cached = req.loop_context
+        if pinned is not None and pinned.status != "active":  # gone: start afresh elsewhere
+            pinned, req.cached = None, 0
         candidates = [pinned] if pinned is not None else self._candidates(req, st)
         if not candidates:
             self.drop(req, None, now, "no_capable_client")
@@ -377,6 +388,10 @@ class Simulation:
         if client is not None:
             req.out_bytes = self._output_bytes(req, st, client)
             req.prev_client = client
+        if st.kind == "llm":
+            req.home, req.loop_context = client, req.prompt + req.generated - 1
+        elif st.kind == "generic" and st.params.get("adds_tokens"):
+            req.prompt += st.params["tokens"]  # the tool's output joins the context
         if st.kind in ("search", "rerank") and st.params.get("added_tokens"):
             req.prompt += st.params["added_tokens"]  # retrieved documents join the prompt
         req.stage += 1

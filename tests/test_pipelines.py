@@ -9,7 +9,7 @@ import pytest
 
 from sim_engine import RequestInput, Simulation, SpecError, StopReason, load_spec
 from sim_engine.vector_search import parse_index, search_time_s
-from sim_engine.views import GROUP_CODES
+from sim_engine.views import GROUP_CODES, KIND_CODES, STAGE_KINDS
 
 INDEX = {"kind": "ivf_pq", "vectors": 10_000_000, "dim": 768, "centroids": 4096, "probes": 16, "pq_m": 96,
          "k": 10}
@@ -122,7 +122,7 @@ def test_every_stage_runs_once_and_bytes_match_links():
     # every byte a stage received crossed the network: sum over the first link of each path
     moved = sum(v["bytes_moved"] for k, v in s["links"].items() if k.startswith("nic:"))
     assert moved == pytest.approx(2 * st["bytes_in"].sum(), rel=1e-9)  # each path crosses two NICs
-    assert set(s["stages"]) == {"rag", "prefill", "decode", "generic"}
+    assert set(s["stages"]) == {"rag", "prefill", "reasoning", "generic"}  # the decode is shaped by reasoning
 
 
 def test_reasoning_branches_and_first_k():
@@ -290,3 +290,31 @@ def test_spec_errors_survive_pickling():
 
     e = pickle.loads(pickle.dumps(SpecError("clients[0].tp", "bad")))
     assert (e.field, e.reason, str(e)) == ("clients[0].tp", "bad", "clients[0].tp: bad")
+
+
+def test_multi_step_reasoning_loop_grows_the_context_and_reuses_it():
+    doc = base_spec([{"kind": "llm"}, {"kind": "reasoning", "thinking_multiplier": 2.0, "steps": 3,
+                                       "tool": {"latency": 50, "tokens": 100}}])
+    sim = one_request(doc, prompt=400, output=30)
+    st = stage_rows(sim)
+    kinds = [STAGE_KINDS[k] for k in st["kind"]]
+    assert kinds == ["llm", "generic", "llm", "generic", "llm"]
+    assert set(st["group"].tolist()) == {GROUP_CODES["reasoning"], GROUP_CODES["generic"]}
+    tools = st["kind"] == KIND_CODES["generic"]
+    assert ((st["end_ns"] - st["start_ns"])[tools] == 50_000_000).all()
+    llm = sim.client_by_id["llm"]
+    assert set(st["client"][~tools].tolist()) == {llm.index}  # every thinking step on one client
+    r = sim.request_records()
+    assert r["output_tokens"][0] == 30 + 60  # the answer and all thinking tokens
+    assert r["prompt_tokens"][0] == 400 + 2 * 100  # the tools' outputs joined the context
+    # only the prompt, then each tool's output plus the last thinking token, were prefilled
+    assert llm.prompt_tokens_total == 400 + 2 * (100 + 1)
+    assert llm.used_blocks == 0
+
+
+def test_loops_reject_branches():
+    doc = base_spec([{"kind": "llm"}, {"kind": "reasoning", "branches": 2, "steps": 2,
+                                       "tool": {"latency": 1}}])
+    with pytest.raises(SpecError, match="one branch") as e:
+        load_spec(doc)
+    assert e.value.field == "pipelines.p[1].steps"

@@ -39,7 +39,7 @@ def test_every_stage_kind_is_routed_by_the_external_scheduler(client):
         summary = scheduler.run(session)
     assert scheduler.kinds == {"embed", "search", "rerank", "route", "kv_retrieval", "decode", "generic"}
     assert summary["requests"]["completed"] == 12
-    assert set(summary["stages"]) == {"rag", "route", "kv_retrieval", "prefill", "decode", "generic"}
+    assert set(summary["stages"]) == {"rag", "route", "kv_retrieval", "prefill", "reasoning", "generic"}
     # each rag request ran embed, search and rerank once; every other group once
     assert summary["stages"]["rag"]["count"] == 36
-    assert all(summary["stages"][g]["count"] == 12 for g in ("route", "kv_retrieval", "prefill", "decode"))
+    assert all(summary["stages"][g]["count"] == 12 for g in ("route", "kv_retrieval", "prefill", "reasoning"))
