@@ -460,7 +460,6 @@ class LLMClient:
             if parent is None:
                 self._finish(seq, now)
                 continue
-            parent.tokens_total += seq.target - parent.generated  # tokens of finished branches
             parent.branches_left -= 1
             if parent.branches_left == 0:  # the first k branches are done: the rest are cancelled
                 parent.generated = seq.target

@@ -28,12 +28,12 @@ class Request:
         "idx", "rid", "arrival_ns", "prompt", "output", "model",
         # scheduling state on the LLM client serving it
         "client", "enqueue_ns", "scheduled_ns", "first_token_ns", "prefilled", "generated",
-        "blocks", "base", "finish_g", "admit_seq", "preemptions", "last_token_ns", "live",
+        "blocks", "base", "finish_g", "admit_seq", "preemptions", "live",
         # pipeline progress
         "pipeline", "stage", "prev_client", "stage_ready_ns", "stage_start_ns", "bytes_in", "out_bytes",
         # LLM stage shape: what this client does with it, and reasoning branches
         "mode", "cached", "key", "parent", "children", "branches_left", "shared", "prefix_key",
-        "target", "tokens_total", "difficulty", "segments", "home", "loop_context",
+        "target", "difficulty", "segments", "home", "loop_context",
     )
 
     def __init__(self, idx: int, rid: str, arrival_ns: int, prompt: int, output: int, model: str):
@@ -54,7 +54,6 @@ class Request:
         self.finish_g = 0  # decode counter value at which the last token is produced
         self.admit_seq = 0
         self.preemptions = 0
-        self.last_token_ns = -1
         self.live = False  # in the client's decode set
         self.pipeline = ()  # tuple of pipeline.Stage
         self.stage = 0
@@ -72,7 +71,6 @@ class Request:
         self.shared = 0  # KV blocks a branch shares with its parent (freed by the parent)
         self.prefix_key = None  # cacheable prefix identity (kv_retrieval)
         self.target = output  # tokens this LLM stage must produce (per branch)
-        self.tokens_total = 0  # tokens produced by all branches of this request
         self.difficulty = 0.0
         self.segments = ()  # cumulative token targets of the thinking steps of a reasoning loop
         self.home = None  # LLM client of the last llm stage (a loop's next step stays there)

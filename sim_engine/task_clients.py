@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 class TaskClient:
     """State and statistics every client shares, so views and summaries treat all alike."""
 
-    kv_total_blocks = 0
-
     def __init__(self, index: int, spec: ClientSpec, sim: Simulation) -> None:
         self.index, self.id, self.spec, self.sim = index, spec.id, spec, sim
         self.model = spec.model.name if spec.model is not None else ""
@@ -46,7 +44,6 @@ class TaskClient:
 
     # the LLM-client views, for uniform state/summary code
     total_blocks = 0
-    used_blocks = 0
     kv_peak = 0
     kv_integral = 0.0
     token_sum = 0
