@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 import yaml
 
 from .errors import SpecError
+from .fields import Fields
 from .hardware import get_hardware
 from .kv_tiers import parse_tiers
 from .models import get_model
@@ -37,69 +37,6 @@ BUNDLED_TRACES = {
 }
 DATA_DIR = Path(__file__).parent / "data"
 SPEC_PRESET_DIR = Path(__file__).parent / "presets"
-
-
-# ---------------------------------------------------------------- validation helpers
-
-
-class _Fields:
-    """Reads a mapping field by field, naming each one in errors, and rejects unknown keys."""
-
-    def __init__(self, doc: Any, path: str) -> None:
-        if not isinstance(doc, dict):
-            raise SpecError(path or "spec", f"must be a mapping, got {type(doc).__name__}")
-        self.doc, self.path, self.seen = doc, path, set()
-
-    def name(self, key: str) -> str:
-        return f"{self.path}.{key}" if self.path else key
-
-    def raw(self, key: str, default: Any = None) -> Any:
-        self.seen.add(key)
-        return self.doc.get(key, default)
-
-    def str(self, key: str, default: str | None = None, choices: tuple[str, ...] | None = None) -> Any:
-        value = self.raw(key, default)
-        if value is None:
-            if default is None and key not in self.doc:
-                return None
-            raise SpecError(self.name(key), "must be a string")
-        if not isinstance(value, str):
-            raise SpecError(self.name(key), f"must be a string, got {value!r}")
-        if choices is not None and value not in choices:
-            raise SpecError(self.name(key), f"unknown value {value!r}; expected one of {', '.join(choices)}")
-        return value
-
-    def int(self, key: str, default: int | None = None, minimum: int | None = 1) -> Any:
-        value = self.raw(key, default)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
-            raise SpecError(self.name(key), f"must be an integer, got {value!r}")
-        value = int(value)
-        if minimum is not None and value < minimum:
-            raise SpecError(self.name(key), f"must be >= {minimum}, got {value}")
-        return value
-
-    def float(self, key: str, default: float | None = None, minimum: float | None = 0.0,
-              positive: bool = False, maximum: float | None = None) -> Any:
-        value = self.raw(key, default)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise SpecError(self.name(key), f"must be a finite number, got {value!r}")
-        value = float(value)
-        if positive and value <= 0:
-            raise SpecError(self.name(key), f"must be > 0, got {value}")
-        if minimum is not None and value < minimum:
-            raise SpecError(self.name(key), f"must be >= {minimum}, got {value}")
-        if maximum is not None and value > maximum:
-            raise SpecError(self.name(key), f"must be <= {maximum}, got {value}")
-        return value
-
-    def done(self) -> None:
-        unknown = sorted(set(self.doc) - self.seen)
-        if unknown:
-            raise SpecError(self.name(unknown[0]), "unknown field")
 
 
 # ---------------------------------------------------------------- spec dataclasses
@@ -190,14 +127,14 @@ def _preset(value: Any, path: str, getter, what: str):
     """A preset by name, or ``{preset: NAME, <field>: <override>, ...}``."""
     if isinstance(value, str):
         return getter(value, None, path)
-    name = _Fields(value, path).str("preset")
+    name = Fields(value, path).str("preset")
     if name is None:
         raise SpecError(f"{path}.preset", f"missing (name of a {what} preset)")
     return getter(name, {k: v for k, v in value.items() if k != "preset"}, path)
 
 
 def _scheduler(doc: Any, path: str) -> SchedulerSpec:
-    f = _Fields(doc or {}, path)
+    f = Fields(doc or {}, path)
     d = SchedulerSpec()
     spec = SchedulerSpec(
         batching=f.str("batching", d.batching, BATCHING_POLICIES),
@@ -218,7 +155,7 @@ def _clients(doc: Any) -> list[ClientSpec]:
     out: list[ClientSpec] = []
     for i, entry in enumerate(doc):
         path = f"clients[{i}]"
-        f = _Fields(entry, path)
+        f = Fields(entry, path)
         role = f.str("role", "both", ROLES)
         if "hardware" not in entry and role != "generic":
             raise SpecError(f"{path}.hardware", "missing")
@@ -232,12 +169,12 @@ def _clients(doc: Any) -> list[ClientSpec]:
         replicas = f.int("replicas", 1)
         max_batch = f.int("max_batch", 32)
         concurrency = f.int("concurrency", 1)
-        placement = _Fields(f.raw("placement") or {}, f"{path}.placement")
+        placement = Fields(f.raw("placement") or {}, f"{path}.placement")
         node = placement.str("node", "")
         rack = placement.str("rack", "r0")
         placement.done()
         scheduler = _scheduler(f.raw("scheduler"), f"{path}.scheduler")
-        perf = _Fields(f.raw("perf") or {}, f"{path}.perf")
+        perf = Fields(f.raw("perf") or {}, f"{path}.perf")
         perf_kind = perf.str("kind", "analytical")
         perf_options = {k: v for k, v in perf.doc.items() if k != "kind"}
         perf.seen.update(perf_options)
@@ -260,7 +197,7 @@ def _length(doc: Any, path: str) -> LengthSpec | None:
         return None
     if isinstance(doc, (int, float)) and not isinstance(doc, bool):
         doc = {"dist": "fixed", "value": doc}
-    f = _Fields(doc, path)
+    f = Fields(doc, path)
     dist = f.str("dist", "fixed", LENGTH_DISTS)
     params: dict[str, Any] = {}
     if dist == "fixed":
@@ -307,9 +244,9 @@ def _length(doc: Any, path: str) -> LengthSpec | None:
 
 
 def _workload(doc: Any) -> WorkloadSpec:
-    f = _Fields(doc or {}, "workload")
+    f = Fields(doc or {}, "workload")
     arrival_doc = f.raw("arrival") or {"process": "none"}
-    a = _Fields(arrival_doc, "workload.arrival")
+    a = Fields(arrival_doc, "workload.arrival")
     process = a.str("process", "poisson", ARRIVAL_PROCESSES)
     params: dict[str, Any] = {}
     if process in ("poisson", "constant", "gamma"):
@@ -342,9 +279,9 @@ def _workload(doc: Any) -> WorkloadSpec:
         mix = {mix: 1.0}
     if not isinstance(mix, dict) or not mix:
         raise SpecError("workload.pipeline", "must be a pipeline name or a map of names to weights")
-    mix_f = _Fields(mix, "workload.pipeline")
+    mix_f = Fields(mix, "workload.pipeline")
     weights = {name: mix_f.float(name, None, positive=True) for name in mix}
-    prefix = _Fields(f.raw("prefix") or {}, "workload.prefix")
+    prefix = Fields(f.raw("prefix") or {}, "workload.prefix")
     prefix_tokens = prefix.int("tokens", 0, minimum=0)
     prefix_groups = prefix.int("groups", 0, minimum=0)
     prefix.done()
@@ -381,7 +318,7 @@ def resolve_data_path(name: str, base_dir: Path | None, field_name: str) -> Path
 
 def validate(doc: dict) -> SimSpec:
     """Validate a spec document (already parsed) into a SimSpec."""
-    f = _Fields(doc, "")
+    f = Fields(doc, "")
     name = f.str("name", "unnamed")
     f.str("description", "")
     seed = f.int("seed", 0, minimum=0)
@@ -389,16 +326,16 @@ def validate(doc: dict) -> SimSpec:
     router_doc = f.raw("router") or {}
     if isinstance(router_doc, str):
         router_doc = {"policy": router_doc}
-    r = _Fields(router_doc, "router")
+    r = Fields(router_doc, "router")
     router = r.str("policy", "round_robin", ROUTER_POLICIES)
     r.done()
     workload = _workload(f.raw("workload"))
-    limits = _Fields(f.raw("limits") or {}, "limits")
+    limits = Fields(f.raw("limits") or {}, "limits")
     max_requests = limits.int("max_requests", None)
     limits.done()
     pipelines = parse_pipelines(f.raw("pipelines"))
     topology = _topology(f.raw("topology"))
-    kv = _Fields(f.raw("kv_cache") or {}, "kv_cache")
+    kv = Fields(f.raw("kv_cache") or {}, "kv_cache")
     kv_mode = kv.str("mode", "rates", ("rates", "lru"))
     tiers = tuple(parse_tiers(kv.raw("tiers"), "kv_cache.tiers")) if kv.raw("tiers") else ()
     kv.done()
@@ -428,10 +365,10 @@ TOPOLOGY_DEFAULTS = {  # level -> (bandwidth GB/s, latency us)
 
 
 def _topology(doc: Any) -> dict:
-    f = _Fields(doc or {}, "topology")
+    f = Fields(doc or {}, "topology")
     out = {}
     for level, (bw, lat) in TOPOLOGY_DEFAULTS.items():
-        lf = _Fields(f.raw(level) or {}, f"topology.{level}")
+        lf = Fields(f.raw(level) or {}, f"topology.{level}")
         out[level] = (lf.float("bandwidth_gbs", bw, positive=True), lf.float("latency_us", lat))
         lf.done()
     f.done()

@@ -1,0 +1,76 @@
+"""Reading one mapping of a spec field by field: the single validator every spec part uses.
+
+Each reader names the dotted field in its error (``clients[1].scheduler.block_size``)
+and checks type and range before the value is used, so nothing downstream sizes an
+allocation from an unchecked number. ``done()`` rejects keys nobody read.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .errors import SpecError
+
+
+class Fields:
+    """Reads a mapping field by field, naming each one in errors, and rejects unknown keys."""
+
+    def __init__(self, doc: Any, path: str) -> None:
+        if not isinstance(doc, dict):
+            raise SpecError(path or "spec", f"must be a mapping, got {type(doc).__name__}")
+        self.doc, self.path, self.seen = doc, path, set()
+
+    def name(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+    def raw(self, key: str, default: Any = None) -> Any:
+        self.seen.add(key)
+        return self.doc.get(key, default)
+
+    def str(self, key: str, default: str | None = None, choices: tuple[str, ...] | None = None) -> Any:
+        value = self.raw(key, default)
+        if value is None:
+            if default is None and key not in self.doc:
+                return None
+            raise SpecError(self.name(key), "must be a string")
+        if not isinstance(value, str):
+            raise SpecError(self.name(key), f"must be a string, got {value!r}")
+        if choices is not None and value not in choices:
+            raise SpecError(self.name(key), f"unknown value {value!r}; expected one of {', '.join(choices)}")
+        return value
+
+    def int(self, key: str, default: int | None = None, minimum: int | None = 1,
+            maximum: int | None = None) -> Any:
+        value = self.raw(key, default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+            raise SpecError(self.name(key), f"must be an integer, got {value!r}")
+        value = int(value)
+        if minimum is not None and value < minimum:
+            raise SpecError(self.name(key), f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise SpecError(self.name(key), f"must be <= {maximum}, got {value}")
+        return value
+
+    def float(self, key: str, default: float | None = None, minimum: float | None = 0.0,
+              positive: bool = False, maximum: float | None = None) -> Any:
+        value = self.raw(key, default)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise SpecError(self.name(key), f"must be a finite number, got {value!r}")
+        value = float(value)
+        if positive and value <= 0:
+            raise SpecError(self.name(key), f"must be > 0, got {value}")
+        if minimum is not None and value < minimum:
+            raise SpecError(self.name(key), f"must be >= {minimum}, got {value}")
+        if maximum is not None and value > maximum:
+            raise SpecError(self.name(key), f"must be <= {maximum}, got {value}")
+        return value
+
+    def done(self) -> None:
+        unknown = sorted(set(self.doc) - self.seen)
+        if unknown:
+            raise SpecError(self.name(unknown[0]), "unknown field")
