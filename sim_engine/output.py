@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .request import STATUS_COMPLETED
+from .units import NS_PER_S
 
 if TYPE_CHECKING:
     from .simulation import Simulation
@@ -20,7 +21,7 @@ def write_requests_csv(sim: Simulation, path: str | Path) -> int:
     """One row per ended request; returns the number of rows."""
     r = sim.records.arrays()
     names = [c.id for c in sim.clients]
-    ns = 1e9
+    ns = NS_PER_S
     with Path(path).open("w") as f:
         f.write(",".join(CSV_COLUMNS) + "\n")
         for i in range(len(sim.records)):
@@ -49,7 +50,7 @@ def write_chrome_trace(sim: Simulation, path: str | Path) -> int:
     events: list[dict] = []
     for c in sim.clients:
         events.append({"name": "thread_name", "ph": "M", "pid": 1, "tid": c.index,
-                       "args": {"name": f"{c.id} ({c.spec.hardware.name}, {c.model})"}})
+                       "args": {"name": f"{c.id} ({c.spec.hardware.name if c.spec.hardware else c.spec.role}, {c.model})"}})
     for client, start, dur, n_pre, n_dec, n_tok, k in sim.trace or []:
         if n_pre:
             name = "prefill" if not n_dec else "mixed"

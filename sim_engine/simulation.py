@@ -27,6 +27,7 @@ from .request import STATUS_COMPLETED, STATUS_DROPPED, Request, RequestInput, Re
 from .router import make_router
 from .spec import ClientSpec, SimSpec
 from .task_clients import BatchClient, GenericClient
+from .units import MAX_TIME_NS, NS_PER_S
 from .views import (
     GROUP_CODES,
     KIND_CODES,
@@ -39,8 +40,6 @@ from .views import (
 )
 from .workload import ArrivalSource, ClosedLoopSource, LengthSampler
 
-NS = 1_000_000_000
-MAX_TIME_NS = 1 << 62  # about 146 simulated years: far from int64 overflow when durations are added
 
 
 def _check_horizon(time_ns: int | None, field_name: str) -> None:
@@ -260,7 +259,7 @@ class Simulation:
 
     def _finish_route(self, req: Request, st: Stage, model: str, now: int) -> None:
         req.model = model
-        delay = round(GenericClient.draw_latency_s(st.params["latency"], self.stage_rng) * 1e9)
+        delay = round(GenericClient.draw_latency_s(st.params["latency"], self.stage_rng) * NS_PER_S)
         self.kernel.schedule(now + delay, PRIO_INPUT, self._route_stage_done, req)
 
     def _route_stage_done(self, req: Request) -> None:
@@ -375,7 +374,7 @@ class Simulation:
                 self.kv.insert(self._scope_keys(client), req.prefix_key,
                                int(tokens * client.spec.model.kv_bytes_per_token()))
         if self.record_events:
-            self._emit("first_token", req, client, {"ttft_s": (now - req.arrival_ns) / NS})
+            self._emit("first_token", req, client, {"ttft_s": (now - req.arrival_ns) / NS_PER_S})
 
     def note_preempted(self, req: Request, client, now: int) -> None:
         self._emit("preempted", req, client)
@@ -403,13 +402,13 @@ class Simulation:
         self.records.add(req, STATUS_COMPLETED, client.index if client is not None else -1, now)
         if self.record_events:
             out = req.generated
-            ttft = (req.first_token_ns - req.arrival_ns) / NS
-            decode_s = (now - req.first_token_ns) / NS
+            ttft = (req.first_token_ns - req.arrival_ns) / NS_PER_S
+            decode_s = (now - req.first_token_ns) / NS_PER_S
             self._emit("completed", req, client, {
                 "prompt_tokens": req.prompt, "output_tokens": out, "ttft_s": ttft,
-                "tpot_s": decode_s / (out - 1) if out > 1 else 0.0, "e2e_s": (now - req.arrival_ns) / NS,
-                "queue_s": (req.scheduled_ns - req.arrival_ns) / NS,
-                "prefill_s": (req.first_token_ns - req.scheduled_ns) / NS, "decode_s": decode_s,
+                "tpot_s": decode_s / (out - 1) if out > 1 else 0.0, "e2e_s": (now - req.arrival_ns) / NS_PER_S,
+                "queue_s": (req.scheduled_ns - req.arrival_ns) / NS_PER_S,
+                "prefill_s": (req.first_token_ns - req.scheduled_ns) / NS_PER_S, "decode_s": decode_s,
                 "preemptions": req.preemptions, "model": req.model,
             })
         self._after_end(now)
@@ -628,7 +627,7 @@ class Simulation:
                 waiting_prompt_tokens=c.waiting_prompt_tokens(), est_step_s=c.last_step_s,
                 prompt_tokens_total=c.prompt_tokens_total, generation_tokens_total=c.generation_tokens_total,
                 preemptions_total=c.preemptions_total, requests_completed_total=c.completed_total,
-                busy_s=c.busy_ns / NS, energy_j=c.energy_j,
+                busy_s=c.busy_ns / NS_PER_S, energy_j=c.energy_j,
             ))
         return st
 

@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from .request import STATUS_COMPLETED, STATUS_DROPPED
+from .units import NS_PER_S
 
 if TYPE_CHECKING:
     from .simulation import Simulation
 
-NS = 1e9
 PERCENTILES = (50, 90, 99)
 
 
@@ -49,10 +49,10 @@ def request_metrics(sim: Simulation) -> dict[str, np.ndarray]:
     out_tokens = r["output_tokens"][done]
     decode_tokens = np.maximum(out_tokens - 1, 1)
     return {
-        "ttft": (first - arrival) / NS,
-        "tpot": np.where(out_tokens > 1, (finish - first) / NS / decode_tokens, 0.0),
-        "e2e": (finish - arrival) / NS,
-        "queue": (r["scheduled_ns"][done] - arrival) / NS,
+        "ttft": (first - arrival) / NS_PER_S,
+        "tpot": np.where(out_tokens > 1, (finish - first) / NS_PER_S / decode_tokens, 0.0),
+        "e2e": (finish - arrival) / NS_PER_S,
+        "queue": (r["scheduled_ns"][done] - arrival) / NS_PER_S,
         "prompt_tokens": r["prompt_tokens"][done],
         "output_tokens": out_tokens,
     }
@@ -61,7 +61,7 @@ def request_metrics(sim: Simulation) -> dict[str, np.ndarray]:
 def summarize(sim: Simulation) -> dict[str, Any]:
     r = sim.records.arrays()
     m = request_metrics(sim)
-    sim_time_s = sim.kernel.now / NS
+    sim_time_s = sim.kernel.now / NS_PER_S
     span_s = sim_time_s if sim_time_s > 0 else 1.0
     n_done = int(m["e2e"].size)
     out_tok = int(m["output_tokens"].sum())
@@ -72,7 +72,7 @@ def summarize(sim: Simulation) -> dict[str, Any]:
     clients = []
     itl_v, itl_w = [], []
     for c in sim.clients:
-        busy = c.busy_ns / NS
+        busy = c.busy_ns / NS_PER_S
         idle_s = max(sim_time_s - busy, 0.0)
         energy = c.energy_j + c.idle_w * idle_s
         if len(getattr(c, "itl_values", ())):
@@ -102,7 +102,7 @@ def summarize(sim: Simulation) -> dict[str, Any]:
             "energy_j": energy,
             "energy_per_output_token_j": energy / gen if gen else 0.0,
         })
-    itl = stats(np.concatenate(itl_v) / NS, np.concatenate(itl_w)) if itl_v else stats(np.zeros(0))
+    itl = stats(np.concatenate(itl_v) / NS_PER_S, np.concatenate(itl_w)) if itl_v else stats(np.zeros(0))
     return {
         "name": sim.spec.name,
         "seed": sim.spec.seed,
@@ -145,9 +145,9 @@ def stage_summary(sim: Simulation) -> dict[str, dict]:
     def times(sel: np.ndarray) -> dict:
         return {
             "count": int(sel.sum()),
-            "transfer_s": stats((st["enqueue_ns"][sel] - st["ready_ns"][sel]) / NS),
-            "queue_s": stats((st["start_ns"][sel] - st["enqueue_ns"][sel]) / NS),
-            "service_s": stats((st["end_ns"][sel] - st["start_ns"][sel]) / NS),
+            "transfer_s": stats((st["enqueue_ns"][sel] - st["ready_ns"][sel]) / NS_PER_S),
+            "queue_s": stats((st["start_ns"][sel] - st["enqueue_ns"][sel]) / NS_PER_S),
+            "service_s": stats((st["end_ns"][sel] - st["start_ns"][sel]) / NS_PER_S),
             "bytes_in": int(st["bytes_in"][sel].sum()),
         }
 

@@ -17,6 +17,7 @@ import numpy as np
 from .kernel import PRIO_DECIDE, PRIO_STATE
 from .request import Request
 from .spec import ClientSpec
+from .units import NS_PER_S
 from .vector_search import search_time_s
 
 if TYPE_CHECKING:
@@ -138,7 +139,7 @@ class BatchClient(TaskClient):
             req.stage_start_ns = now
             batch.append(req)
         t, energy = self._batch_cost(batch)
-        dur = max(1, round(t * 1e9))
+        dur = max(1, round(t * NS_PER_S))
         self.running = batch
         self.busy_ns += dur
         self.energy_j += energy
@@ -187,7 +188,7 @@ class GenericClient(TaskClient):
             req = self.waiting.popleft()
             req.stage_start_ns = now
             t = self.draw_latency_s(req.pipeline[req.stage].params["latency"], self.rng)
-            dur = max(1, round(t * 1e9))
+            dur = max(1, round(t * NS_PER_S))
             self.running.append(req)
             self.busy_ns += dur  # task-seconds: utilisation = busy / (time x concurrency)
             self.energy_j += t * (self.spec.hardware.peak_w * self.spec.n_devices if self.spec.hardware else 0.0)

@@ -15,9 +15,9 @@ import numpy as np
 
 from .errors import SpecError
 from .spec import LengthSpec, WorkloadSpec, resolve_data_path
+from .units import MAX_TIME_NS, NS_PER_S
 
 _BLOCK = 1024
-NS_PER_S = 1_000_000_000
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ class ArrivalSource:
         self.spec = spec
         self.rng = np.random.default_rng(s_gap)
         self.count = 0
-        self.limit = min(x for x in (spec.num_requests, max_requests, 1 << 62) if x is not None)
+        self.limit = min(x for x in (spec.num_requests, max_requests, MAX_TIME_NS) if x is not None)
         self.end_ns = int(spec.duration_s * NS_PER_S) if spec.duration_s is not None else None
         self.t_ns = 0
         self._gaps: list[float] = []
