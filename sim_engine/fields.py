@@ -45,7 +45,8 @@ class Fields:
         value = self.raw(key, default)
         if value is None:
             return None
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and not (math.isfinite(value) and value.is_integer())):
             raise SpecError(self.name(key), f"must be an integer, got {value!r}")
         value = int(value)
         if minimum is not None and value < minimum:
@@ -71,6 +72,6 @@ class Fields:
         return value
 
     def done(self) -> None:
-        unknown = sorted(set(self.doc) - self.seen)
+        unknown = sorted(set(self.doc) - self.seen, key=repr)
         if unknown:
             raise SpecError(self.name(unknown[0]), "unknown field")

@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import copy
 import pickle
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import perf
 from .errors import AlreadyExistsError, LimitError, NotFoundError, OutOfRangeError, SpecError
 from .kernel import PRIO_INPUT, Kernel
 from .kv_tiers import KVHierarchy
@@ -25,7 +23,7 @@ from .network import Network
 from .pipeline import STAGE_ROLES, TEXT_BYTES_PER_TOKEN, Stage, choose_model, route_options
 from .request import STATUS_COMPLETED, STATUS_DROPPED, Request, RequestInput, RequestRecords, StageRecords
 from .router import make_router
-from .spec import ClientSpec, SimSpec
+from .spec import ClientSpec, SimSpec, build_client_parts
 from .task_clients import BatchClient, GenericClient
 from .units import MAX_TIME_NS, NS_PER_S
 from .views import (
@@ -39,7 +37,6 @@ from .views import (
     StopReason,
 )
 from .workload import ArrivalSource, ClosedLoopSource, LengthSampler
-
 
 
 def _check_horizon(time_ns: int | None, field_name: str) -> None:
@@ -84,7 +81,7 @@ class Simulation:
         self._mix_names = list(spec.workload.pipelines)
         weights = np.asarray([spec.workload.pipelines[n] for n in self._mix_names], dtype=float)
         self._mix_cum = np.cumsum(weights / weights.sum())
-        base_dir = Path(spec.document["base_dir"]) if spec.document.get("base_dir") else None
+        base_dir = spec.data_dir
         w = spec.workload
         self.source: ArrivalSource | None = None
         self.closed_loop = w.arrival == "closed_loop"
@@ -100,25 +97,16 @@ class Simulation:
     # ------------------------------------------------------------------ construction
 
     def _add_client(self, cs: ClientSpec, path: str):
+        """Build one client; its spec was checked by the validator (``build_client_parts``)."""
         index = len(self.clients)
-        try:
-            if cs.is_llm:
-                perf_model = perf.build_perf_model(cs.hardware, cs.model, tp=cs.tp, pp=cs.pp, kind=cs.perf_kind,
-                                                   **cs.perf_options)
-                capacity = perf.kv_capacity_tokens(cs.hardware, cs.model, cs.tp, cs.pp,
-                                                   cs.scheduler.gpu_memory_utilization)
-                client = LLMClient(index, cs, perf_model, self, capacity)
-            elif cs.role == "embedding":
-                perf_model = perf.build_perf_model(cs.hardware, cs.model, tp=cs.tp, pp=cs.pp, kind=cs.perf_kind,
-                                                   **cs.perf_options)
-                client = BatchClient(index, cs, self, perf_model)
-            elif cs.role == "retrieval":
-                client = BatchClient(index, cs, self, None)
-            else:
-                seed = self._client_seeds.spawn(1)[0]
-                client = GenericClient(index, cs, self, np.random.default_rng(seed))
-        except SpecError as e:
-            raise SpecError(f"{path}.{e.field}", e.reason) from None
+        perf_model, capacity = build_client_parts(cs, path)
+        if cs.is_llm:
+            client = LLMClient(index, cs, perf_model, self, capacity)
+        elif cs.role in ("embedding", "retrieval"):
+            client = BatchClient(index, cs, self, perf_model)
+        else:
+            seed = self._client_seeds.spawn(1)[0]
+            client = GenericClient(index, cs, self, np.random.default_rng(seed))
         self.clients.append(client)
         self.client_by_id[cs.id] = client
         return client
@@ -178,7 +166,8 @@ class Simulation:
         key = str(spec)
         sampler = self._thinking_samplers.get(key)
         if sampler is None:
-            sampler = self._thinking_samplers[key] = LengthSampler(spec, self.stage_rng, None, "thinking_tokens")
+            sampler = self._thinking_samplers[key] = LengthSampler(spec, self.stage_rng, self.spec.data_dir,
+                                                                  "thinking_tokens")
         return sampler.sample()
 
     def _on_source_arrival(self, item: tuple[int, int, int]) -> None:
@@ -583,7 +572,7 @@ class Simulation:
             doc = dict(client or {})
             doc["id"] = client_id
             doc.pop("replicas", None)
-            spec = _clients([doc])[0]
+            spec = _clients([doc], self.spec.data_dir, "client")[0]
             self._add_client(spec, "client")  # validates now; inactive until time_ns
             self.client_by_id[client_id].status = "pending"
         elif action in ("drain", "remove", "fail"):

@@ -4,39 +4,63 @@ Every error names the dotted field it is about (``clients[1].scheduler.block_siz
 so a user can fix a spec without reading code. The validated ``SimSpec`` keeps the
 normalised document (``SimSpec.document``) so it can travel over the wire and be
 re-validated on the other side.
+
+``load_spec`` is the one validator: a spec it accepts builds a ``Simulation`` without
+further spec errors (performance models, KV capacity and trace files are checked here).
+Every number has a range (the ``MAX_*`` limits below, listed in docs/SPEC_LIMITS.md),
+checked before anything is sized from it, and text is parsed with the limits of
+``safe_yaml`` before anything else looks at it.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from . import perf
+from .datafiles import BUNDLED_TRACES, DATA_DIR, TraceInfo, check_trace, resolve_data_path
 from .errors import SpecError
 from .fields import Fields
 from .hardware import get_hardware
 from .kv_tiers import parse_tiers
+from .lengths import LENGTH_DISTS, LengthSpec, parse_length
 from .models import get_model
 from .pipeline import parse_pipelines
+from .safe_yaml import MAX_SPEC_BYTES, check_plain, parse_yaml
+from .units import MAX_TIME_S
 from .vector_search import index_bytes
+
+_length = parse_length  # the name the length parser had here
+__all__ = ["BUNDLED_TRACES", "DATA_DIR", "LENGTH_DISTS", "LengthSpec", "resolve_data_path"]  # re-exported
 
 BATCHING_POLICIES = ("static", "continuous", "chunked", "mixed")
 ROUTER_POLICIES = ("round_robin", "least_loaded", "jsq", "power_of_two", "external")
 LLM_ROLES = ("both", "prefill", "decode")
 ROLES = LLM_ROLES + ("embedding", "retrieval", "generic")
 ARRIVAL_PROCESSES = ("poisson", "gamma", "constant", "closed_loop", "trace", "none")
-LENGTH_DISTS = ("fixed", "normal", "lognormal", "uniform", "empirical")
-BUNDLED_TRACES = {
-    "azure_conv": "azure_llm_2023_conv.csv",
-    "azure_code": "azure_llm_2023_code.csv",
-    "arxiv_summarization": "arxiv_summarization_lengths.csv",
-}
-DATA_DIR = Path(__file__).parent / "data"
 SPEC_PRESET_DIR = Path(__file__).parent / "presets"
+
+# Ranges of spec numbers (docs/SPEC_LIMITS.md). Generous for real clusters, small enough that
+# nothing sized from them (lists per block slot, clients, events per user) can exhaust memory.
+MAX_CLIENTS = 1024  # clients after replicas are expanded
+MAX_PARALLEL = 1024  # tp, pp
+MAX_BLOCK_SIZE = 1024  # tokens per KV block (vLLM uses 8..256)
+MAX_NUM_SEQS = 65_536
+MAX_TOKENS = 10_000_000  # any token count: lengths, budgets, max_model_len, prefixes
+MAX_TASK_BATCH = 65_536  # max_batch, concurrency of task clients
+MAX_USERS = 100_000  # closed-loop users (one pending event each)
+MAX_REQUESTS = 100_000_000  # num_requests, limits.max_requests, prefix groups
+MAX_RATE = 1e9  # requests per second
+MAX_TIME_SCALE = 1e6
+MAX_BANDWIDTH_GBS = 1e6
+MAX_LATENCY_US = 1e9  # 1000 s
+MAX_WEIGHT = 1e9  # pipeline mix weights
+MAX_SIGMA = 10.0  # lognormal sigma (exp(sigma^2) stays finite)
+MAX_SEED = (1 << 64) - 1
+MAX_OVERRIDES = 1000
+MAX_PERF_NUMBER = 1e6  # numeric performance-model options (seconds, factors)
 
 
 # ---------------------------------------------------------------- spec dataclasses
@@ -78,14 +102,6 @@ class ClientSpec:
 
 
 @dataclass(frozen=True)
-class LengthSpec:
-    dist: str
-    params: dict
-    minimum: int = 1
-    maximum: int | None = None
-
-
-@dataclass(frozen=True)
 class WorkloadSpec:
     arrival: str
     arrival_params: dict
@@ -112,6 +128,8 @@ class SimSpec:
     topology: dict = field(default_factory=dict)  # link level -> (bandwidth GB/s, latency us)
     kv_tiers: tuple = ()  # kv_tiers.TierSpec, fastest first
     kv_mode: str = "rates"
+    data_dir: Path | None = None  # the only folder trace paths may name (None: bundled traces only)
+    traces: dict = field(default_factory=dict, compare=False)  # field -> datafiles.TraceInfo
 
     def client(self, client_id: str) -> ClientSpec:
         for c in self.clients:
@@ -138,23 +156,27 @@ def _scheduler(doc: Any, path: str) -> SchedulerSpec:
     d = SchedulerSpec()
     spec = SchedulerSpec(
         batching=f.str("batching", d.batching, BATCHING_POLICIES),
-        max_num_seqs=f.int("max_num_seqs", d.max_num_seqs),
-        max_num_batched_tokens=f.int("max_num_batched_tokens", None),
-        block_size=f.int("block_size", d.block_size),
+        max_num_seqs=f.int("max_num_seqs", d.max_num_seqs, maximum=MAX_NUM_SEQS),
+        max_num_batched_tokens=f.int("max_num_batched_tokens", None, maximum=MAX_TOKENS),
+        block_size=f.int("block_size", d.block_size, maximum=MAX_BLOCK_SIZE),
         gpu_memory_utilization=f.float("gpu_memory_utilization", d.gpu_memory_utilization,
                                        positive=True, maximum=1.0),
-        max_model_len=f.int("max_model_len", None),
+        max_model_len=f.int("max_model_len", None, maximum=MAX_TOKENS),
     )
     f.done()
     return spec
 
 
-def _clients(doc: Any) -> list[ClientSpec]:
+def _clients(doc: Any, data_dir: Path | None = None, entry_path: str | None = None) -> list[ClientSpec]:
+    """Client specs (replicas expanded), each checked as the simulation will build it.
+
+    ``entry_path`` names a single entry in errors (``client`` for a client added at run time).
+    """
     if not isinstance(doc, list) or not doc:
         raise SpecError("clients", "must be a non-empty list of clients")
     out: list[ClientSpec] = []
     for i, entry in enumerate(doc):
-        path = f"clients[{i}]"
+        path = entry_path or f"clients[{i}]"
         f = Fields(entry, path)
         role = f.str("role", "both", ROLES)
         if "hardware" not in entry and role != "generic":
@@ -164,11 +186,13 @@ def _clients(doc: Any) -> list[ClientSpec]:
         hardware = _preset(f.raw("hardware"), f"{path}.hardware", get_hardware, "hardware") \
             if "hardware" in entry else None
         model = _preset(f.raw("model"), f"{path}.model", get_model, "model") if "model" in entry else None
-        tp = f.int("tp", 1)
-        pp = f.int("pp", 1)
-        replicas = f.int("replicas", 1)
-        max_batch = f.int("max_batch", 32)
-        concurrency = f.int("concurrency", 1)
+        tp = f.int("tp", 1, maximum=MAX_PARALLEL)
+        pp = f.int("pp", 1, maximum=MAX_PARALLEL)
+        replicas = f.int("replicas", 1, maximum=MAX_CLIENTS)
+        if len(out) + replicas > MAX_CLIENTS:
+            raise SpecError(f"{path}.replicas", f"the spec would have more than {MAX_CLIENTS} clients")
+        max_batch = f.int("max_batch", 32, maximum=MAX_TASK_BATCH)
+        concurrency = f.int("concurrency", 1, maximum=MAX_TASK_BATCH)
         placement = Fields(f.raw("placement") or {}, f"{path}.placement")
         node = placement.str("node", "")
         rack = placement.str("rack", "r0")
@@ -176,10 +200,12 @@ def _clients(doc: Any) -> list[ClientSpec]:
         scheduler = _scheduler(f.raw("scheduler"), f"{path}.scheduler")
         perf = Fields(f.raw("perf") or {}, f"{path}.perf")
         perf_kind = perf.str("kind", "analytical")
-        perf_options = {k: v for k, v in perf.doc.items() if k != "kind"}
-        perf.seen.update(perf_options)
+        perf_options = _perf_options(perf, data_dir)
         base_id = f.str("id", f"{(hardware.name if hardware else role).lower()}-{i}")
         f.done()
+        proto = ClientSpec(base_id, hardware, model, tp, pp, role, scheduler, perf_kind, perf_options,
+                           max_batch, concurrency, base_id, rack)
+        build_client_parts(proto, path)
         for r in range(replicas):
             cid = base_id if replicas == 1 else f"{base_id}-{r}"
             out.append(ClientSpec(cid, hardware, model, tp, pp, role, scheduler, perf_kind, perf_options,
@@ -192,55 +218,49 @@ def _clients(doc: Any) -> list[ClientSpec]:
     return out
 
 
-def _length(doc: Any, path: str) -> LengthSpec | None:
-    if doc is None:
-        return None
-    if isinstance(doc, (int, float)) and not isinstance(doc, bool):
-        doc = {"dist": "fixed", "value": doc}
-    f = Fields(doc, path)
-    dist = f.str("dist", "fixed", LENGTH_DISTS)
-    params: dict[str, Any] = {}
-    if dist == "fixed":
-        params["value"] = f.int("value", None)
-        if params["value"] is None:
-            raise SpecError(f"{path}.value", "missing")
-    elif dist == "normal":
-        params["mean"] = f.float("mean", None, positive=True)
-        params["std"] = f.float("std", 0.0)
-        if params["mean"] is None:
-            raise SpecError(f"{path}.mean", "missing")
-    elif dist == "lognormal":
-        params["mean"] = f.float("mean", None, positive=True)
-        params["sigma"] = f.float("sigma", None)
-        if params["mean"] is None or params["sigma"] is None:
-            raise SpecError(f"{path}.{'mean' if params['mean'] is None else 'sigma'}", "missing")
-    elif dist == "uniform":
-        params["low"] = f.int("low", None)
-        params["high"] = f.int("high", None)
-        if params["low"] is None or params["high"] is None:
-            raise SpecError(f"{path}.{'low' if params['low'] is None else 'high'}", "missing")
-        if params["high"] < params["low"]:
-            raise SpecError(f"{path}.high", "must be >= low")
-    else:  # empirical
-        values = f.raw("values")
-        source = f.raw("trace")
-        if values is None and source is None:
-            raise SpecError(f"{path}.values", "missing (give values: [...] or trace: NAME_OR_PATH)")
-        if values is not None:
-            if not isinstance(values, list) or not values or not all(
-                isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values
-            ):
-                raise SpecError(f"{path}.values", "must be a non-empty list of positive integers")
-            params["values"] = list(values)
+def _perf_options(f: Fields, data_dir: Path | None) -> dict:
+    """The performance model's options (names are checked by the model); a trace path must be allowed."""
+    out = {}
+    for key, value in f.doc.items():
+        if key == "kind":
+            continue
+        f.seen.add(key)
+        if not isinstance(key, str):
+            raise SpecError(f.name(key), "unknown field")
+        if key == "trace_path" and value is not None:
+            out[key] = str(resolve_data_path(f.str(key), data_dir, f.name(key)))
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            out[key] = f.float(key, None, minimum=0.0, maximum=MAX_PERF_NUMBER) \
+                if isinstance(value, float) else f.int(key, None, minimum=0, maximum=int(MAX_PERF_NUMBER))
+        elif not isinstance(value, (str, bool)) and value is not None:
+            raise SpecError(f.name(key), f"must be a number, a string or a boolean, got {type(value).__name__}")
         else:
-            params["trace"] = f.str("trace")
-            params["column"] = f.str("column", "num_prefill_tokens")
-    minimum = f.int("min", 1)
-    maximum = f.int("max", None)
-    if maximum is not None and maximum < minimum:
-        raise SpecError(f"{path}.max", f"must be >= min ({minimum})")
-    f.done()
-    return LengthSpec(dist, params, minimum, maximum)
+            out[key] = value
+    return out
+
+
+def build_client_parts(cs: ClientSpec, path: str) -> tuple[Any, int]:
+    """(performance model, KV capacity in tokens) of a client, as the simulation builds it.
+
+    Validation calls this too, so a spec ``load_spec`` accepts never fails later in
+    ``Simulation()``; errors of the performance model are named inside the client (``path``).
+    Clients without a model of their own (retrieval, generic) get (None, 0).
+    """
+    if cs.model is None or cs.role not in LLM_ROLES + ("embedding",):
+        return None, 0
+    try:
+        model = perf.build_perf_model(cs.hardware, cs.model, tp=cs.tp, pp=cs.pp, kind=cs.perf_kind,
+                                      **cs.perf_options)
+        if not cs.is_llm:
+            return model, 0
+        capacity = perf.kv_capacity_tokens(cs.hardware, cs.model, cs.tp, cs.pp,
+                                           cs.scheduler.gpu_memory_utilization)
+    except SpecError as e:
+        raise SpecError(f"{path}.{e.field}", e.reason) from None
+    if capacity // cs.scheduler.block_size < 1:
+        raise SpecError(f"{path}.scheduler.gpu_memory_utilization",
+                        f"leaves room for {capacity} KV tokens: not one block of {cs.scheduler.block_size}")
+    return model, capacity
 
 
 def _workload(doc: Any) -> WorkloadSpec:
@@ -250,25 +270,25 @@ def _workload(doc: Any) -> WorkloadSpec:
     process = a.str("process", "poisson", ARRIVAL_PROCESSES)
     params: dict[str, Any] = {}
     if process in ("poisson", "constant", "gamma"):
-        params["rate"] = a.float("rate", None, positive=True)
+        params["rate"] = a.float("rate", None, positive=True, maximum=MAX_RATE)
         if params["rate"] is None:
             raise SpecError("workload.arrival.rate", "missing (requests per second)")
         if process == "gamma":
-            params["cv"] = a.float("cv", 1.0, positive=True)
+            params["cv"] = a.float("cv", 1.0, positive=True, maximum=1e3)
     elif process == "closed_loop":
-        params["users"] = a.int("users", None)
+        params["users"] = a.int("users", None, maximum=MAX_USERS)
         if params["users"] is None:
             raise SpecError("workload.arrival.users", "missing (number of concurrent users)")
-        params["think_time_s"] = a.float("think_time_s", 0.0)
+        params["think_time_s"] = a.float("think_time_s", 0.0, maximum=MAX_TIME_S)
     elif process == "trace":
         params["trace"] = a.str("trace")
         if params["trace"] is None:
             raise SpecError("workload.arrival.trace", "missing (azure_conv, azure_code or a CSV path)")
-        params["time_scale"] = a.float("time_scale", 1.0, positive=True)
-        params["start_s"] = a.float("start_s", 0.0)
+        params["time_scale"] = a.float("time_scale", 1.0, positive=True, maximum=MAX_TIME_SCALE)
+        params["start_s"] = a.float("start_s", 0.0, maximum=MAX_TIME_S)
     a.done()
-    prompt = _length(f.raw("prompt_tokens"), "workload.prompt_tokens")
-    output = _length(f.raw("output_tokens"), "workload.output_tokens")
+    prompt = check_length_range(_length(f.raw("prompt_tokens"), "workload.prompt_tokens"), "workload.prompt_tokens")
+    output = check_length_range(_length(f.raw("output_tokens"), "workload.output_tokens"), "workload.output_tokens")
     if process not in ("trace", "none"):
         if prompt is None:
             raise SpecError("workload.prompt_tokens", "missing")
@@ -280,10 +300,10 @@ def _workload(doc: Any) -> WorkloadSpec:
     if not isinstance(mix, dict) or not mix:
         raise SpecError("workload.pipeline", "must be a pipeline name or a map of names to weights")
     mix_f = Fields(mix, "workload.pipeline")
-    weights = {name: mix_f.float(name, None, positive=True) for name in mix}
+    weights = {name: mix_f.float(name, None, positive=True, maximum=MAX_WEIGHT) for name in mix}
     prefix = Fields(f.raw("prefix") or {}, "workload.prefix")
-    prefix_tokens = prefix.int("tokens", 0, minimum=0)
-    prefix_groups = prefix.int("groups", 0, minimum=0)
+    prefix_tokens = prefix.int("tokens", 0, minimum=0, maximum=MAX_TOKENS)
+    prefix_groups = prefix.int("groups", 0, minimum=0, maximum=MAX_REQUESTS)
     prefix.done()
     spec = WorkloadSpec(
         arrival=process,
@@ -291,8 +311,8 @@ def _workload(doc: Any) -> WorkloadSpec:
         prompt_tokens=prompt,
         output_tokens=output,
         model=f.str("model"),
-        num_requests=f.int("num_requests", None),
-        duration_s=f.float("duration_s", None, positive=True),
+        num_requests=f.int("num_requests", None, maximum=MAX_REQUESTS),
+        duration_s=f.float("duration_s", None, positive=True, maximum=MAX_TIME_S),
         pipelines=weights,
         prefix_tokens=prefix_tokens,
         prefix_groups=prefix_groups,
@@ -304,25 +324,71 @@ def _workload(doc: Any) -> WorkloadSpec:
     return spec
 
 
-def resolve_data_path(name: str, base_dir: Path | None, field_name: str) -> Path:
-    """A bundled trace short name, or a path (relative to the spec file's folder)."""
-    if name in BUNDLED_TRACES:
-        return DATA_DIR / "traces" / BUNDLED_TRACES[name]
-    path = Path(name)
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
-    if not path.is_file():
-        raise SpecError(field_name, f"file not found: {name} (bundled: {', '.join(BUNDLED_TRACES)})")
-    return path
+def check_length_range(ls: LengthSpec | None, path: str) -> LengthSpec | None:
+    """Token lengths stay within [1, MAX_TOKENS] (the parser checks the shape, this the range)."""
+    if ls is None:
+        return None
+    limits = {"value": MAX_TOKENS, "mean": MAX_TOKENS, "std": MAX_TOKENS, "low": MAX_TOKENS,
+              "high": MAX_TOKENS, "sigma": MAX_SIGMA}
+    for key, top in limits.items():
+        v = ls.params.get(key)
+        if v is not None and not (v <= top):
+            raise SpecError(f"{path}.{key}", f"must be <= {top:g}, got {v}")
+    values = ls.params.get("values")
+    if values is not None and max(values) > MAX_TOKENS:
+        raise SpecError(f"{path}.values", f"every value must be <= {MAX_TOKENS}")
+    column = ls.params.get("column")
+    if column is not None and column not in ("num_prefill_tokens", "num_decode_tokens"):
+        raise SpecError(f"{path}.column", "must be num_prefill_tokens or num_decode_tokens")
+    for key, v in (("min", ls.minimum), ("max", ls.maximum)):
+        if v is not None and v > MAX_TOKENS:
+            raise SpecError(f"{path}.{key}", f"must be <= {MAX_TOKENS}, got {v}")
+    return ls
 
 
-def validate(doc: dict) -> SimSpec:
-    """Validate a spec document (already parsed) into a SimSpec."""
+def _trace_fields(workload: WorkloadSpec, pipelines: dict) -> list[tuple[str, str]]:
+    """(field, name or path) of every trace file the spec reads."""
+    out = []
+    if workload.arrival == "trace":
+        out.append(("workload.arrival.trace", workload.arrival_params["trace"]))
+    for key in ("prompt_tokens", "output_tokens"):
+        ls = getattr(workload, key)
+        if ls is not None and "trace" in ls.params:
+            out.append((f"workload.{key}.trace", ls.params["trace"]))
+    for name, stages in pipelines.items():
+        for i, st in enumerate(stages):
+            ls = st.params.get("reasoning", {}).get("thinking_tokens")
+            if ls is not None and "trace" in ls.params:
+                out.append((f"pipelines.{name}[{i}].thinking_tokens.trace", ls.params["trace"]))
+    return out
+
+
+def _check_traces(workload: WorkloadSpec, pipelines: dict, data_dir: Path | None) -> dict[str, TraceInfo]:
+    infos = {}
+    for where, name in _trace_fields(workload, pipelines):
+        infos[where] = check_trace(resolve_data_path(name, data_dir, where), where)
+    arrival = infos.get("workload.arrival.trace")
+    if arrival is not None:
+        if not arrival.has_arrivals:
+            raise SpecError("workload.arrival.trace", "trace has no arrived_at column")
+        start = workload.arrival_params["start_s"]
+        if start > arrival.last_arrival_s:
+            raise SpecError("workload.arrival.start_s", f"{start} s is past the trace's last arrival "
+                            f"({arrival.last_arrival_s} s): no request would arrive")
+    return infos
+
+
+def validate(doc: dict, data_dir: str | Path | None = None) -> SimSpec:
+    """Validate a spec document (already parsed, plain data) into a SimSpec.
+
+    ``data_dir`` is the one folder trace paths may name; without it only bundled traces are read.
+    """
+    data_dir = Path(data_dir) if data_dir is not None else None
     f = Fields(doc, "")
     name = f.str("name", "unnamed")
     f.str("description", "")
-    seed = f.int("seed", 0, minimum=0)
-    clients = _clients(f.raw("clients"))
+    seed = f.int("seed", 0, minimum=0, maximum=MAX_SEED)
+    clients = _clients(f.raw("clients"), data_dir)
     router_doc = f.raw("router") or {}
     if isinstance(router_doc, str):
         router_doc = {"policy": router_doc}
@@ -331,7 +397,7 @@ def validate(doc: dict) -> SimSpec:
     r.done()
     workload = _workload(f.raw("workload"))
     limits = Fields(f.raw("limits") or {}, "limits")
-    max_requests = limits.int("max_requests", None)
+    max_requests = limits.int("max_requests", None, maximum=MAX_REQUESTS)
     limits.done()
     pipelines = parse_pipelines(f.raw("pipelines"))
     topology = _topology(f.raw("topology"))
@@ -339,7 +405,7 @@ def validate(doc: dict) -> SimSpec:
     kv_mode = kv.str("mode", "rates", ("rates", "lru"))
     tiers = tuple(parse_tiers(kv.raw("tiers"), "kv_cache.tiers")) if kv.raw("tiers") else ()
     kv.done()
-    f.raw("base_dir")
+    f.raw("base_dir")  # written by older versions; ignored: only the caller's data_dir opens files
     f.done()
     models = {c.model.name for c in clients if c.is_llm}
     if not models:
@@ -353,8 +419,9 @@ def validate(doc: dict) -> SimSpec:
             raise SpecError(f"workload.pipeline.{pipe}", f"no such pipeline; defined: {', '.join(pipelines)}")
     for pipe in workload.pipelines:  # pipelines only injected requests use are checked when they arrive
         check_capable(pipelines[pipe], clients, workload.model or sorted(models)[0], f"pipelines.{pipe}", tiers)
+    traces = _check_traces(workload, pipelines, data_dir)
     return SimSpec(name, seed, tuple(clients), router, workload, max_requests, doc, pipelines, topology,
-                   tiers, kv_mode)
+                   tiers, kv_mode, data_dir, traces)
 
 
 TOPOLOGY_DEFAULTS = {  # level -> (bandwidth GB/s, latency us)
@@ -369,7 +436,8 @@ def _topology(doc: Any) -> dict:
     out = {}
     for level, (bw, lat) in TOPOLOGY_DEFAULTS.items():
         lf = Fields(f.raw(level) or {}, f"topology.{level}")
-        out[level] = (lf.float("bandwidth_gbs", bw, positive=True), lf.float("latency_us", lat))
+        out[level] = (lf.float("bandwidth_gbs", bw, positive=True, maximum=MAX_BANDWIDTH_GBS),
+                      lf.float("latency_us", lat, maximum=MAX_LATENCY_US))
         lf.done()
     f.done()
     return out
@@ -411,7 +479,7 @@ def spec_presets() -> dict[str, dict]:
     """Named whole-spec presets (the files of sim_engine/presets/), name -> document."""
     out = {}
     for path in sorted(SPEC_PRESET_DIR.glob("*.yaml")):
-        out[path.stem] = yaml.safe_load(path.read_text())
+        out[path.stem] = parse_yaml(path.read_text(), f"preset {path.stem}")
     return out
 
 
@@ -448,36 +516,71 @@ def _expand_shorthands(doc: dict) -> None:
                 w[key] = {"dist": "fixed", "value": v}
 
 
-def load_spec(source: str | Path | dict, overrides: dict[str, Any] | None = None) -> SimSpec:
-    """Load and validate a spec from a dict, a preset name, a YAML/JSON file path or YAML text."""
-    base_dir: Path | None = None
+def _read_spec_file(path: Path) -> str:
+    with path.open("rb") as handle:
+        data = handle.read(MAX_SPEC_BYTES + 1)
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError("spec", f"{path.name} is larger than the limit of {MAX_SPEC_BYTES} bytes")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise SpecError("spec", f"{path.name} is not UTF-8 text") from None
+
+
+def load_spec(source: str | Path | dict, overrides: dict[str, Any] | None = None,
+              data_dir: str | Path | None = None) -> SimSpec:
+    """Load and validate a spec from a dict, a preset name, a YAML/JSON file path or YAML text.
+
+    Text is parsed with the limits of ``safe_yaml`` (size, depth, values, aliases, no tags);
+    a dict gets the same limits. ``data_dir`` is the only folder a trace path in the spec may
+    name (None: bundled traces only); a spec file's own folder is not implied, the caller
+    (e.g. ``hermes simulate``) passes it when it trusts the file.
+    """
     if isinstance(source, dict):
-        doc = copy.deepcopy(source)
+        check_plain(source)
+        doc = copy_plain(source)
     else:
         text = str(source)
         presets = spec_presets() if "\n" not in text else {}
         if text in presets:
             doc = presets[text]
-        elif "\n" not in text and Path(text).is_file():
-            path = Path(text)
-            base_dir = path.resolve().parent
-            try:
-                doc = yaml.safe_load(path.read_text())
-            except yaml.YAMLError as e:
-                raise SpecError("spec", f"{path}: not valid YAML: {e}") from None
+        elif "\n" not in text and len(text) < 4096 and Path(text).is_file():
+            doc = parse_yaml(_read_spec_file(Path(text)))
         elif "\n" in text or text.lstrip().startswith("{"):
-            try:
-                doc = yaml.safe_load(text)
-            except yaml.YAMLError as e:
-                raise SpecError("spec", f"not valid YAML/JSON: {e}") from None
+            doc = parse_yaml(text)
         else:
-            raise SpecError("spec", f"no such file or preset: {text!r} (presets: {', '.join(presets)})")
+            raise SpecError("spec", f"no such file or preset: {text[:200]!r} (presets: {', '.join(presets)})")
     if not isinstance(doc, dict):
         raise SpecError("spec", "must be a mapping")
     _expand_shorthands(doc)
-    for key, value in (overrides or {}).items():
-        _set_dotted(doc, key, value)
-    if base_dir is not None and "base_dir" not in doc:
-        doc["base_dir"] = str(base_dir)
+    overrides = overrides or {}
+    if len(overrides) > MAX_OVERRIDES:
+        raise SpecError("overrides", f"more than {MAX_OVERRIDES} overrides")
+    for key, value in overrides.items():
+        if not isinstance(key, str) or not key or len(key) > 1024:
+            raise SpecError("overrides", f"an override key must be a dotted field name, got {str(key)[:64]!r}")
+        check_plain(value, key)
+        _set_dotted(doc, key, copy_plain(value))
+    check_plain(doc)
     json.dumps(doc)  # a spec must be plain data (it travels over the wire)
-    return validate(doc)
+    return validate(doc, data_dir)
+
+
+def copy_plain(value: Any) -> Any:
+    """A deep copy of plain data (dicts, lists; tuples become lists), without recursion."""
+    if not isinstance(value, (dict, list, tuple)):
+        return value
+    root: Any = {} if isinstance(value, dict) else []
+    work = [(value, root)]
+    while work:
+        src, dst = work.pop()
+        for k, v in (src.items() if isinstance(src, dict) else enumerate(src)):
+            if isinstance(v, (dict, list, tuple)):
+                child: Any = {} if isinstance(v, dict) else []
+                work.append((v, child))
+                v = child
+            if isinstance(dst, dict):
+                dst[k] = v
+            else:
+                dst.append(v)
+    return root
