@@ -25,15 +25,15 @@ Two modes:
 
 from __future__ import annotations
 
-import math
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
-from sim_engine.errors import SpecError
+from .errors import SpecError
+from .fields import Fields
+from .limits import MAX_BANDWIDTH_GBS, MAX_CAPACITY_GB, MAX_KV_TIERS, MAX_LATENCY_US
 
 SCOPES = ("client", "node", "rack", "global")
 MODES = ("rates", "lru")
@@ -52,51 +52,34 @@ class TierSpec:
     hit_rate: float | None = None  # conditional hit probability ("rates" mode)
 
 
-_TIER_KEYS = ("id", "capacity_gb", "bandwidth_gbs", "latency_us", "scope", "hit_rate")
-
-
-def _number(v: Any) -> bool:
-    return not isinstance(v, bool) and isinstance(v, (int, float)) and math.isfinite(v)
-
-
 def parse_tiers(doc: list, field: str = "kv_tiers") -> list[TierSpec]:
     """Validate a list of tier mappings (fastest first); SpecError names ``field[i].key``."""
     if not isinstance(doc, list):
         raise SpecError(field, f"must be a list of tiers, got {type(doc).__name__}")
+    if len(doc) > MAX_KV_TIERS:
+        raise SpecError(field, f"more than {MAX_KV_TIERS} tiers")
     tiers: list[TierSpec] = []
     seen: set[str] = set()
     for i, entry in enumerate(doc):
-        where = f"{field}[{i}]"
-        if not isinstance(entry, Mapping):
-            raise SpecError(where, f"must be a mapping, got {type(entry).__name__}")
-        for key in entry:
-            if key not in _TIER_KEYS:
-                raise SpecError(f"{where}.{key}", f"unknown field; known: {', '.join(_TIER_KEYS)}")
-        tid = entry.get("id")
-        if not isinstance(tid, str) or not tid:
-            raise SpecError(f"{where}.id", f"must be a non-empty string, got {tid!r}")
+        f = Fields(entry, f"{field}[{i}]")
+        tid = f.str("id")
+        if not tid:
+            raise SpecError(f.name("id"), f"must be a non-empty string, got {tid!r}")
         if tid in seen:
-            raise SpecError(f"{where}.id", f"duplicate tier id {tid!r}")
+            raise SpecError(f.name("id"), f"duplicate tier id {tid!r}")
         seen.add(tid)
-        cap = entry.get("capacity_gb")
-        if cap is not None and (not _number(cap) or cap <= 0):
-            raise SpecError(f"{where}.capacity_gb", f"must be a positive number or null, got {cap!r}")
-        bw = entry.get("bandwidth_gbs")
-        if not _number(bw) or bw <= 0:
-            raise SpecError(f"{where}.bandwidth_gbs", f"must be a positive number, got {bw!r}")
-        lat = entry.get("latency_us", 0.0)
-        if not _number(lat) or lat < 0:
-            raise SpecError(f"{where}.latency_us", f"must be a non-negative number, got {lat!r}")
-        scope = entry.get("scope")
-        if scope not in SCOPES:
-            raise SpecError(f"{where}.scope", f"must be one of {', '.join(SCOPES)}, got {scope!r}")
-        hit = entry.get("hit_rate")
-        if hit is not None and (not _number(hit) or not 0.0 <= hit <= 1.0):
-            raise SpecError(f"{where}.hit_rate", f"must be a number in [0, 1], got {hit!r}")
+        bw = f.float("bandwidth_gbs", None, positive=True, maximum=MAX_BANDWIDTH_GBS)
+        if bw is None:
+            raise SpecError(f.name("bandwidth_gbs"), "missing (decimal GB/s of one tier instance)")
+        scope = f.str("scope", None, SCOPES)
+        if scope is None:
+            raise SpecError(f.name("scope"), f"missing (one of {', '.join(SCOPES)})")
         tiers.append(TierSpec(
-            id=tid, capacity_gb=None if cap is None else float(cap), bandwidth_gbs=float(bw),
-            latency_us=float(lat), scope=scope, hit_rate=None if hit is None else float(hit),
+            id=tid, capacity_gb=f.float("capacity_gb", None, positive=True, maximum=MAX_CAPACITY_GB),
+            bandwidth_gbs=bw, latency_us=f.float("latency_us", 0.0, maximum=MAX_LATENCY_US), scope=scope,
+            hit_rate=f.float("hit_rate", None, maximum=1.0),
         ))
+        f.done()
     return tiers
 
 

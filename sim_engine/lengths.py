@@ -12,6 +12,7 @@ from typing import Any
 
 from .errors import SpecError
 from .fields import Fields
+from .limits import MAX_SIGMA, MAX_TOKENS
 
 LENGTH_DISTS = ("fixed", "normal", "lognormal", "uniform", "empirical")
 
@@ -74,3 +75,25 @@ def parse_length(doc: Any, path: str) -> LengthSpec | None:
         raise SpecError(f"{path}.max", f"must be >= min ({minimum})")
     f.done()
     return LengthSpec(dist, params, minimum, maximum)
+
+
+def check_length_range(ls: LengthSpec | None, path: str) -> LengthSpec | None:
+    """Token lengths stay within [1, MAX_TOKENS] (the parser checks the shape, this the range)."""
+    if ls is None:
+        return None
+    limits = {"value": MAX_TOKENS, "mean": MAX_TOKENS, "std": MAX_TOKENS, "low": MAX_TOKENS,
+              "high": MAX_TOKENS, "sigma": MAX_SIGMA}
+    for key, top in limits.items():
+        v = ls.params.get(key)
+        if v is not None and not (v <= top):
+            raise SpecError(f"{path}.{key}", f"must be <= {top:g}, got {v}")
+    values = ls.params.get("values")
+    if values is not None and max(values) > MAX_TOKENS:
+        raise SpecError(f"{path}.values", f"every value must be <= {MAX_TOKENS}")
+    column = ls.params.get("column")
+    if column is not None and column not in ("num_prefill_tokens", "num_decode_tokens"):
+        raise SpecError(f"{path}.column", "must be num_prefill_tokens or num_decode_tokens")
+    for key, v in (("min", ls.minimum), ("max", ls.maximum)):
+        if v is not None and v > MAX_TOKENS:
+            raise SpecError(f"{path}.{key}", f"must be <= {MAX_TOKENS}, got {v}")
+    return ls

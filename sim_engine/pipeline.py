@@ -14,6 +14,18 @@ from typing import Any
 import numpy as np
 
 from .errors import SpecError
+from .fields import Fields
+from .lengths import check_length_range, parse_length
+from .limits import (
+    MAX_BRANCHES,
+    MAX_DOCS,
+    MAX_LATENCY_MS,
+    MAX_MULTIPLIER,
+    MAX_PIPELINES,
+    MAX_SIGMA,
+    MAX_STAGES,
+    MAX_TOKENS,
+)
 
 # executable stage kinds, their metric group, and the client role that serves them
 STAGE_ROLES = {
@@ -31,6 +43,7 @@ STAGE_GROUP = {"llm": "decode", "prefill": "prefill", "decode": "decode", "embed
                "rerank": "rag", "kv_retrieval": "kv_retrieval", "generic": "generic", "route": "route"}
 SPEC_STAGE_KINDS = ("llm", "prefill", "decode", "rag", "kv_retrieval", "route", "reasoning", "generic", "include")
 TEXT_BYTES_PER_TOKEN = 4  # retrieved documents and tool outputs travel as text
+LATENCY_DISTS = ("fixed", "uniform", "normal", "lognormal")
 
 
 @dataclass(frozen=True)
@@ -42,134 +55,137 @@ class Stage:
     params: dict = field(default_factory=dict, hash=False)
 
 
-def _num(doc: dict, key: str, path: str, default: Any = None, integer: bool = False, minimum: float = 0.0,
-         positive: bool = False) -> Any:
-    v = doc.get(key, default)
-    if v is None:
-        raise SpecError(f"{path}.{key}", "missing")
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise SpecError(f"{path}.{key}", f"must be a number, got {v!r}")
-    if integer and v != int(v):
-        raise SpecError(f"{path}.{key}", f"must be an integer, got {v!r}")
-    if v < minimum or (positive and v <= 0):
-        raise SpecError(f"{path}.{key}", f"must be {'> 0' if positive else f'>= {minimum}'}, got {v}")
-    return int(v) if integer else float(v)
-
-
-def _check_keys(doc: dict, allowed: set[str], path: str) -> None:
-    for key in doc:
-        if key not in allowed:
-            raise SpecError(f"{path}.{key}", "unknown field")
-
-
 def _latency(doc: Any, path: str) -> dict:
     """A latency distribution in milliseconds: fixed, uniform, normal or lognormal."""
     if isinstance(doc, (int, float)) and not isinstance(doc, bool):
         doc = {"dist": "fixed", "ms": doc}
     if not isinstance(doc, dict):
         raise SpecError(path, "must be a number of ms or {dist: ..., ...}")
-    dist = doc.get("dist", "fixed")
+    f = Fields(doc, path)
+    dist = f.str("dist", "fixed", LATENCY_DISTS)
     if dist == "fixed":
-        _check_keys(doc, {"dist", "ms"}, path)
-        return {"dist": dist, "ms": _num(doc, "ms", path)}
-    if dist == "uniform":
-        _check_keys(doc, {"dist", "low_ms", "high_ms"}, path)
-        lo, hi = _num(doc, "low_ms", path), _num(doc, "high_ms", path)
+        out = {"dist": dist, "ms": _ms(f, "ms")}
+    elif dist == "uniform":
+        lo, hi = _ms(f, "low_ms"), _ms(f, "high_ms")
         if hi < lo:
             raise SpecError(f"{path}.high_ms", "must be >= low_ms")
-        return {"dist": dist, "low_ms": lo, "high_ms": hi}
-    if dist in ("normal", "lognormal"):
-        _check_keys(doc, {"dist", "mean_ms", "std_ms", "sigma"}, path)
-        out = {"dist": dist, "mean_ms": _num(doc, "mean_ms", path, positive=True)}
+        out = {"dist": dist, "low_ms": lo, "high_ms": hi}
+    else:  # normal, lognormal
+        out = {"dist": dist, "mean_ms": _ms(f, "mean_ms", positive=True)}
         if dist == "normal":
-            out["std_ms"] = _num(doc, "std_ms", path, 0.0)
+            out["std_ms"] = f.float("std_ms", 0.0, maximum=MAX_LATENCY_MS)
         else:
-            out["sigma"] = _num(doc, "sigma", path, 0.5)
-        return out
-    raise SpecError(f"{path}.dist", f"unknown latency distribution {dist!r}; expected fixed, uniform, "
-                    "normal or lognormal")
+            out["sigma"] = f.float("sigma", 0.5, maximum=MAX_SIGMA)
+    f.done()
+    return out
+
+
+def _ms(f: Fields, key: str, positive: bool = False) -> float:
+    value = f.float(key, None, positive=positive, maximum=MAX_LATENCY_MS)
+    if value is None:
+        raise SpecError(f.name(key), "missing")
+    return value
 
 
 def _rag(doc: dict, path: str) -> list[Stage]:
     from .vector_search import parse_index
 
-    _check_keys(doc, {"kind", "embed", "index", "rerank", "docs", "doc_tokens", "query_tokens"}, path)
-    embed = doc.get("embed")
-    if not isinstance(embed, dict) or not isinstance(embed.get("model"), str):
+    f = Fields(doc, path)
+    f.raw("kind")
+    embed = Fields(f.raw("embed") or {}, f"{path}.embed")
+    embed_model = embed.str("model")
+    if embed_model is None:
         raise SpecError(f"{path}.embed.model", "missing (the embedding model, e.g. e5-base)")
-    _check_keys(embed, {"model"}, f"{path}.embed")
+    embed.done()
     if "index" not in doc:
         raise SpecError(f"{path}.index", "missing (the vector index to search)")
-    index = parse_index(doc["index"], f"{path}.index")
-    docs = _num(doc, "docs", path, index.k, integer=True, minimum=0)
-    stages = [Stage("embed", "rag", {"model": embed["model"], "query_tokens": doc.get("query_tokens")}),
+    index = parse_index(f.raw("index"), f"{path}.index")
+    docs = f.int("docs", index.k, minimum=0, maximum=MAX_DOCS)
+    doc_tokens = f.int("doc_tokens", 512, minimum=0, maximum=MAX_TOKENS)
+    query_tokens = f.int("query_tokens", None, maximum=MAX_TOKENS)
+    stages = [Stage("embed", "rag", {"model": embed_model, "query_tokens": query_tokens}),
               Stage("search", "rag", {"index": index})]
-    rerank = doc.get("rerank")
-    if rerank is not None:
-        if not isinstance(rerank, dict) or not isinstance(rerank.get("model"), str):
+    if f.raw("rerank") is not None:
+        rerank = Fields(f.raw("rerank"), f"{path}.rerank")
+        model = rerank.str("model")
+        if model is None:
             raise SpecError(f"{path}.rerank.model", "missing (the cross-encoder model, e.g. bge-reranker-large)")
-        _check_keys(rerank, {"model", "candidates"}, f"{path}.rerank")
-        cand = _num(rerank, "candidates", f"{path}.rerank", index.k, integer=True, minimum=1)
-        stages.append(Stage("rerank", "rag", {"model": rerank["model"], "candidates": cand,
-                                              "doc_tokens": _num(doc, "doc_tokens", path, 512, integer=True)}))
-    stages[-1].params["added_tokens"] = docs * _num(doc, "doc_tokens", path, 512, integer=True, minimum=0)
+        cand = rerank.int("candidates", index.k, maximum=MAX_DOCS)
+        rerank.done()
+        stages.append(Stage("rerank", "rag", {"model": model, "candidates": cand, "doc_tokens": doc_tokens}))
+    f.done()
+    stages[-1].params["added_tokens"] = docs * doc_tokens
     return stages
 
 
 def _route(doc: dict, path: str) -> Stage:
-    _check_keys(doc, {"kind", "rules", "probabilities", "default", "latency"}, path)
-    params: dict[str, Any] = {"latency": _latency(doc.get("latency", 0), f"{path}.latency")}
+    f = Fields(doc, path)
+    f.raw("kind")
+    params: dict[str, Any] = {"latency": _latency(f.raw("latency", 0), f"{path}.latency")}
     if "probabilities" in doc:
-        probs = doc["probabilities"]
+        probs = f.raw("probabilities")
         if not isinstance(probs, dict) or not probs:
             raise SpecError(f"{path}.probabilities", "must map model names to probabilities")
+        pf = Fields(probs, f"{path}.probabilities")
         total = 0.0
         for model in probs:
-            total += _num(probs, model, f"{path}.probabilities")
+            if not isinstance(model, str):
+                raise SpecError(pf.name(model), "must be a model name")
+            total += pf.float(model, None, maximum=1.0)
         if abs(total - 1.0) > 1e-9:
             raise SpecError(f"{path}.probabilities", f"must sum to 1, got {total}")
         params["probabilities"] = dict(probs)
     else:
-        rules = doc.get("rules", [])
+        rules = f.raw("rules", [])
         if not isinstance(rules, list):
             raise SpecError(f"{path}.rules", "must be a list")
         parsed = []
         for i, rule in enumerate(rules):
-            rp = f"{path}.rules[{i}]"
-            if not isinstance(rule, dict) or not isinstance(rule.get("model"), str):
-                raise SpecError(f"{rp}.model", "missing")
-            _check_keys(rule, {"model", "prompt_tokens_gt", "output_tokens_gt", "difficulty_gt"}, rp)
-            parsed.append(dict(rule))
-        if not isinstance(doc.get("default"), str):
+            rf = Fields(rule, f"{path}.rules[{i}]")
+            model = rf.str("model")
+            if model is None:
+                raise SpecError(f"{path}.rules[{i}].model", "missing")
+            out: dict[str, Any] = {"model": model}
+            for key in ("prompt_tokens_gt", "output_tokens_gt"):
+                if key in rule:
+                    out[key] = rf.float(key, None, maximum=MAX_TOKENS)
+            if "difficulty_gt" in rule:
+                out["difficulty_gt"] = rf.float("difficulty_gt", None, maximum=1.0)
+            rf.done()
+            parsed.append(out)
+        default = f.str("default")
+        if default is None:
             raise SpecError(f"{path}.default", "missing (the model when no rule matches)")
         params["rules"] = parsed
-        params["default"] = doc["default"]
+        params["default"] = default
+    f.done()
     return Stage("route", "route", params)
 
 
 def _reasoning(doc: dict, path: str) -> dict:
-    _check_keys(doc, {"kind", "thinking_multiplier", "thinking_tokens", "branches", "first_k", "steps", "tool"},
-                path)
-    out = {"thinking_multiplier": _num(doc, "thinking_multiplier", path, 0.0)}
+    f = Fields(doc, path)
+    f.raw("kind")
+    out: dict[str, Any] = {"thinking_multiplier": f.float("thinking_multiplier", 0.0, maximum=MAX_MULTIPLIER)}
     if "thinking_tokens" in doc:
-        from .spec import _length
-
-        out["thinking_tokens"] = _length(doc["thinking_tokens"], f"{path}.thinking_tokens")
-    out["branches"] = _num(doc, "branches", path, 1, integer=True, minimum=1)
-    out["first_k"] = _num(doc, "first_k", path, out["branches"], integer=True, minimum=1)
+        where = f"{path}.thinking_tokens"
+        out["thinking_tokens"] = check_length_range(parse_length(f.raw("thinking_tokens"), where), where)
+    out["branches"] = f.int("branches", 1, maximum=MAX_BRANCHES)
+    out["first_k"] = f.int("first_k", out["branches"], maximum=MAX_BRANCHES)
     if out["first_k"] > out["branches"]:
         raise SpecError(f"{path}.first_k", f"must be <= branches ({out['branches']})")
-    out["steps"] = _num(doc, "steps", path, 1, integer=True, minimum=1)
+    out["steps"] = f.int("steps", 1, maximum=MAX_BRANCHES)
+    tool_doc = f.raw("tool")
     if out["steps"] > 1:
         if out["branches"] > 1:
             raise SpecError(f"{path}.steps", "multi-step loops run one branch (set branches: 1)")
-        tool = doc.get("tool")
-        if not isinstance(tool, dict):
+        if not isinstance(tool_doc, dict):
             raise SpecError(f"{path}.tool", "missing: a multi-step loop calls a tool between thinking steps "
                             "({latency: ..., tokens: N})")
-        _check_keys(tool, {"latency", "tokens"}, f"{path}.tool")
-        out["tool"] = {"latency": _latency(tool.get("latency", 0), f"{path}.tool.latency"),
-                       "tokens": _num(tool, "tokens", f"{path}.tool", 0, integer=True)}
+        tool = Fields(tool_doc, f"{path}.tool")
+        out["tool"] = {"latency": _latency(tool.raw("latency", 0), f"{path}.tool.latency"),
+                       "tokens": tool.int("tokens", 0, minimum=0, maximum=MAX_TOKENS)}
+        tool.done()
+    f.done()
     return out
 
 
@@ -201,21 +217,25 @@ def parse_pipeline(doc: Any, path: str) -> tuple[Stage, ...]:
         if not isinstance(st, dict):
             raise SpecError(sp, "must be a mapping with a kind")
         kind = st.get("kind")
-        if kind not in SPEC_STAGE_KINDS:
+        if not isinstance(kind, str) or kind not in SPEC_STAGE_KINDS:
             raise SpecError(f"{sp}.kind", f"unknown stage {kind!r}; expected one of {', '.join(SPEC_STAGE_KINDS)}")
         if kind == "rag":
             stages.extend(_rag(st, sp))
         elif kind == "route":
             stages.append(_route(st, sp))
         elif kind == "generic":
-            _check_keys(st, {"kind", "name", "latency", "tokens"}, sp)
+            f = Fields(st, sp)
+            f.raw("kind")
             stages.append(Stage("generic", "generic", {
-                "latency": _latency(st.get("latency", 0), f"{sp}.latency"), "name": st.get("name", "generic"),
-                "tokens": _num(st, "tokens", sp, 0, integer=True)}))
+                "latency": _latency(f.raw("latency", 0), f"{sp}.latency"), "name": f.str("name", "generic"),
+                "tokens": f.int("tokens", 0, minimum=0, maximum=MAX_TOKENS)}))
+            f.done()
         elif kind == "kv_retrieval":
-            _check_keys(st, {"kind", "prefix_tokens"}, sp)
+            f = Fields(st, sp)
+            f.raw("kind")
             stages.append(Stage("kv_retrieval", "kv_retrieval",
-                                {"prefix_tokens": st.get("prefix_tokens")}))
+                                {"prefix_tokens": f.int("prefix_tokens", None, minimum=0, maximum=MAX_TOKENS)}))
+            f.done()
         elif kind == "reasoning":
             prev = stages[-1] if stages else None
             if prev is None or prev.kind not in ("llm", "decode"):
@@ -228,14 +248,15 @@ def parse_pipeline(doc: Any, path: str) -> tuple[Stage, ...]:
             else:
                 stages[-1] = Stage(prev.kind, "reasoning", {**prev.params, "reasoning": reasoning})
         else:  # llm, prefill, decode
-            _check_keys(st, {"kind", "kv_transfer"}, sp)
+            f = Fields(st, sp)
+            f.raw("kind")
             params: dict[str, Any] = {}
             if kind == "decode":
-                mode = st.get("kv_transfer", "whole")
-                if mode not in ("whole", "layerwise"):
-                    raise SpecError(f"{sp}.kv_transfer", f"must be whole or layerwise, got {mode!r}")
-                params["kv_transfer"] = mode
+                params["kv_transfer"] = f.str("kv_transfer", "whole", ("whole", "layerwise"))
+            f.done()
             stages.append(Stage(kind, STAGE_GROUP[kind], params))
+        if len(stages) > MAX_STAGES:
+            raise SpecError(sp, f"the pipeline expands to more than {MAX_STAGES} stages")
     kinds = [s.kind for s in stages]
     llm_like = [k for k in kinds if k in ("llm", "prefill", "decode")]
     if not llm_like:
@@ -254,14 +275,20 @@ DEFAULT_PIPELINE = (Stage("llm", "decode", {}),)
 
 
 def _expand_includes(docs: dict, name: str, stack: tuple[str, ...]) -> list:
-    """Stage documents of pipeline ``name`` with ``{kind: include, pipeline: other}`` spliced in."""
+    """Stage documents of pipeline ``name`` with ``{kind: include, pipeline: other}`` spliced in.
+
+    At most ``MAX_STAGES`` stage documents: includes of includes cannot grow exponentially.
+    """
     out: list = []
     stages = docs[name]
     if not isinstance(stages, list):
         raise SpecError(f"pipelines.{name}", "must be a non-empty list of stages")
     for i, st in enumerate(stages):
         if isinstance(st, dict) and st.get("kind") == "include":
-            other = st.get("pipeline")
+            inc = Fields(st, f"pipelines.{name}[{i}]")
+            inc.raw("kind")
+            other = inc.str("pipeline")
+            inc.done()
             if other not in docs:
                 raise SpecError(f"pipelines.{name}[{i}].pipeline", f"no pipeline named {other!r}")
             if other in stack + (name,):
@@ -270,6 +297,8 @@ def _expand_includes(docs: dict, name: str, stack: tuple[str, ...]) -> list:
             out.extend(_expand_includes(docs, other, stack + (name,)))
         else:
             out.append(st)
+        if len(out) > MAX_STAGES:
+            raise SpecError(f"pipelines.{name}[{i}]", f"the pipeline expands to more than {MAX_STAGES} stages")
     return out
 
 
@@ -279,6 +308,11 @@ def parse_pipelines(doc: Any) -> dict[str, tuple[Stage, ...]]:
         return {"default": DEFAULT_PIPELINE}
     if not isinstance(doc, dict) or not doc:
         raise SpecError("pipelines", "must map pipeline names to stage lists")
+    if len(doc) > MAX_PIPELINES:
+        raise SpecError("pipelines", f"more than {MAX_PIPELINES} pipelines")
+    for name in doc:
+        if not isinstance(name, str) or not name:
+            raise SpecError(f"pipelines.{name}", "a pipeline name must be a non-empty string")
     out = {name: parse_pipeline(_expand_includes(doc, name, ()), f"pipelines.{name}") for name in doc}
     out.setdefault("default", DEFAULT_PIPELINE)
     return out

@@ -25,7 +25,25 @@ from .errors import SpecError
 from .fields import Fields
 from .hardware import get_hardware
 from .kv_tiers import parse_tiers
-from .lengths import LENGTH_DISTS, LengthSpec, parse_length
+from .lengths import LENGTH_DISTS, LengthSpec, check_length_range, parse_length
+from .limits import (
+    MAX_BANDWIDTH_GBS,
+    MAX_BLOCK_SIZE,
+    MAX_CLIENTS,
+    MAX_LATENCY_US,
+    MAX_NUM_SEQS,
+    MAX_OVERRIDES,
+    MAX_PARALLEL,
+    MAX_PERF_NUMBER,
+    MAX_RATE,
+    MAX_REQUESTS,
+    MAX_SEED,
+    MAX_TASK_BATCH,
+    MAX_TIME_SCALE,
+    MAX_TOKENS,
+    MAX_USERS,
+    MAX_WEIGHT,
+)
 from .models import get_model
 from .pipeline import parse_pipelines
 from .safe_yaml import MAX_SPEC_BYTES, check_plain, parse_yaml
@@ -42,25 +60,6 @@ ROLES = LLM_ROLES + ("embedding", "retrieval", "generic")
 ARRIVAL_PROCESSES = ("poisson", "gamma", "constant", "closed_loop", "trace", "none")
 SPEC_PRESET_DIR = Path(__file__).parent / "presets"
 
-# Ranges of spec numbers (docs/SPEC_LIMITS.md). Generous for real clusters, small enough that
-# nothing sized from them (lists per block slot, clients, events per user) can exhaust memory.
-MAX_CLIENTS = 1024  # clients after replicas are expanded
-MAX_PARALLEL = 1024  # tp, pp
-MAX_BLOCK_SIZE = 1024  # tokens per KV block (vLLM uses 8..256)
-MAX_NUM_SEQS = 65_536
-MAX_TOKENS = 10_000_000  # any token count: lengths, budgets, max_model_len, prefixes
-MAX_TASK_BATCH = 65_536  # max_batch, concurrency of task clients
-MAX_USERS = 100_000  # closed-loop users (one pending event each)
-MAX_REQUESTS = 100_000_000  # num_requests, limits.max_requests, prefix groups
-MAX_RATE = 1e9  # requests per second
-MAX_TIME_SCALE = 1e6
-MAX_BANDWIDTH_GBS = 1e6
-MAX_LATENCY_US = 1e9  # 1000 s
-MAX_WEIGHT = 1e9  # pipeline mix weights
-MAX_SIGMA = 10.0  # lognormal sigma (exp(sigma^2) stays finite)
-MAX_SEED = (1 << 64) - 1
-MAX_OVERRIDES = 1000
-MAX_PERF_NUMBER = 1e6  # numeric performance-model options (seconds, factors)
 
 
 # ---------------------------------------------------------------- spec dataclasses
@@ -324,28 +323,6 @@ def _workload(doc: Any) -> WorkloadSpec:
     return spec
 
 
-def check_length_range(ls: LengthSpec | None, path: str) -> LengthSpec | None:
-    """Token lengths stay within [1, MAX_TOKENS] (the parser checks the shape, this the range)."""
-    if ls is None:
-        return None
-    limits = {"value": MAX_TOKENS, "mean": MAX_TOKENS, "std": MAX_TOKENS, "low": MAX_TOKENS,
-              "high": MAX_TOKENS, "sigma": MAX_SIGMA}
-    for key, top in limits.items():
-        v = ls.params.get(key)
-        if v is not None and not (v <= top):
-            raise SpecError(f"{path}.{key}", f"must be <= {top:g}, got {v}")
-    values = ls.params.get("values")
-    if values is not None and max(values) > MAX_TOKENS:
-        raise SpecError(f"{path}.values", f"every value must be <= {MAX_TOKENS}")
-    column = ls.params.get("column")
-    if column is not None and column not in ("num_prefill_tokens", "num_decode_tokens"):
-        raise SpecError(f"{path}.column", "must be num_prefill_tokens or num_decode_tokens")
-    for key, v in (("min", ls.minimum), ("max", ls.maximum)):
-        if v is not None and v > MAX_TOKENS:
-            raise SpecError(f"{path}.{key}", f"must be <= {MAX_TOKENS}, got {v}")
-    return ls
-
-
 def _trace_fields(workload: WorkloadSpec, pipelines: dict) -> list[tuple[str, str]]:
     """(field, name or path) of every trace file the spec reads."""
     out = []
@@ -404,6 +381,9 @@ def validate(doc: dict, data_dir: str | Path | None = None) -> SimSpec:
     kv = Fields(f.raw("kv_cache") or {}, "kv_cache")
     kv_mode = kv.str("mode", "rates", ("rates", "lru"))
     tiers = tuple(parse_tiers(kv.raw("tiers"), "kv_cache.tiers")) if kv.raw("tiers") else ()
+    for i, t in enumerate(tiers):
+        if kv_mode == "rates" and t.hit_rate is None:
+            raise SpecError(f"kv_cache.tiers[{i}].hit_rate", "is required in rates mode (or set kv_cache.mode: lru)")
     kv.done()
     f.raw("base_dir")  # written by older versions; ignored: only the caller's data_dir opens files
     f.done()

@@ -21,8 +21,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sim_engine.errors import SpecError
-from sim_engine.hardware import Device
+from .errors import SpecError
+from .fields import Fields
+from .hardware import Device
+from .limits import MAX_INDEX_DIM, MAX_INDEX_PARAM, MAX_INDEX_VECTORS
 
 INDEX_KINDS = ("flat", "ivf_pq", "hnsw")
 CACHE_LINE_BYTES = 64  # granularity of a random memory access
@@ -49,30 +51,21 @@ class IndexSpec:
 
 def parse_index(doc: Mapping[str, Any], field: str) -> IndexSpec:
     """Validate a mapping into an IndexSpec; SpecError names ``field.<key>`` on bad input."""
-    if not isinstance(doc, Mapping):
-        raise SpecError(field, f"must be a mapping, got {type(doc).__name__}")
-    known = list(IndexSpec.__dataclass_fields__)  # declaration order: deterministic errors
-    for key in doc:
-        if key not in known:
-            raise SpecError(f"{field}.{key}", f"unknown field; known: {', '.join(sorted(known))}")
-    kind = doc.get("kind")
-    if kind not in INDEX_KINDS:
-        raise SpecError(f"{field}.kind", f"must be one of {', '.join(INDEX_KINDS)}, got {kind!r}")
+    f = Fields(doc, field)
+    kind = f.str("kind", None, INDEX_KINDS)
+    if kind is None:
+        raise SpecError(f"{field}.kind", f"must be one of {', '.join(INDEX_KINDS)}, got None")
     defaults = IndexSpec(kind=kind, vectors=1, dim=1)
     values: dict[str, int] = {}
-    for key in known[1:]:  # all but "kind"
-        path = f"{field}.{key}"
-        if key not in doc:
+    for key in list(IndexSpec.__dataclass_fields__)[1:]:  # declaration order: deterministic errors
+        top = MAX_INDEX_VECTORS if key == "vectors" else MAX_INDEX_DIM if key == "dim" else MAX_INDEX_PARAM
+        v = f.int(key, None, minimum=0, maximum=top)
+        if v is None:
             if key in ("vectors", "dim"):
-                raise SpecError(path, "is required")
-            values[key] = getattr(defaults, key)
-            continue
-        v = doc[key]
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v != int(v):
-            raise SpecError(path, f"must be an integer, got {v!r}")
-        if v < 0:
-            raise SpecError(path, f"must not be negative, got {v!r}")
-        values[key] = int(v)
+                raise SpecError(f"{field}.{key}", "is required")
+            v = getattr(defaults, key)
+        values[key] = v
+    f.done()
     spec = IndexSpec(kind=kind, **values)
     _check(spec, field)
     return spec
