@@ -12,13 +12,16 @@ from .errors import (
     PreconditionError,
     SpecError,
 )
+from .memory import MemoryEstimate, estimate_memory_bytes
 from .request import RequestInput
+from .safe_yaml import parse_yaml
 from .simulation import Simulation
 from .spec import SimSpec, load_spec, spec_presets
 from .views import AdvanceResult, ClientState, ClusterState, Decision, Event, StopReason
 
 __all__ = [
     "AdvanceResult", "AlreadyExistsError", "ClientState", "ClusterState", "Decision", "Event",
-    "LimitError", "NotFoundError", "OutOfRangeError", "PreconditionError", "RequestInput", "SimSpec",
-    "Simulation", "SpecError", "StopReason", "load_spec", "spec_presets",
+    "LimitError", "MemoryEstimate", "NotFoundError", "OutOfRangeError", "PreconditionError", "RequestInput",
+    "SimSpec", "Simulation", "SpecError", "StopReason", "estimate_memory_bytes", "load_spec", "parse_yaml",
+    "spec_presets",
 ]

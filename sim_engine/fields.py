@@ -42,9 +42,9 @@ class Fields:
 
     def int(self, key: str, default: int | None = None, minimum: int | None = 1,
             maximum: int | None = None) -> Any:
-        value = self.raw(key, default)
-        if value is None:
-            return None
+        value = self.raw(key)
+        if value is None:  # absent or null: the default (trusted, not range-checked)
+            return default
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (
                 isinstance(value, float) and not (math.isfinite(value) and value.is_integer())):
             raise SpecError(self.name(key), f"must be an integer, got {value!r}")
@@ -57,9 +57,9 @@ class Fields:
 
     def float(self, key: str, default: float | None = None, minimum: float | None = 0.0,
               positive: bool = False, maximum: float | None = None) -> Any:
-        value = self.raw(key, default)
-        if value is None:
-            return None
+        value = self.raw(key)
+        if value is None:  # absent or null: the default
+            return default
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise SpecError(self.name(key), f"must be a finite number, got {value!r}")
         value = float(value)
