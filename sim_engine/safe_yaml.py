@@ -23,6 +23,7 @@ from the wire or from Python).
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import yaml
@@ -34,7 +35,7 @@ from .errors import SpecError
 
 MAX_SPEC_BYTES = 1 << 20  # 1 MiB of YAML/JSON text
 MAX_DEPTH = 32  # nesting levels (a real spec uses about 6)
-MAX_NODES = 100_000  # scalars + collections, with aliases counted at their expanded size
+MAX_NODES = 50_000  # scalars + collections, with aliases counted at their expanded size
 MAX_KEY_CHARS = 256  # a mapping key longer than this is not a field name
 
 _CORE = "tag:yaml.org,2002:"
@@ -51,6 +52,20 @@ _BUILD = {
     _CORE + "null": _CONSTRUCTOR.construct_yaml_null,
 }
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DECIMAL = re.compile(r"-?(0|[1-9][0-9]{0,17})")  # no sign '+', no leading zero (octal), no '_', no ':'
+
+
+
+class _Where:
+    """The dotted path of the current node, formatted only when an error needs it."""
+
+    __slots__ = ("path", "what")
+
+    def __init__(self, path: list, what: str) -> None:
+        self.path, self.what = path, what  # the live path: read when an error is raised
+
+    def __str__(self) -> str:
+        return _dotted(self.path) if self.path else self.what
 
 
 def _dotted(path: list) -> str:
@@ -75,20 +90,23 @@ class _Frame:
         self.path_key: Any = None
 
 
-def _scalar(event: Any, where: str) -> tuple[Any, str]:
+def _scalar(event: Any, where: Any) -> tuple[Any, str]:
     """(value, resolved tag) of a scalar event, refusing tags that build more than plain data."""
     tag = event.tag
+    value = event.value
+    if tag is None and event.implicit[0] and _DECIMAL.fullmatch(value):  # fast path: what YAML 1.1 reads as int
+        return int(value), _CORE + "int"
     if tag in (None, "!"):
         tag = _RESOLVER.resolve(ScalarNode, event.value, event.implicit)  # as yaml's composer does
     if tag == _CORE + "merge":
         return None, tag
     if tag not in _SCALAR_TAGS:
         what = "a date or time (quote it to keep it as text)" if tag == _CORE + "timestamp" else f"tag {tag}"
-        raise SpecError(where, f"YAML {what} is not allowed: specs hold plain strings, numbers, booleans and null")
+        raise SpecError(str(where), f"YAML {what} is not allowed: specs hold plain strings, numbers, booleans and null")
     try:
         return _BUILD[tag](ScalarNode(tag, event.value)), tag
     except (ValueError, OverflowError, yaml.YAMLError):
-        raise SpecError(where, f"not a valid {tag[len(_CORE):]}") from None
+        raise SpecError(str(where), f"not a valid {tag[len(_CORE):]}") from None
 
 
 def parse_yaml(text: str | bytes, what: str = "spec") -> Any:
@@ -109,6 +127,7 @@ def parse_yaml(text: str | bytes, what: str = "spec") -> Any:
     total = 0
     docs = 0
     root: Any = None
+    where = _Where(path, what)
     try:
         for event in yaml.parse(text, Loader=_Loader):
             if isinstance(event, yaml.DocumentStartEvent):
@@ -118,16 +137,15 @@ def parse_yaml(text: str | bytes, what: str = "spec") -> Any:
                 continue
             if isinstance(event, (yaml.StreamStartEvent, yaml.StreamEndEvent, yaml.DocumentEndEvent)):
                 continue
-            where = _dotted(path) if path else what
             if isinstance(event, (yaml.MappingStartEvent, yaml.SequenceStartEvent)):
                 is_map = isinstance(event, yaml.MappingStartEvent)
                 if event.tag not in (_MAP_TAGS if is_map else _SEQ_TAGS):
-                    raise SpecError(where, f"YAML tag {event.tag} is not allowed: specs hold plain mappings and lists")
+                    raise SpecError(str(where), f"YAML tag {event.tag} is not allowed: specs hold plain mappings and lists")
                 if len(stack) >= MAX_DEPTH:
-                    raise SpecError(where, f"nested more than {MAX_DEPTH} levels deep")
+                    raise SpecError(str(where), f"nested more than {MAX_DEPTH} levels deep")
                 total += 1
                 if total > MAX_NODES:
-                    raise SpecError(where, f"has more than {MAX_NODES} values (aliases count at their full size)")
+                    raise SpecError(str(where), f"has more than {MAX_NODES} values (aliases count at their full size)")
                 frame = _Frame(is_map, event.anchor)
                 if event.anchor is not None:
                     open_anchors.add(event.anchor)
@@ -139,6 +157,7 @@ def parse_yaml(text: str | bytes, what: str = "spec") -> Any:
             if isinstance(event, (yaml.MappingEndEvent, yaml.SequenceEndEvent)):
                 frame = stack.pop()
                 path.pop()
+                # a finished collection is reported where it sits (``where`` follows the live path)
                 value = frame.value
                 if frame.is_map and frame.merges:
                     merged: dict = {}
@@ -154,22 +173,22 @@ def parse_yaml(text: str | bytes, what: str = "spec") -> Any:
                 continue
             if isinstance(event, yaml.AliasEvent):
                 if event.anchor in open_anchors:
-                    raise SpecError(where, f"recursive alias *{event.anchor} (it refers to itself)")
+                    raise SpecError(str(where), f"recursive alias *{event.anchor} (it refers to itself)")
                 if event.anchor not in anchors:
-                    raise SpecError(where, f"undefined alias *{event.anchor}")
+                    raise SpecError(str(where), f"undefined alias *{event.anchor}")
                 value, nodes = anchors[event.anchor]
                 total += nodes
                 if total > MAX_NODES:
-                    raise SpecError(where, f"has more than {MAX_NODES} values once aliases are expanded")
+                    raise SpecError(str(where), f"has more than {MAX_NODES} values once aliases are expanded")
                 root = _attach(stack, path, value, nodes, where)
                 continue
             if isinstance(event, yaml.ScalarEvent):
                 total += 1
                 if total > MAX_NODES:
-                    raise SpecError(where, f"has more than {MAX_NODES} values")
+                    raise SpecError(str(where), f"has more than {MAX_NODES} values")
                 value, tag = _scalar(event, where)
                 if tag == _CORE + "merge" and not (stack and stack[-1].is_map and not stack[-1].has_key):
-                    raise SpecError(where, "a merge key (<<) is only allowed as a mapping key")
+                    raise SpecError(str(where), "a merge key (<<) is only allowed as a mapping key")
                 if event.anchor is not None:
                     anchors[event.anchor] = (value, 1)
                 root = _attach(stack, path, value, 1, where, is_merge_key=tag == _CORE + "merge")
@@ -184,7 +203,7 @@ def parse_yaml(text: str | bytes, what: str = "spec") -> Any:
 _MERGE = object()  # marker: the pending key of a frame is a merge key (<<)
 
 
-def _attach(stack: list[_Frame], path: list, value: Any, nodes: int, where: str,
+def _attach(stack: list[_Frame], path: list, value: Any, nodes: int, where: Any,
             is_merge_key: bool = False) -> Any:
     """Put a finished value into the collection being built; returns it when it is the root."""
     if not stack:
@@ -200,18 +219,18 @@ def _attach(stack: list[_Frame], path: list, value: Any, nodes: int, where: str,
             parent.key, parent.has_key = _MERGE, True
             return None
         if isinstance(value, (dict, list)):
-            raise SpecError(where, "mapping keys must be plain scalars, not mappings or lists")
+            raise SpecError(str(where), "mapping keys must be plain scalars, not mappings or lists")
         if isinstance(value, str) and len(value) > MAX_KEY_CHARS:
-            raise SpecError(where, f"a key longer than {MAX_KEY_CHARS} characters")
+            raise SpecError(str(where), f"a key longer than {MAX_KEY_CHARS} characters")
         if isinstance(value, float) and math.isnan(value):
-            raise SpecError(where, "a key that is NaN")
+            raise SpecError(str(where), "a key that is NaN")
         parent.key, parent.has_key = value, True
         path[-1] = value
         return None
     if parent.key is _MERGE:
         sources = value if isinstance(value, list) else [value]
         if not all(isinstance(s, dict) for s in sources):
-            raise SpecError(where, "a merge key (<<) needs a mapping or a list of mappings")
+            raise SpecError(str(where), "a merge key (<<) needs a mapping or a list of mappings")
         parent.merges.extend(sources)
     else:
         parent.value[parent.key] = value

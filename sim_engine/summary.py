@@ -133,7 +133,25 @@ def summarize(sim: Simulation) -> dict[str, Any]:
         "stages": stage_summary(sim),
         "links": sim.network.link_stats(sim.kernel.now),
         "kv_cache": sim.kv.stats() if sim.kv is not None else {},
+        "warnings": run_warnings(sim.injected, n_done, reasons),
     }
+
+
+def run_warnings(injected: int, completed: int, drop_reasons: dict[str, int]) -> list[str]:
+    """Plain-language notes on a run whose numbers would mislead (latency tables of zeros)."""
+    out = []
+    if injected == 0:
+        out.append("no request arrived: the workload produced none (check workload.arrival and its bounds)")
+    elif completed == 0 and drop_reasons:
+        why = ", ".join(f"{k}: {v}" for k, v in sorted(drop_reasons.items()))
+        out.append(f"every request was dropped ({why}); the latency figures are empty")
+    elif completed == 0:
+        out.append("no request completed; the latency figures are empty")
+    elif drop_reasons:
+        dropped = sum(drop_reasons.values())
+        if dropped > completed:
+            out.append(f"most requests were dropped ({dropped} of {dropped + completed})")
+    return out
 
 
 def stage_summary(sim: Simulation) -> dict[str, dict]:
