@@ -53,3 +53,41 @@ class Kernel:
 
     def __len__(self) -> int:
         return len(self._heap)
+
+    def run_batch(self, n: int) -> int:
+        """Run up to ``n`` events in order (fewer when the heap empties); returns how many ran."""
+        heap, pop = self._heap, heapq.heappop
+        for i in range(n):
+            if not heap:
+                return i
+            time_ns, _prio, _seq, fn, arg = pop(heap)
+            self.now = time_ns
+            self.events_processed += 1
+            fn(arg)
+        return n
+
+    def run_until(self, until_ns: int | None, max_events: int | None,
+                  halted: Callable[[], bool]) -> tuple[int, str]:
+        """Run events up to ``until_ns`` (inclusive), at most ``max_events``, until ``halted()`` after one.
+
+        Returns (events run, why it stopped): ``"halted"``, ``"bound"`` (max_events reached with
+        events left to run) or ``"drained"`` (no event left at or before ``until_ns``).
+        """
+        heap = self._heap
+        processed = 0
+        while heap:
+            if until_ns is not None and heap[0][0] > until_ns:
+                break
+            if max_events is not None and processed >= max_events:
+                return processed, "bound"
+            self.pop_and_run()
+            processed += 1
+            if halted():
+                return processed, "halted"
+        return processed, "drained"
+
+    def move_clock(self, time_ns: int) -> None:
+        """Set the clock forward to ``time_ns`` (nothing may be pending before it)."""
+        if time_ns < self.now or (self._heap and self._heap[0][0] < time_ns):
+            raise ValueError(f"cannot move the clock to {time_ns}: now {self.now}, next event {self.next_time()}")
+        self.now = time_ns

@@ -197,3 +197,20 @@ class KVHierarchy:
             st["hit_rate"] = st["hits"] / st["lookups"] if st["lookups"] else 0.0
             out[tier.id] = st
         return out
+
+
+def scope_keys(client_id: str, node: str, rack: str) -> dict[str, str]:
+    """The tier instances a client reaches: its own, its node's, its rack's and the global one."""
+    return {"client": client_id, "node": node, "rack": rack, "global": _GLOBAL_KEY}
+
+
+def prefix_tokens(prompt: int, stage_prefix: int | None, workload_prefix: int) -> int:
+    """Tokens of a request's cacheable prefix: the stage's own, else the workload's, at most prompt - 1."""
+    tokens = stage_prefix or workload_prefix
+    return max(min(tokens, prompt - 1), 0)
+
+
+def cached_prefix_tokens(prompt: int, pipeline, workload_prefix: int) -> int:
+    """Prefix tokens to store after a request computed them (the workload's, else its kv_retrieval stage's)."""
+    return prefix_tokens(prompt, None, workload_prefix) or prefix_tokens(prompt, next(
+        (s.params.get("prefix_tokens") for s in pipeline if s.kind == "kv_retrieval"), None), workload_prefix)

@@ -29,7 +29,7 @@ from .request import Request
 from .spec import ClientSpec
 
 if TYPE_CHECKING:
-    from .simulation import Simulation
+    from .client_api import SimContext as Simulation  # the simulation as a client sees it
 
 MAX_RUN_STEPS = 4096  # longest closed-form run (bounds the arrays built per run)
 ACTIVATION_RESERVE = 0.05  # share of device memory kept for activations (like vLLM's profiling)

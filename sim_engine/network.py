@@ -252,3 +252,34 @@ class Network:
             return
         first = min(self._finish_time(g, g.members[0][0], now) for g in self._groups.values())
         self.kernel.schedule(int(first), PRIO_STATE, self._on_tick, self._version)
+
+
+class Topology:
+    """Where clients sit (node, rack) and which links a transfer between two places crosses.
+
+    Links are created on first use, in the order paths ask for them (that order breaks ties
+    in the fair-share filling, so it is part of a run's determinism). ``levels`` maps
+    ``intra_node``, ``node_link`` and ``rack_link`` to (bandwidth GB/s, latency us).
+    """
+
+    def __init__(self, network: Network, levels: dict[str, tuple[float, float]]) -> None:
+        self.network, self.levels = network, levels
+
+    def link(self, link_id: str, bandwidth_gbs: float, latency_us: float) -> str:
+        if not self.network.has_link(link_id):
+            self.network.add_link(link_id, bandwidth_gbs, latency_us)
+        return link_id
+
+    def path(self, node_a: str, rack_a: str, node_b: str, rack_b: str) -> list[str]:
+        """Links between two places: the node's fabric, or both NICs, or NICs and both rack uplinks."""
+        lv = self.levels
+        if node_a == node_b:
+            return [self.link(f"intra:{node_a}", *lv["intra_node"])]
+        path = [self.link(f"nic:{node_a}", *lv["node_link"])]
+        if rack_a != rack_b:
+            path += [self.link(f"rack:{rack_a}", *lv["rack_link"]), self.link(f"rack:{rack_b}", *lv["rack_link"])]
+        return path + [self.link(f"nic:{node_b}", *lv["node_link"])]
+
+    def nic(self, node: str) -> str:
+        """The node's network interface link (a remote memory tier is reached through it)."""
+        return self.link(f"nic:{node}", *self.levels["node_link"])

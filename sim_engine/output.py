@@ -10,7 +10,7 @@ from .request import STATUS_COMPLETED
 from .units import NS_PER_S
 
 if TYPE_CHECKING:
-    from .simulation import Simulation
+    from .summary import RunResults as Simulation
 
 CSV_COLUMNS = ("request_id", "status", "client", "arrival_s", "scheduled_s", "first_token_s", "finish_s",
                "prompt_tokens", "output_tokens", "ttft_s", "tpot_s", "e2e_s", "queue_s", "preemptions",

@@ -340,3 +340,25 @@ def choose_model(st: Stage, req, rng) -> str:
            ("difficulty_gt" not in rule or req.difficulty > rule["difficulty_gt"]):
             return rule["model"]
     return p["default"]
+
+
+def output_bytes(st: Stage, nxt: Stage | None, prompt: int, generated: int, model: Any) -> int:
+    """Bytes a finished stage hands to the next one: KV after a prefill, a vector, or text.
+
+    ``model`` is the ModelArch of the client that ran the stage (None for clients without one).
+    """
+    if st.kind == "prefill":
+        return int((prompt + generated - 1) * model.kv_bytes_per_token())
+    if st.kind == "embed":
+        return model.hidden * 4  # one fp32 query vector
+    if st.kind == "search":
+        if nxt is not None and nxt.kind == "rerank":  # candidate documents go to the re-ranker
+            return nxt.params["candidates"] * nxt.params["doc_tokens"] * TEXT_BYTES_PER_TOKEN
+        return st.params.get("added_tokens", 0) * TEXT_BYTES_PER_TOKEN
+    if st.kind == "rerank":
+        return st.params.get("added_tokens", 0) * TEXT_BYTES_PER_TOKEN
+    if st.kind == "generic":
+        return (st.params["tokens"] or generated) * TEXT_BYTES_PER_TOKEN
+    if st.kind in ("llm", "decode"):
+        return generated * TEXT_BYTES_PER_TOKEN
+    return 0

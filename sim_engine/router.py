@@ -9,17 +9,20 @@ of clients in the spec, so routing is deterministic.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .llm_client import LLMClient
-from .request import Request
+from .client_api import Client, llm_counters
+
+if TYPE_CHECKING:
+    from .request import Request
 
 
 class Router:
     name = "base"
 
-    def pick(self, candidates: Sequence[LLMClient], req: Request, now: int) -> LLMClient:
+    def pick(self, candidates: Sequence[Client], req: Request, now: int) -> Client:
         raise NotImplementedError
 
 
@@ -45,11 +48,13 @@ class LeastLoaded(Router):
     name = "least_loaded"
 
     def pick(self, candidates, req, now):
-        def load(c) -> float:
-            if not c.total_blocks:  # a task client has no KV: its queue is its load
+        def load(c: Client) -> float:
+            total = llm_counters(c).total_blocks
+            if not total:  # a task client has no KV: its queue is its load
                 return float(c.load())
-            queued = sum(-(-(r.prompt + r.generated) // c.bs) for r in c.waiting)
-            return (c.kv_used_now(now) + queued) / c.total_blocks
+            bs = c.spec.scheduler.block_size
+            queued = sum(-(-(r.prompt + r.generated) // bs) for r in c.waiting)
+            return (c.kv_used_now(now) + queued) / total
 
         return min(candidates, key=load)
 
@@ -60,7 +65,11 @@ class JoinShortestQueue(Router):
     name = "jsq"
 
     def pick(self, candidates, req, now):
-        return min(candidates, key=LLMClient.load)
+        return min(candidates, key=_load)
+
+
+def _load(c: Client) -> int:
+    return c.load()
 
 
 class PowerOfTwo(Router):

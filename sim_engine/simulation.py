@@ -15,12 +15,13 @@ from typing import Any
 
 import numpy as np
 
+from .client_api import Client, ClientStatus, llm_counters
 from .errors import AlreadyExistsError, LimitError, NotFoundError, OutOfRangeError, SpecError
 from .kernel import PRIO_INPUT, Kernel
-from .kv_tiers import KVHierarchy
+from .kv_tiers import KVHierarchy, cached_prefix_tokens, prefix_tokens, scope_keys
 from .llm_client import LLMClient
-from .network import Network
-from .pipeline import STAGE_ROLES, TEXT_BYTES_PER_TOKEN, Stage, choose_model, route_options
+from .network import Network, Topology
+from .pipeline import STAGE_ROLES, Stage, choose_model, output_bytes, route_options
 from .request import STATUS_COMPLETED, STATUS_DROPPED, Request, RequestInput, RequestRecords, StageRecords
 from .router import make_router
 from .spec import ClientSpec, SimSpec, build_client_parts
@@ -55,8 +56,9 @@ class Simulation:
         self._client_seeds = s_clients
         self.kernel = Kernel()
         self.network = Network(self.kernel)
-        self.clients: list = []
-        self.client_by_id: dict[str, Any] = {}
+        self.topology = Topology(self.network, spec.topology)
+        self.clients: list[Client] = []
+        self.client_by_id: dict[str, Client] = {}
         for cs in spec.clients:
             self._add_client(cs, f"clients[{len(self.clients)}]")
         self.router = make_router(spec.router, np.random.default_rng(s_router))
@@ -214,7 +216,7 @@ class Simulation:
             pinned = req.home
             req.target = req.segments[segment]
             req.cached = req.loop_context
-        if pinned is not None and pinned.status != "active":  # gone: start afresh elsewhere
+        if pinned is not None and pinned.status != ClientStatus.ACTIVE:  # gone: start afresh elsewhere
             pinned, req.cached = None, 0
         candidates = [pinned] if pinned is not None else self._candidates(req, st)
         if not candidates:
@@ -231,7 +233,7 @@ class Simulation:
         roles = STAGE_ROLES[st.kind]
         model = st.params["model"] if st.kind in ("embed", "rerank") else req.model
         needs_model = st.kind not in ("search", "generic")
-        return [c for c in self.clients if c.status == "active" and c.spec.role in roles
+        return [c for c in self.clients if c.status == ClientStatus.ACTIVE and c.spec.role in roles
                 and (not needs_model or c.model == model)]
 
     def _ask_route(self, req: Request, st: Stage, options: list[str], now: int) -> None:
@@ -274,64 +276,27 @@ class Simulation:
         src = req.prev_client
         if nbytes and src is not None and src is not client:
             req.bytes_in = nbytes
-            self.network.start(self._path(src, client), nbytes, self._delivered, (req, client))
+            path = self.topology.path(src.spec.node, src.spec.rack, client.spec.node, client.spec.rack)
+            self.network.start(path, nbytes, self._delivered, (req, client))
         else:
             client.submit(req, now)
 
     def _delivered(self, arg: tuple[Request, Any]) -> None:
         req, client = arg
-        if client.status in ("failed",):
+        if client.status == ClientStatus.FAILED:
             self.drop(req, client, self.kernel.now, "client_failed")
             return
         client.submit(req, self.kernel.now)
 
-    def _output_bytes(self, req: Request, st: Stage, client) -> int:
-        """Bytes a finished stage hands to the next one (KV after a prefill, text or vectors otherwise)."""
-        if st.kind == "prefill":
-            return int((req.prompt + req.generated - 1) * client.spec.model.kv_bytes_per_token())
-        if st.kind == "embed":
-            return client.spec.model.hidden * 4  # one fp32 query vector
-        if st.kind == "search":
-            nxt = req.pipeline[req.stage + 1] if req.stage + 1 < len(req.pipeline) else None
-            if nxt is not None and nxt.kind == "rerank":  # candidate documents go to the re-ranker
-                return nxt.params["candidates"] * nxt.params["doc_tokens"] * TEXT_BYTES_PER_TOKEN
-            return st.params.get("added_tokens", 0) * TEXT_BYTES_PER_TOKEN
-        if st.kind == "rerank":
-            return st.params.get("added_tokens", 0) * TEXT_BYTES_PER_TOKEN
-        if st.kind == "generic":
-            return (st.params["tokens"] or req.generated) * TEXT_BYTES_PER_TOKEN
-        if st.kind in ("llm", "decode"):
-            return req.generated * TEXT_BYTES_PER_TOKEN
-        return 0
-
-    def _link(self, link_id: str, bw_gbs: float, lat_us: float) -> str:
-        if not self.network.has_link(link_id):
-            self.network.add_link(link_id, bw_gbs, lat_us)
-        return link_id
-
-    def _path(self, a, b) -> list[str]:
-        """Links between two clients: the node's fabric, or both NICs, or NICs and rack uplinks."""
-        sa, sb, topo = a.spec, b.spec, self.spec.topology
-        if sa.node == sb.node:
-            return [self._link(f"intra:{sa.node}", *topo["intra_node"])]
-        path = [self._link(f"nic:{sa.node}", *topo["node_link"])]
-        if sa.rack != sb.rack:
-            path += [self._link(f"rack:{sa.rack}", *topo["rack_link"]),
-                     self._link(f"rack:{sb.rack}", *topo["rack_link"])]
-        return path + [self._link(f"nic:{sb.node}", *topo["node_link"])]
-
     # ------------------------------------------------------------------ KV retrieval
 
-    def _scope_keys(self, client) -> dict[str, str]:
-        return {"client": client.id, "node": client.spec.node, "rack": client.spec.rack, "global": "global"}
-
-    def _prefix(self, req: Request, st: Stage | None) -> int:
-        tokens = (st.params.get("prefix_tokens") if st else None) or self.spec.workload.prefix_tokens
-        return max(min(tokens, req.prompt - 1), 0)
+    @staticmethod
+    def _scope_keys(client) -> dict[str, str]:
+        return scope_keys(client.id, client.spec.node, client.spec.rack)
 
     def _fetch_kv(self, req: Request, st: Stage, client, now: int) -> None:
         """Look the prefix up in the memory hierarchy; a hit is fetched over the tier's link, a miss recomputes."""
-        tokens = self._prefix(req, st)
+        tokens = prefix_tokens(req.prompt, st.params.get("prefix_tokens"), self.spec.workload.prefix_tokens)
         if req.prefix_key is None:
             req.prefix_key = f"r{req.idx}"
         nbytes = int(tokens * client.spec.model.kv_bytes_per_token())
@@ -341,9 +306,9 @@ class Simulation:
             self.stage_done(req, client, now)
             return
         tier = next(t for t in self.spec.kv_tiers if t.id == tier_id)
-        path = [self._link(f"tier:{tier_id}:{inst}", tier.bandwidth_gbs, tier.latency_us)]
+        path = [self.topology.link(f"tier:{tier_id}:{inst}", tier.bandwidth_gbs, tier.latency_us)]
         if tier.scope in ("rack", "global"):
-            path.append(self._link(f"nic:{client.spec.node}", *self.spec.topology["node_link"]))
+            path.append(self.topology.nic(client.spec.node))
         req.bytes_in = nbytes
         req.stage_start_ns = now
         self.network.start(path, nbytes, self._kv_fetched, (req, client, tokens))
@@ -357,8 +322,7 @@ class Simulation:
 
     def note_first_token(self, req: Request, client, now: int) -> None:
         if self.kv is not None and req.prefix_key is not None and not req.cached:
-            tokens = self._prefix(req, None) or self._prefix(req, next(
-                (s for s in req.pipeline if s.kind == "kv_retrieval"), None))
+            tokens = cached_prefix_tokens(req.prompt, req.pipeline, self.spec.workload.prefix_tokens)
             if tokens:
                 self.kv.insert(self._scope_keys(client), req.prefix_key,
                                int(tokens * client.spec.model.kv_bytes_per_token()))
@@ -374,7 +338,8 @@ class Simulation:
         self.stage_records.add(req, KIND_CODES[st.kind], GROUP_CODES[st.group],
                                client.index if client is not None else -1, now)
         if client is not None:
-            req.out_bytes = self._output_bytes(req, st, client)
+            nxt = req.pipeline[req.stage + 1] if req.stage + 1 < len(req.pipeline) else None
+            req.out_bytes = output_bytes(st, nxt, req.prompt, req.generated, client.spec.model)
             req.prev_client = client
         if st.kind == "llm":
             req.home, req.loop_context = client, req.prompt + req.generated - 1
@@ -425,44 +390,37 @@ class Simulation:
             raise SpecError("max_events", "must be >= 1")
         processed = 0
         reason: StopReason | None = StopReason.DECISION_NEEDED if self.pending else None
-        heap = k._heap
         if reason is None and next_event:
-            if heap:
-                t0 = heap[0][0]
+            t0 = k.next_time()
+            if t0 is not None:
                 until_ns = t0 if until_ns is None else min(until_ns, t0)
             elif until_ns is None:
                 reason = StopReason.IDLE
         self._halt = None
-        while reason is None and heap:
-            if until_ns is not None and heap[0][0] > until_ns:
-                break
-            if max_events is not None and processed >= max_events:
-                reason = StopReason.EVENT_BOUND
-                break
-            k.pop_and_run()
-            processed += 1
-            if self._halt is not None:
-                reason = self._halt
         if reason is None:
-            if until_ns is not None:
-                k.now = until_ns
+            processed, why = k.run_until(until_ns, max_events, self._halted)
+            if why == "halted":
+                reason = self._halt
+            elif why == "bound":
+                reason = StopReason.EVENT_BOUND
+            elif until_ns is not None:
+                k.move_clock(until_ns)
                 reason = StopReason.TARGET_REACHED
             else:
                 reason = StopReason.IDLE
         events, self.events = self.events, []
         return AdvanceResult(k.now, reason, events, processed)
 
+    def _halted(self) -> bool:
+        return self._halt is not None
+
     def run(self, progress=None, progress_every: int = 20000) -> None:
         """Run to the end (built-in routers only). ``progress(now_ns, ended, injected)`` is called now and then."""
         if self.router is None:
             raise SpecError("router.policy", "external routing needs a co-simulation client (hermes serve)")
         k = self.kernel
-        heap, pop = k._heap, k.pop_and_run
-        while heap:
-            for _ in range(progress_every):
-                if not heap:
-                    break
-                pop()
+        while len(k):
+            k.run_batch(progress_every)
             if progress is not None:
                 progress(k.now, self.completed + self.dropped, self.injected)
         self.events.clear()
@@ -574,7 +532,7 @@ class Simulation:
             doc.pop("replicas", None)
             spec = _clients([doc], self.spec.data_dir, "client")[0]
             self._add_client(spec, "client")  # validates now; inactive until time_ns
-            self.client_by_id[client_id].status = "pending"
+            self.client_by_id[client_id].status = ClientStatus.PENDING
         elif action in ("drain", "remove", "fail"):
             if client_id not in self.client_by_id:
                 raise NotFoundError(f"client_id: no client {client_id!r}")
@@ -587,10 +545,10 @@ class Simulation:
         client = self.client_by_id[cid]
         now = self.kernel.now
         if action == "add":
-            client.status = "active"
+            client.status = ClientStatus.ACTIVE
         elif action in ("drain", "remove"):
-            if client.status != "failed":
-                client.status = "draining" if action == "drain" else "removed"
+            if client.status != ClientStatus.FAILED:
+                client.status = ClientStatus.DRAINING if action == "drain" else ClientStatus.REMOVED
         else:
             for req in client.fail(now):
                 self.drop(req, client, now, "client_failed")
@@ -604,18 +562,19 @@ class Simulation:
         st = ClusterState(now, self.injected - self.completed - self.dropped, self.injected,
                           self.completed, self.dropped, len(self.pending), links=self.network.link_stats(now))
         for c in self.clients:
-            if c.status == "removed" and c.is_idle():
+            if c.status == ClientStatus.REMOVED and c.is_idle():
                 continue
             used = c.kv_used_now(now)
+            llm = llm_counters(c)
             st.clients.append(ClientState(
-                id=c.id, hardware=c.spec.hardware.name if c.spec.hardware else "", model=c.model, role=c.spec.role, status=c.status,
-                num_waiting=len(c.waiting), num_running=c.num_running(),
-                kv_used_blocks=used, kv_total_blocks=c.total_blocks,
-                kv_usage=used / c.total_blocks if c.total_blocks else 0.0,
+                id=c.id, hardware=c.spec.hardware.name if c.spec.hardware else "", model=c.model, role=c.spec.role,
+                status=str(c.status), num_waiting=len(c.waiting), num_running=c.num_running(),
+                kv_used_blocks=used, kv_total_blocks=llm.total_blocks,
+                kv_usage=used / llm.total_blocks if llm.total_blocks else 0.0,
                 running_tokens=c.running_tokens(),
                 waiting_prompt_tokens=c.waiting_prompt_tokens(), est_step_s=c.last_step_s,
-                prompt_tokens_total=c.prompt_tokens_total, generation_tokens_total=c.generation_tokens_total,
-                preemptions_total=c.preemptions_total, requests_completed_total=c.completed_total,
+                prompt_tokens_total=llm.prompt_tokens_total, generation_tokens_total=llm.generation_tokens_total,
+                preemptions_total=llm.preemptions_total, requests_completed_total=c.completed_total,
                 busy_s=c.busy_ns / NS_PER_S, energy_j=c.energy_j,
             ))
         return st
@@ -629,7 +588,7 @@ class Simulation:
         return self.records.arrays()
 
     def is_done(self) -> bool:
-        return not self.kernel._heap and not self.pending
+        return not len(self.kernel) and not self.pending
 
     # ------------------------------------------------------------------ what-if copies
 

@@ -6,15 +6,34 @@ counters, so it costs nothing while the simulation runs.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from .client_api import llm_counters
 from .request import STATUS_COMPLETED, STATUS_DROPPED
 from .units import NS_PER_S
 
 if TYPE_CHECKING:
-    from .simulation import Simulation
+    from .client_api import Client
+    from .kernel import Kernel
+    from .network import Network
+    from .request import RequestRecords, StageRecords
+    from .spec import SimSpec
+
+
+class RunResults(Protocol):
+    """What a summary reads of a simulation (so this module need not import ``Simulation``)."""
+
+    spec: SimSpec
+    kernel: Kernel
+    network: Network
+    kv: Any  # kv_tiers.KVHierarchy or None
+    clients: list[Client]
+    records: RequestRecords
+    stage_records: StageRecords
+    injected: int
+    trace: list[tuple] | None
 
 PERCENTILES = (50, 90, 99)
 
@@ -39,7 +58,7 @@ def stats(values: np.ndarray, weights: np.ndarray | None = None) -> dict[str, fl
     return out
 
 
-def request_metrics(sim: Simulation) -> dict[str, np.ndarray]:
+def request_metrics(sim: RunResults) -> dict[str, np.ndarray]:
     """Per-request latencies (seconds) of completed requests, in completion order."""
     r = sim.records.arrays()
     done = r["status"] == STATUS_COMPLETED
@@ -58,7 +77,7 @@ def request_metrics(sim: Simulation) -> dict[str, np.ndarray]:
     }
 
 
-def summarize(sim: Simulation) -> dict[str, Any]:
+def summarize(sim: RunResults) -> dict[str, Any]:
     r = sim.records.arrays()
     m = request_metrics(sim)
     sim_time_s = sim.kernel.now / NS_PER_S
@@ -75,10 +94,12 @@ def summarize(sim: Simulation) -> dict[str, Any]:
         busy = c.busy_ns / NS_PER_S
         idle_s = max(sim_time_s - busy, 0.0)
         energy = c.energy_j + c.idle_w * idle_s
-        if len(getattr(c, "itl_values", ())):
-            itl_v.append(np.frombuffer(c.itl_values, dtype=np.int64))
-            itl_w.append(np.frombuffer(c.itl_weights, dtype=np.int64))
-        gen = c.generation_tokens_total
+        llm = llm_counters(c)
+        if len(llm.itl_values):
+            itl_v.append(np.frombuffer(llm.itl_values, dtype=np.int64))
+            itl_w.append(np.frombuffer(llm.itl_weights, dtype=np.int64))
+        gen = llm.generation_tokens_total
+        total_blocks = llm.total_blocks
         clients.append({
             "id": c.id,
             "hardware": c.spec.hardware.name if c.spec.hardware else "",
@@ -87,18 +108,18 @@ def summarize(sim: Simulation) -> dict[str, Any]:
             "pp": c.spec.pp,
             "role": c.spec.role,
             "batching": c.batching,
-            "status": c.status,
+            "status": str(c.status),
             "utilization": busy / span_s / c.spec.concurrency,
             "steps": c.steps,
             "mean_batch_size": c.seq_sum / c.steps if c.steps else 0.0,
-            "mean_batch_tokens": c.token_sum / c.steps if c.steps else 0.0,
-            "kv_total_blocks": c.total_blocks,
-            "kv_mean_usage": c.kv_integral / c.busy_ns / c.total_blocks if c.busy_ns and c.total_blocks else 0.0,
-            "kv_peak_usage": c.kv_peak / c.total_blocks if c.total_blocks else 0.0,
+            "mean_batch_tokens": llm.token_sum / c.steps if c.steps else 0.0,
+            "kv_total_blocks": total_blocks,
+            "kv_mean_usage": llm.kv_integral / c.busy_ns / total_blocks if c.busy_ns and total_blocks else 0.0,
+            "kv_peak_usage": llm.kv_peak / total_blocks if total_blocks else 0.0,
             "requests_completed": c.completed_total,
-            "prompt_tokens": c.prompt_tokens_total,
+            "prompt_tokens": llm.prompt_tokens_total,
             "generation_tokens": gen,
-            "preemptions": c.preemptions_total,
+            "preemptions": llm.preemptions_total,
             "energy_j": energy,
             "energy_per_output_token_j": energy / gen if gen else 0.0,
         })
@@ -154,7 +175,7 @@ def run_warnings(injected: int, completed: int, drop_reasons: dict[str, int]) ->
     return out
 
 
-def stage_summary(sim: Simulation) -> dict[str, dict]:
+def stage_summary(sim: RunResults) -> dict[str, dict]:
     """Per stage group: how many ran, input transfer, queueing and service times, bytes moved in."""
     from .views import STAGE_GROUPS, STAGE_KINDS
 

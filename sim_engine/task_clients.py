@@ -14,24 +14,25 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .client_api import ClientStatus
 from .kernel import PRIO_DECIDE, PRIO_STATE
 from .request import Request
-from .spec import ClientSpec
 from .units import NS_PER_S
 from .vector_search import search_time_s
 
 if TYPE_CHECKING:
-    from .simulation import Simulation
+    from .client_api import SimContext
+    from .spec import ClientSpec
 
 
 class TaskClient:
-    """State and statistics every client shares, so views and summaries treat all alike."""
+    """A client of one-shot tasks: the ``client_api.Client`` protocol, with no KV cache of its own."""
 
-    def __init__(self, index: int, spec: ClientSpec, sim: Simulation) -> None:
+    def __init__(self, index: int, spec: ClientSpec, sim: SimContext) -> None:
         self.index, self.id, self.spec, self.sim = index, spec.id, spec, sim
         self.model = spec.model.name if spec.model is not None else ""
         self.batching = spec.role
-        self.status = "active"
+        self.status: str = ClientStatus.ACTIVE
         self.waiting: deque[Request] = deque()
         self.running: list[Request] = []
         self.busy_ns = 0
@@ -42,15 +43,6 @@ class TaskClient:
         self.last_step_s = 0.0
         self.idle_w = (spec.hardware.idle_w * spec.n_devices) if spec.hardware is not None else 0.0
         self.plan_pending = False
-
-    # the LLM-client views, for uniform state/summary code
-    total_blocks = 0
-    kv_peak = 0
-    kv_integral = 0.0
-    token_sum = 0
-    prompt_tokens_total = 0
-    generation_tokens_total = 0
-    preemptions_total = 0
 
     def rejects(self, req: Request) -> tuple[str, str]:
         return "", ""
@@ -91,11 +83,11 @@ class TaskClient:
         held = list(self.waiting) + self.running
         self.waiting.clear()
         self.running = []
-        self.status = "failed"
+        self.status = ClientStatus.FAILED
         return held
 
     def _done(self, req: Request, now: int) -> None:
-        if req.client is self and self.status != "failed":
+        if req.client is self and self.status != ClientStatus.FAILED:
             self.completed_total += 1
             self.sim.stage_done(req, self, now)
 
@@ -103,7 +95,7 @@ class TaskClient:
 class BatchClient(TaskClient):
     """Embedding / re-rank (encoder forward passes) or vector search, served in batches."""
 
-    def __init__(self, index: int, spec: ClientSpec, sim: Simulation, perf) -> None:
+    def __init__(self, index: int, spec: ClientSpec, sim: SimContext, perf) -> None:
         super().__init__(index, spec, sim)
         self.perf = perf
         self.max_batch = spec.max_batch
@@ -128,7 +120,7 @@ class BatchClient(TaskClient):
 
     def _plan(self, _arg=None) -> None:
         self.plan_pending = False
-        if self.running or not self.waiting or self.status == "failed":
+        if self.running or not self.waiting or self.status == ClientStatus.FAILED:
             return
         now = self.sim.kernel.now
         kind = self.waiting[0].pipeline[self.waiting[0].stage].kind
@@ -162,7 +154,7 @@ class BatchClient(TaskClient):
 class GenericClient(TaskClient):
     """Tool calls, pre/post-processing, guard models: a latency distribution and a concurrency limit."""
 
-    def __init__(self, index: int, spec: ClientSpec, sim: Simulation, rng: np.random.Generator) -> None:
+    def __init__(self, index: int, spec: ClientSpec, sim: SimContext, rng: np.random.Generator) -> None:
         super().__init__(index, spec, sim)
         self.concurrency = spec.concurrency
         self.rng = rng
@@ -184,7 +176,7 @@ class GenericClient(TaskClient):
     def _plan(self, _arg=None) -> None:
         self.plan_pending = False
         now = self.sim.kernel.now
-        while self.waiting and len(self.running) < self.concurrency and self.status != "failed":
+        while self.waiting and len(self.running) < self.concurrency and self.status != ClientStatus.FAILED:
             req = self.waiting.popleft()
             req.stage_start_ns = now
             t = self.draw_latency_s(req.pipeline[req.stage].params["latency"], self.rng)
