@@ -11,17 +11,19 @@ from .errors import (
     OutOfRangeError,
     PreconditionError,
     SpecError,
+    UnknownReferenceError,
 )
 from .memory import MemoryEstimate, estimate_memory_bytes
 from .request import RequestInput
 from .safe_yaml import parse_yaml
 from .simulation import Simulation
 from .spec import SimSpec, load_spec, spec_presets
-from .views import AdvanceResult, ClientState, ClusterState, Decision, Event, StopReason
+from .units import MAX_TIME_NS, NS_PER_S
+from .views import AdvanceResult, ClientState, ClusterState, Decision, DecisionAnswer, Event, StopReason
 
 __all__ = [
-    "AdvanceResult", "AlreadyExistsError", "ClientState", "ClusterState", "Decision", "Event",
-    "LimitError", "MemoryEstimate", "NotFoundError", "OutOfRangeError", "PreconditionError", "RequestInput",
-    "SimSpec", "Simulation", "SpecError", "StopReason", "estimate_memory_bytes", "load_spec", "parse_yaml",
+    "AdvanceResult", "AlreadyExistsError", "ClientState", "ClusterState", "Decision", "DecisionAnswer", "Event",
+    "LimitError", "MAX_TIME_NS", "MemoryEstimate", "NS_PER_S", "NotFoundError", "OutOfRangeError", "PreconditionError", "RequestInput",
+    "SimSpec", "Simulation", "SpecError", "StopReason", "UnknownReferenceError", "estimate_memory_bytes", "load_spec", "parse_yaml",
     "spec_presets",
 ]

@@ -37,3 +37,11 @@ class PreconditionError(RuntimeError):
 
 class LimitError(RuntimeError):
     """A configured limit (requests per session, ...) would be exceeded."""
+
+
+class UnknownReferenceError(SpecError, NotFoundError):
+    """A field names something that does not exist (an unknown client id in an answer).
+
+    Both a SpecError (the field is wrong) and a NotFoundError (the thing is missing), so a
+    caller that maps errors to status codes can report NOT_FOUND with the field's name.
+    """

@@ -11,12 +11,20 @@ from __future__ import annotations
 
 import copy
 import pickle
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from .client_api import Client, ClientStatus, llm_counters
-from .errors import AlreadyExistsError, LimitError, NotFoundError, OutOfRangeError, SpecError
+from .errors import (
+    AlreadyExistsError,
+    LimitError,
+    NotFoundError,
+    OutOfRangeError,
+    SpecError,
+    UnknownReferenceError,
+)
 from .kernel import PRIO_INPUT, Kernel
 from .kv_tiers import KVHierarchy, cached_prefix_tokens, prefix_tokens, scope_keys
 from .llm_client import LLMClient
@@ -34,10 +42,13 @@ from .views import (
     ClientState,
     ClusterState,
     Decision,
+    DecisionAnswer,
     Event,
     StopReason,
 )
 from .workload import ArrivalSource, ClosedLoopSource, LengthSampler
+
+DEFAULT_RETRY_NS = 1_000_000  # a deferred decision is asked again after 1 ms unless told otherwise
 
 
 def _check_horizon(time_ns: int | None, field_name: str) -> None:
@@ -474,37 +485,64 @@ class Simulation:
 
     def decide(self, decision_id: int, action: str = "route", client_id: str | None = None,
                retry_after_ns: int | None = None) -> None:
-        """Answer a routing decision: route to a client, defer (ask again later) or drop."""
-        if decision_id not in self.pending:
-            raise NotFoundError(f"decision_id: no pending decision {decision_id}")
-        decision, req = self.pending[decision_id]
-        now = self.kernel.now
-        if action == "route" and decision.stage_kind == "route":  # the options are model names
-            if client_id not in decision.candidates:
-                raise SpecError("client_id", f"model {client_id!r} is not an option of this route stage; "
-                                f"options: {', '.join(decision.candidates)}")
-            del self.pending[decision_id]
-            st = req.pipeline[req.stage]
-            self._finish_route(req, st, client_id, now)
-        elif action == "route":
-            if client_id not in decision.candidates:
-                known = client_id in self.client_by_id
-                raise SpecError("client_id", f"client {client_id!r} "
-                                f"{'cannot serve this stage' if known else 'does not exist'}; "
+        """Answer one routing decision: route to a client, defer (ask again later) or drop."""
+        answer = DecisionAnswer(decision_id, action, client_id, retry_after_ns)
+        self._apply_answer(self._check_answer(answer, ""))
+
+    def decide_many(self, answers: Sequence[DecisionAnswer]) -> None:
+        """Answer several decisions at once. Atomic: all are checked before any is applied.
+
+        Errors name ``answers[i].<field>``; when one is raised, nothing has changed.
+        """
+        seen: set[int] = set()
+        plan = []
+        for i, answer in enumerate(answers):
+            if not isinstance(answer, DecisionAnswer):
+                raise SpecError(f"answers[{i}]", f"must be a DecisionAnswer, got {type(answer).__name__}")
+            if answer.decision_id in seen:
+                raise SpecError(f"answers[{i}].decision_id", f"decision {answer.decision_id} is answered twice")
+            seen.add(answer.decision_id)
+            plan.append(self._check_answer(answer, f"answers[{i}]."))
+        for step in plan:  # applying an answer never invalidates another (each touches its own request)
+            self._apply_answer(step)
+
+    def _check_answer(self, a: DecisionAnswer, path: str) -> tuple[DecisionAnswer, Decision, Request, int]:
+        """Validate one answer against the pending decisions; returns what applying it needs."""
+        if isinstance(a.decision_id, bool) or a.decision_id not in self.pending:
+            raise NotFoundError(f"{path}decision_id: no pending decision {a.decision_id}")
+        decision, req = self.pending[a.decision_id]
+        delay = 0
+        if a.action == "route":
+            if a.client_id not in decision.candidates:
+                if decision.stage_kind == "route":  # the options are model names
+                    raise SpecError(f"{path}client_id", f"model {a.client_id!r} is not an option of this route "
+                                    f"stage; options: {', '.join(decision.candidates)}")
+                if a.client_id not in self.client_by_id:
+                    raise UnknownReferenceError(f"{path}client_id", f"client {a.client_id!r} does not exist; "
+                                                f"candidates: {', '.join(decision.candidates)}")
+                raise SpecError(f"{path}client_id", f"client {a.client_id!r} cannot serve this stage; "
                                 f"candidates: {', '.join(decision.candidates)}")
-            del self.pending[decision_id]
-            self._send(req, self.client_by_id[client_id], now)
-        elif action == "defer":
-            delay = 1_000_000 if retry_after_ns is None else retry_after_ns
+        elif a.action == "defer":
+            delay = DEFAULT_RETRY_NS if a.retry_after_ns is None else a.retry_after_ns
             if isinstance(delay, bool) or not isinstance(delay, int) or delay < 1:
-                raise SpecError("retry_after_ns", f"must be a positive integer, got {delay!r}")
-            del self.pending[decision_id]
+                raise SpecError(f"{path}retry_after_ns", f"must be a positive integer, got {delay!r}")
+            _check_horizon(self.kernel.now + delay, f"{path}retry_after_ns")
+        elif a.action != "drop":
+            raise SpecError(f"{path}action", f"unknown action {a.action!r}; expected route, defer or drop")
+        return a, decision, req, delay
+
+    def _apply_answer(self, step: tuple[DecisionAnswer, Decision, Request, int]) -> None:
+        a, decision, req, delay = step
+        now = self.kernel.now
+        del self.pending[a.decision_id]
+        if a.action == "route" and decision.stage_kind == "route":
+            self._finish_route(req, req.pipeline[req.stage], a.client_id, now)
+        elif a.action == "route":
+            self._send(req, self.client_by_id[a.client_id], now)
+        elif a.action == "defer":
             self.kernel.schedule(now + delay, PRIO_INPUT, self._route_stage, req)
-        elif action == "drop":
-            del self.pending[decision_id]
-            self.drop(req, None, now, "external_drop")
         else:
-            raise SpecError("action", f"unknown action {action!r}; expected route, defer or drop")
+            self.drop(req, None, now, "external_drop")
 
     def add_wakeup(self, time_ns: int, tag: str = "") -> None:
         if time_ns < self.kernel.now:

@@ -42,6 +42,16 @@ class Decision:
     prefix_key: str | None = None
 
 
+@dataclass(frozen=True)
+class DecisionAnswer:
+    """One answer to a pending decision (see ``Simulation.decide_many``)."""
+
+    decision_id: int
+    action: str = "route"  # route | defer | drop
+    client_id: str | None = None  # route: a candidate client (or, for a route stage, a model name)
+    retry_after_ns: int | None = None  # defer: ask again this long from now (default 1 ms)
+
+
 @dataclass
 class AdvanceResult:
     time_ns: int
