@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from .request import STATUS_COMPLETED, STATUS_DROPPED
+from .latency import request_latencies
+from .request import STATUS_DROPPED
+from .units import NS_PER_S as NS
 
 if TYPE_CHECKING:
     from .simulation import Simulation
 
-NS = 1e9
 PERCENTILES = (50, 90, 99)
 
 
@@ -41,21 +42,7 @@ def stats(values: np.ndarray, weights: np.ndarray | None = None) -> dict[str, fl
 
 def request_metrics(sim: Simulation) -> dict[str, np.ndarray]:
     """Per-request latencies (seconds) of completed requests, in completion order."""
-    r = sim.records.arrays()
-    done = r["status"] == STATUS_COMPLETED
-    arrival = r["arrival_ns"][done]
-    first = r["first_token_ns"][done]
-    finish = r["finish_ns"][done]
-    out_tokens = r["output_tokens"][done]
-    decode_tokens = np.maximum(out_tokens - 1, 1)
-    return {
-        "ttft": (first - arrival) / NS,
-        "tpot": np.where(out_tokens > 1, (finish - first) / NS / decode_tokens, 0.0),
-        "e2e": (finish - arrival) / NS,
-        "queue": (r["scheduled_ns"][done] - arrival) / NS,
-        "prompt_tokens": r["prompt_tokens"][done],
-        "output_tokens": out_tokens,
-    }
+    return request_latencies(sim.records.arrays())
 
 
 def summarize(sim: Simulation) -> dict[str, Any]:
