@@ -54,7 +54,7 @@ def serve() -> None:
     answer `engine SESSION_ID` lines on stdin with that session's engine seconds."""
     import grpc
 
-    from server.app import HermesServer
+    from server.api.app import HermesServer
     from server.config import ServerConfig
 
     def echo(requests, context):

@@ -6,8 +6,9 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from .latency import request_latencies
 from .request import STATUS_COMPLETED
-from .units import NS_PER_S
+from .units import NS_PER_S as NS
 
 if TYPE_CHECKING:
     from .summary import RunResults as Simulation
@@ -20,25 +21,27 @@ CSV_COLUMNS = ("request_id", "status", "client", "arrival_s", "scheduled_s", "fi
 def write_requests_csv(sim: Simulation, path: str | Path) -> int:
     """One row per ended request; returns the number of rows."""
     r = sim.records.arrays()
+    lat = request_latencies(r)
+    done = iter(range(len(lat["idx"])))  # completed rows appear in record order
     names = [c.id for c in sim.clients]
-    ns = NS_PER_S
     with Path(path).open("w") as f:
         f.write(",".join(CSV_COLUMNS) + "\n")
         for i in range(len(sim.records)):
             ok = r["status"][i] == STATUS_COMPLETED
-            arr, sch, ft, fin = (int(r[k][i]) for k in ("arrival_ns", "scheduled_ns", "first_token_ns",
+            k = next(done) if ok else -1
+            arr, sch, ft, fin = (int(r[c][i]) for c in ("arrival_ns", "scheduled_ns", "first_token_ns",
                                                         "finish_ns"))
             out = int(r["output_tokens"][i])
             client = int(r["client"][i])
             rid = sim.records.ids[i] if sim.records.ids[i] is not None else f"#{int(r['idx'][i])}"
             row = [
                 rid, "completed" if ok else "dropped", names[client] if client >= 0 else "",
-                f"{arr / ns:.9f}", f"{sch / ns:.9f}" if sch >= 0 else "", f"{ft / ns:.9f}" if ft >= 0 else "",
-                f"{fin / ns:.9f}", str(int(r["prompt_tokens"][i])), str(out),
-                f"{(ft - arr) / ns:.9f}" if ok else "",
-                f"{(fin - ft) / ns / (out - 1):.9f}" if ok and out > 1 else "",
-                f"{(fin - arr) / ns:.9f}" if ok else "",
-                f"{(sch - arr) / ns:.9f}" if sch >= 0 else "", str(int(r["preemptions"][i])),
+                f"{arr / NS:.9f}", f"{sch / NS:.9f}" if sch >= 0 else "", f"{ft / NS:.9f}" if ft >= 0 else "",
+                f"{fin / NS:.9f}", str(int(r["prompt_tokens"][i])), str(out),
+                f"{lat['ttft'][k]:.9f}" if ok else "",
+                f"{lat['tpot'][k]:.9f}" if ok and out > 1 else "",
+                f"{lat['e2e'][k]:.9f}" if ok else "",
+                f"{(sch - arr) / NS:.9f}" if sch >= 0 else "", str(int(r["preemptions"][i])),
                 sim.records.drop_reasons.get(i, "").replace(",", ";"),
             ]
             f.write(",".join(row) + "\n")

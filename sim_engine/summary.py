@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 
 from .client_api import llm_counters
-from .request import STATUS_COMPLETED, STATUS_DROPPED
+from .latency import request_latencies
+from .request import STATUS_DROPPED
 from .units import NS_PER_S
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ class RunResults(Protocol):
     stage_records: StageRecords
     injected: int
     trace: list[tuple] | None
+
 
 PERCENTILES = (50, 90, 99)
 
@@ -60,21 +62,7 @@ def stats(values: np.ndarray, weights: np.ndarray | None = None) -> dict[str, fl
 
 def request_metrics(sim: RunResults) -> dict[str, np.ndarray]:
     """Per-request latencies (seconds) of completed requests, in completion order."""
-    r = sim.records.arrays()
-    done = r["status"] == STATUS_COMPLETED
-    arrival = r["arrival_ns"][done]
-    first = r["first_token_ns"][done]
-    finish = r["finish_ns"][done]
-    out_tokens = r["output_tokens"][done]
-    decode_tokens = np.maximum(out_tokens - 1, 1)
-    return {
-        "ttft": (first - arrival) / NS_PER_S,
-        "tpot": np.where(out_tokens > 1, (finish - first) / NS_PER_S / decode_tokens, 0.0),
-        "e2e": (finish - arrival) / NS_PER_S,
-        "queue": (r["scheduled_ns"][done] - arrival) / NS_PER_S,
-        "prompt_tokens": r["prompt_tokens"][done],
-        "output_tokens": out_tokens,
-    }
+    return request_latencies(sim.records.arrays())
 
 
 def summarize(sim: RunResults) -> dict[str, Any]:

@@ -16,8 +16,8 @@ import yaml
 import sim_engine
 from sim_engine import spec as spec_module
 
+from ..errors import exhausted, invalid, not_found
 from . import wire
-from .errors import exhausted, invalid, not_found
 
 
 @dataclass(frozen=True)

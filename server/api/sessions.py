@@ -6,10 +6,10 @@ from typing import Any
 
 from hermes.v1 import common_pb2, session_pb2
 
+from ..errors import exhausted, from_engine, invalid, not_found
+from ..sessions import Session
 from . import engine, validate, wire
-from .api_base import ApiBase, CallContext
-from .errors import exhausted, from_engine, invalid, not_found
-from .sessions import Session
+from .base import ApiBase, CallContext
 
 API_VERSION = "hermes.v1"
 SERVER_VERSION = "0.1.0"

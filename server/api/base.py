@@ -8,10 +8,10 @@ from typing import Any
 
 from hermes.v1 import session_pb2
 
+from ..config import ServerConfig
+from ..hooks import Hooks
+from ..sessions import Session, SessionManager
 from . import wire
-from .config import ServerConfig
-from .hooks import Hooks
-from .sessions import Session, SessionManager
 
 
 def _never() -> bool:

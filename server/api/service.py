@@ -13,12 +13,12 @@ from google.protobuf.message_factory import GetMessageClass
 
 from hermes.v1 import simulator_pb2
 
-from . import jsonlog
-from .api import COMMAND_KEYS, SERVICE, STREAM_METHOD, Api
-from .api_base import CallContext
-from .errors import ApiError
-from .hooks import Hooks
-from .lifecycle import Lifecycle
+from .. import jsonlog
+from ..errors import ApiError
+from ..hooks import Hooks
+from ..lifecycle import Lifecycle
+from . import COMMAND_KEYS, SERVICE, STREAM_METHOD, Api
+from .base import CallContext
 
 DEADLINE_MARGIN_S = 0.25  # a long Advance returns early when its deadline is this close
 

@@ -16,7 +16,7 @@ import threading
 import time
 from typing import Any
 
-from .config import ServerConfig
+from ..config import ServerConfig
 
 DEMO_PRESET = "hetero-poisson"
 
@@ -39,10 +39,10 @@ def _progress_bar(total: int) -> tuple[Any, Any]:
 def run(args: argparse.Namespace) -> int:
     from client_sdk import Client, LeastKvScheduler, RoundRobinScheduler
 
-    from . import jsonlog
-    from .app import HermesServer
-    from .cmd_serve import start_metrics
-    from .cmd_simulate import format_summary
+    from .. import jsonlog
+    from ..api.app import HermesServer
+    from .serve import start_metrics
+    from .simulate import format_summary
 
     config = ServerConfig(host=args.host, port=args.port, metrics_port=args.metrics_port, log_level="warning")
     jsonlog.setup(config.log_level)

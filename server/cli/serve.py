@@ -13,8 +13,8 @@ import sys
 import threading
 from typing import Any
 
-from . import jsonlog
-from .config import ServerConfig
+from .. import jsonlog
+from ..config import ServerConfig
 
 TOKEN_ENV = "HERMES_TOKEN"
 
@@ -33,7 +33,7 @@ def start_metrics(config: ServerConfig) -> Any:
     """The Prometheus exporter as an observer (None without --metrics-port)."""
     if config.metrics_port is None:
         return None
-    from .metrics_export import start_metrics_server
+    from ..metrics.exporter import start_metrics_server
 
     return start_metrics_server(config.metrics_port, config.host)
 
@@ -43,7 +43,7 @@ SWITCH_INTERVAL_S = 0.001  # Python's default is 0.005
 
 def serve(config: ServerConfig, stop: threading.Event | None = None) -> int:
     """Run a server until `stop` is set (by SIGTERM/SIGINT when run from the CLI)."""
-    from .app import HermesServer
+    from ..api.app import HermesServer
 
     jsonlog.setup(config.log_level)
     # simulation work holds the GIL in long stretches; hand it over more often so health

@@ -15,7 +15,7 @@ from google.protobuf import struct_pb2
 
 from hermes.v1 import common_pb2
 
-from .errors import invalid
+from ..errors import invalid
 
 EVENT_KINDS: dict[str, int] = {
     "arrival": common_pb2.EVENT_KIND_ARRIVAL,

@@ -9,11 +9,11 @@ import sys
 # sub-command modules; each exposes register(subparsers) which adds its parser
 # and sets `func` (taking the parsed args, returning an exit code).
 COMMAND_MODULES = [
-    "server.cmd_simulate",
-    "server.cmd_presets",
-    "server.cmd_serve",
-    "server.cmd_demo",
-    "server.cmd_health",
+    "server.cli.simulate",
+    "server.cli.presets",
+    "server.cli.serve",
+    "server.cli.demo",
+    "server.cli.health",
 ]
 
 

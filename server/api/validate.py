@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
-from .errors import invalid, out_of_range
+from ..errors import invalid, out_of_range
 
 ID_RE = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 REQUEST_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no spaces

@@ -9,9 +9,9 @@ from typing import Any
 import sim_engine
 from hermes.v1 import common_pb2, control_pb2
 
-from . import stepping, validate, wire
-from .api_base import ApiBase, CallContext
-from .errors import exhausted, invalid, not_found
+from ..errors import exhausted, invalid, not_found
+from . import slices, validate, wire
+from .base import ApiBase, CallContext
 
 
 class SteppingApi(ApiBase):
@@ -64,7 +64,7 @@ class SteppingApi(ApiBase):
             elif target == "by_ns":
                 until = validate.sim_time(now + req.by_ns, now, "by_ns")
             t0 = time.perf_counter()
-            out = stepping.advance(s.sim, until, target == "next_event", bound, call.interrupted)
+            out = slices.advance(s.sim, until, target == "next_event", bound, call.interrupted)
             wall = time.perf_counter() - t0
             reply = control_pb2.AdvanceReply(
                 time_ns=out.time_ns, reason=common_pb2.StopReason.Value("STOP_REASON_" + out.reason),

@@ -25,8 +25,10 @@ from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-NS = 1e9
-STATUS_COMPLETED = 1  # sim_engine's request-record status of a completed request
+from sim_engine.latency import request_latencies
+from sim_engine.spec import LLM_ROLES
+from sim_engine.units import NS_PER_S as NS
+from sim_engine.views import STAGE_GROUPS
 
 # fmt: off
 # vLLM's buckets (vllm/v1/metrics/loggers.py)
@@ -45,9 +47,7 @@ RPC_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 # fmt: on
 
-STAGES = ("rag", "kv_retrieval", "route", "prefill", "decode", "reasoning", "generic")
 FINISHED_REASONS = ("stop", "length", "abort")
-NON_LLM_ROLES = frozenset({"embedding", "retrieval", "kv_store", "rerank", "generic"})
 VLLM_LABELS = ["model_name", "engine", "client", "session"]
 _S, _C = ["session"], ["session", "client"]
 
@@ -212,7 +212,7 @@ class _Client:
 
     def __init__(self, model: str, hardware: str, role: str) -> None:
         self.model, self.hardware, self.role = model, hardware, role
-        self.llm = role.lower() not in NON_LLM_ROLES
+        self.llm = role in LLM_ROLES
         self.snap: Any = None  # the engine's latest ClientState (read at scrape time)
         self.present = True  # still in the cluster state
         self.completed = 0
@@ -233,7 +233,7 @@ class _Session:
         self.sim_per_wall = 0.0
         self.advance_wall_s = 0.0
         self.last_wall: float | None = None
-        self.stages = {s: Hist(STAGE_BUCKETS) for s in STAGES}
+        self.stages = {s: Hist(STAGE_BUCKETS) for s in STAGE_GROUPS}
         self.links: dict[str, tuple[float, float]] = {}
 
 
@@ -249,47 +249,13 @@ def _text(x: Any) -> str:
     return str(getattr(x, "value", x) if x is not None else "")
 
 
-def request_latencies(records: dict[str, np.ndarray], start: int) -> dict[str, np.ndarray]:
-    """Latencies (simulated seconds) of the requests completed in records[start:], computed as
-    sim_engine's summary computes them; `ended` holds the idx of every request that ended."""
-    done = np.asarray(records["status"][start:]) == STATUS_COMPLETED
-    names = (
-        "idx",
-        "client",
-        "arrival_ns",
-        "scheduled_ns",
-        "first_token_ns",
-        "finish_ns",
-        "prompt_tokens",
-        "output_tokens",
-    )
-    col = {k: np.array(records[k][start:][done]) for k in names}
-    out_tok = col["output_tokens"]
-    decode = (col["finish_ns"] - col["first_token_ns"]) / NS
-    return {
-        "ended": np.array(records["idx"][start:]),
-        "idx": col["idx"],
-        "client": col["client"],
-        "ttft": (col["first_token_ns"] - col["arrival_ns"]) / NS,
-        "e2e": (col["finish_ns"] - col["arrival_ns"]) / NS,
-        "queue": (col["scheduled_ns"] - col["arrival_ns"]) / NS,
-        "prefill": (col["first_token_ns"] - col["scheduled_ns"]) / NS,
-        "decode": decode,
-        "inference": (col["finish_ns"] - col["scheduled_ns"]) / NS,
-        "tpot": np.where(out_tok > 1, decode / np.maximum(out_tok - 1, 1), 0.0),
-        "gaps": np.maximum(out_tok - 1, 0),
-        "prompt_tokens": col["prompt_tokens"].astype(float),
-        "output_tokens": out_tok.astype(float),
-    }
-
-
 def stage_latencies(stages: dict[str, np.ndarray], start: int) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Per stage kind, the latency (ready to done, simulated seconds) of the stages recorded in
     stages[start:]; and (idx, client) rows of the LLM stages (decode, reasoning) among them."""
     group = np.array(stages["group"][start:])
     latency = (np.array(stages["end_ns"][start:]) - np.array(stages["ready_ns"][start:])) / NS
-    by_kind = {kind: latency[group == code] for code, kind in enumerate(STAGES) if (group == code).any()}
-    llm = (group == STAGES.index("decode")) | (group == STAGES.index("reasoning"))
+    by_kind = {kind: latency[group == code] for code, kind in enumerate(STAGE_GROUPS) if (group == code).any()}
+    llm = (group == STAGE_GROUPS.index("decode")) | (group == STAGE_GROUPS.index("reasoning"))
     pairs = np.stack([np.array(stages["idx"][start:])[llm], np.array(stages["client"][start:])[llm]])
     return by_kind, pairs
 
@@ -300,7 +266,7 @@ class _Reading:
 
     state: Any
     clock_s: float
-    processed: float | None
+    processed: float
     index_ids: list[str]
     ends: tuple[int, int]  # request and stage record counts
     rewound: bool = False
@@ -312,17 +278,14 @@ def read_simulation(sim: Any, s: _Session) -> _Reading:
     """Read the clock, the state and the records `s` has not seen yet (the caller holds the
     session's lock). The engine's record buffers are exported only for the call's duration."""
     state = sim.state()
-    kernel = getattr(sim, "kernel", None)
-    processed = getattr(sim, "events_processed", getattr(kernel, "events_processed", None))
     records = sim.request_records()
-    stage_source = getattr(sim, "stage_records", None)
-    stages = stage_source.arrays() if stage_source is not None else None
+    stages = sim.stage_records.arrays()
     reading = _Reading(
         state=state,
         clock_s=int(sim.now_ns) / NS,
-        processed=float(processed) if processed is not None else None,
-        index_ids=[c.id for c in getattr(sim, "clients", ())] or [c.id for c in state.clients],
-        ends=(len(records["status"]), len(stages["idx"]) if stages is not None else 0),
+        processed=float(sim.kernel.events_processed),
+        index_ids=[c.id for c in sim.clients],
+        ends=(len(records["status"]), len(stages["idx"])),
     )
     if reading.ends[0] < s.cursor or reading.ends[1] < s.stage_cursor or reading.clock_s < s.clock_s:
         reading.rewound = True  # by a Restore: the caller starts the session afresh and reads again
@@ -332,11 +295,11 @@ def read_simulation(sim: Any, s: _Session) -> _Reading:
         s.llm_client.update(zip(pairs[0].tolist(), pairs[1].tolist(), strict=True))
     if reading.ends[0] > s.cursor:
         lat = reading.requests = request_latencies(records, s.cursor)
-        if stages is not None:  # a request's metrics belong to the client that generated its tokens
-            pairs = zip(lat["idx"].tolist(), lat["client"].tolist(), strict=True)
-            lat["client"] = np.array([s.llm_client.get(i, c) for i, c in pairs], dtype=np.int64)
-            for i in lat["ended"].tolist():
-                s.llm_client.pop(i, None)
+        # a request's metrics belong to the client that generated its tokens
+        pairs = zip(lat["idx"].tolist(), lat["client"].tolist(), strict=True)
+        lat["client"] = np.array([s.llm_client.get(i, c) for i, c in pairs], dtype=np.int64)
+        for i in lat["ended"].tolist():
+            s.llm_client.pop(i, None)
     del records, stages
     return reading
 

@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
         write_chrome_trace(sim, args.trace)
         print(f"Chrome/Perfetto trace: {args.trace} (open in ui.perfetto.dev)", file=sys.stderr)
     if args.plot:
-        from server.plots import plot_run
+        from .plots import plot_run
 
         plot_run(sim, args.plot)
         print(f"plot: {args.plot}", file=sys.stderr)

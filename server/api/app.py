@@ -12,14 +12,14 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from . import jsonlog
-from .api import SERVICE, Api
+from .. import jsonlog
+from ..config import ServerConfig
+from ..hooks import Hooks
+from ..lifecycle import Lifecycle
+from ..sessions import SessionManager
+from . import SERVICE, Api
 from .auth import BearerTokenInterceptor
-from .config import ServerConfig
-from .hooks import Hooks
-from .lifecycle import Lifecycle
 from .service import SimulatorService
-from .sessions import SessionManager
 
 DRAIN_LINGER_S = 0.3
 

@@ -8,9 +8,9 @@ from typing import Any
 
 from hermes.v1 import simulator_pb2
 
-from .api_base import CallContext
-from .api_sessions import SessionApi
-from .api_stepping import SteppingApi
+from .base import CallContext
+from .sessions import SessionApi
+from .stepping import SteppingApi
 
 SERVICE = simulator_pb2.DESCRIPTOR.services_by_name["Simulator"]
 STREAM_METHOD = "Session"

@@ -1,0 +1,1 @@
+"""The Prometheus exporter of `hermes serve --metrics-port` (vLLM-named series per simulated client)."""
