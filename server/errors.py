@@ -47,6 +47,7 @@ def already_exists(field: str, reason: str) -> ApiError:
 
 # most specific first: SpecError is a ValueError like OutOfRangeError, so order matters
 _ENGINE_CODES: tuple[tuple[type[BaseException], grpc.StatusCode], ...] = (
+    (engine_errors.UnknownReferenceError, grpc.StatusCode.NOT_FOUND),  # a SpecError naming a missing thing
     (engine_errors.SpecError, grpc.StatusCode.INVALID_ARGUMENT),
     (engine_errors.NotFoundError, grpc.StatusCode.NOT_FOUND),
     (engine_errors.OutOfRangeError, grpc.StatusCode.OUT_OF_RANGE),

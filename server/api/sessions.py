@@ -46,12 +46,12 @@ class SessionApi(ApiBase):
         seed = req.seed if req.HasField("seed") else None
         try:
             spec = engine.build_spec(doc, overrides, seed, self.config.max_requests_per_session)
-            sim = engine.new_simulation(spec)
         except Exception as exc:
             mapped = from_engine(exc, "spec")
             if mapped is None:
                 raise
             raise mapped from exc
+        sim = engine.new_simulation(spec)  # load_spec ran every check: a failure here is a bug (INTERNAL)
         session = Session(session_id="", sim=sim, spec_name=spec.name, seed=int(spec.seed),
                           router_policy=str(spec.router), event_kinds=kinds)
         self.manager.add(session, wanted)

@@ -8,6 +8,7 @@ from typing import Any
 
 import sim_engine
 from hermes.v1 import common_pb2, control_pb2
+from sim_engine import DecisionAnswer
 
 from ..errors import exhausted, invalid, not_found
 from . import slices, validate, wire
@@ -67,7 +68,7 @@ class SteppingApi(ApiBase):
             out = slices.advance(s.sim, until, target == "next_event", bound, call.interrupted)
             wall = time.perf_counter() - t0
             reply = control_pb2.AdvanceReply(
-                time_ns=out.time_ns, reason=common_pb2.StopReason.Value("STOP_REASON_" + out.reason),
+                time_ns=out.time_ns, reason=wire.STOP_REASONS[out.reason],
                 events_processed=out.events_processed)
             wire.fill_events(reply.events, out.events, s.event_kinds)
             if out.reason == "DECISION_NEEDED":
@@ -104,30 +105,14 @@ class SteppingApi(ApiBase):
             elif a.retry_after_ns:
                 raise invalid(f"{path}.retry_after_ns", "only for action DEFER")
         validate.unique((a.decision_id for a in req.answers), "answers.decision_id")
+        answers = []
+        for i, a in enumerate(req.answers):
+            if not (a.decision_id.isdigit() and str(int(a.decision_id)) == a.decision_id):
+                raise not_found(f"answers[{i}].decision_id", f"no pending decision {a.decision_id!r}")
+            answers.append(DecisionAnswer(int(a.decision_id), wire.DECISION_ACTIONS[a.action],
+                                          a.client_id or None, a.retry_after_ns or None))
         with self.manager.use(sid) as s:
-            pending = {str(d.decision_id): d for d in s.sim.pending_decisions()}
-            plan = []
-            now = int(s.sim.now_ns)
-            for i, a in enumerate(req.answers):
-                if a.retry_after_ns:
-                    validate.sim_time(now + a.retry_after_ns, now, f"answers[{i}].retry_after_ns")
-                d = pending.get(a.decision_id)
-                if d is None:
-                    raise not_found(f"answers[{i}].decision_id", f"no pending decision {a.decision_id!r}")
-                if a.action == common_pb2.DECISION_ACTION_ROUTE and a.client_id not in {str(c) for c in d.candidates}:
-                    if a.client_id not in self.client_ids(s.sim):
-                        raise not_found(f"answers[{i}].client_id", f"no client {a.client_id!r}")
-                    raise invalid(f"answers[{i}].client_id", f"client {a.client_id!r} cannot serve this stage; "
-                                  f"candidates: {', '.join(map(str, d.candidates))}")
-                plan.append((d, a))
-            for n, (d, a) in enumerate(plan):
-                try:
-                    s.sim.decide(d.decision_id, action=wire.DECISION_ACTIONS[a.action],
-                                 client_id=a.client_id or None, retry_after_ns=a.retry_after_ns or None)
-                except Exception:
-                    if n == 0:
-                        raise  # nothing applied yet: an engine error leaves the session as it was
-                    raise RuntimeError(f"answers[{n}] failed after {n} answers were applied") from None
+            s.sim.decide_many(answers)  # atomic: every answer is checked before any is applied
             return control_pb2.DecideReply(pending_decisions=len(s.sim.pending_decisions()))
 
     # ------------------------------------------------------------ state, wake-ups, cluster, summary

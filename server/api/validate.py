@@ -12,6 +12,8 @@ from collections.abc import Iterable
 
 from google.protobuf.internal.enum_type_wrapper import EnumTypeWrapper
 
+from sim_engine.units import MAX_TIME_NS
+
 from ..errors import invalid, out_of_range
 
 ID_RE = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
@@ -19,7 +21,7 @@ REQUEST_ID_RE = re.compile(r"^[\x21-\x7e]{1,128}$")  # printable ASCII, no space
 MAX_NAME = 128
 # the latest simulated time a call may name (~146 years): leaves int64 headroom for the durations
 # the engine adds to it (a request arriving at 2**63 - 1 would overflow its records)
-HORIZON_NS = 2**62
+HORIZON_NS = MAX_TIME_NS  # the engine's horizon (sim_engine.units)
 MAX_TOKENS = 2**31 - 1  # per request and kind; far beyond any model's context
 
 

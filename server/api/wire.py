@@ -40,6 +40,14 @@ DECISION_ACTIONS = {
     common_pb2.DECISION_ACTION_DEFER: "defer",
     common_pb2.DECISION_ACTION_DROP: "drop",
 }
+STOP_REASONS = {  # engine StopReason names (and the server's INTERRUPTED) -> proto enum
+    "TARGET_REACHED": common_pb2.STOP_REASON_TARGET_REACHED,
+    "DECISION_NEEDED": common_pb2.STOP_REASON_DECISION_NEEDED,
+    "WAKEUP": common_pb2.STOP_REASON_WAKEUP,
+    "IDLE": common_pb2.STOP_REASON_IDLE,
+    "EVENT_BOUND": common_pb2.STOP_REASON_EVENT_BOUND,
+    "INTERRUPTED": common_pb2.STOP_REASON_INTERRUPTED,
+}
 CLUSTER_ACTIONS = {
     common_pb2.CLUSTER_ACTION_ADD: "add",
     common_pb2.CLUSTER_ACTION_DRAIN: "drain",
