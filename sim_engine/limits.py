@@ -25,6 +25,7 @@ MAX_SIGMA = 10.0  # lognormal sigma (exp(sigma^2) stays finite)
 MAX_SEED = (1 << 64) - 1
 MAX_OVERRIDES = 1000
 MAX_PERF_NUMBER = 1e6  # numeric performance-model options (seconds, factors)
+MAX_PRESET_NUMBER = 1e12  # any number of a hardware or model after overrides (GB, GB/s, TFLOPS, W, counts)
 MAX_LATENCY_MS = 1e7  # a stage latency draw in milliseconds (about 2.8 hours)
 MAX_STAGES = 1024  # executable stages of one pipeline, after includes and loops are expanded
 MAX_PIPELINES = 256

@@ -14,7 +14,9 @@ checked before anything is sized from it, and text is parsed with the limits of
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from .limits import (
     MAX_OVERRIDES,
     MAX_PARALLEL,
     MAX_PERF_NUMBER,
+    MAX_PRESET_NUMBER,
     MAX_RATE,
     MAX_REQUESTS,
     MAX_SEED,
@@ -141,13 +144,28 @@ class SimSpec:
 
 
 def _preset(value: Any, path: str, getter, what: str):
-    """A preset by name, or ``{preset: NAME, <field>: <override>, ...}``."""
+    """A preset by name, or ``{preset: NAME, <field>: <override>, ...}`` (every number then in range)."""
     if isinstance(value, str):
         return getter(value, None, path)
     name = Fields(value, path).str("preset")
     if name is None:
         raise SpecError(f"{path}.preset", f"missing (name of a {what} preset)")
-    return getter(name, {k: v for k, v in value.items() if k != "preset"}, path)
+    out = getter(name, {k: v for k, v in value.items() if k != "preset"}, path)
+    _check_numbers(out, path)
+    return out
+
+
+def _check_numbers(obj: Any, path: str) -> None:
+    """Every number of a hardware or model (after overrides) is finite and at most MAX_PRESET_NUMBER."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        for key, v in items:
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                continue
+            if not (math.isfinite(v) and abs(v) <= MAX_PRESET_NUMBER):
+                where = f"{path}.{f.name}" + (f".{key}" if key is not None else "")
+                raise SpecError(where, f"must be a finite number of at most {MAX_PRESET_NUMBER:g}, got {v}")
 
 
 def _scheduler(doc: Any, path: str) -> SchedulerSpec:

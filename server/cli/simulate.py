@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import yaml
 
@@ -79,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
         overrides = parse_overrides(args.set or [])
         if args.seed is not None:
             overrides["seed"] = args.seed
-        spec = load_spec(args.spec, overrides)
+        # trace paths in a local spec resolve inside the spec file's folder (or the cwd for presets / text)
+        data_dir = Path(args.spec).resolve().parent if Path(args.spec).is_file() else Path.cwd()
+        spec = load_spec(args.spec, overrides, data_dir=data_dir)
         sim = Simulation(spec, record_trace=bool(args.trace))
     except SpecError as e:
         print(f"hermes simulate: invalid spec: {e}", file=sys.stderr)
