@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SpecError
+from .limits import MAX_TOKENS
 from .units import MAX_TIME_S
 
 DATA_DIR = Path(__file__).parent / "data"
@@ -31,7 +32,7 @@ BUNDLED_TRACES = {
     "arxiv_summarization": "arxiv_summarization_lengths.csv",
 }
 MAX_TRACE_BYTES = 64 << 20  # a trace larger than this is refused (the bundled ones are < 1 MB)
-MAX_TRACE_TOKENS = 10_000_000  # token counts per request in a trace
+MAX_TRACE_TOKENS = MAX_TOKENS  # token counts per request in a trace
 TRACE_COLUMNS = ("num_prefill_tokens", "num_decode_tokens")
 
 

@@ -141,3 +141,15 @@ def test_engine_modules_import_nothing_above_them():
             assert not {d for d in deps if d.split(".")[0] in ("server", "client_sdk")}, mod
         if mod.startswith("client_sdk"):
             assert not {d for d in deps if d.split(".")[0] in ("server", "sim_engine")}, mod
+
+
+def test_the_spec_limits_table_names_every_limit():
+    from sim_engine import datafiles, limits, safe_yaml
+
+    table = (ROOT / "docs" / "SPEC_LIMITS.md").read_text()
+    names = [n for n in dir(limits) if n.startswith("MAX_")] + ["MAX_SPEC_BYTES", "MAX_DEPTH", "MAX_NODES",
+                                                                 "MAX_KEY_CHARS", "MAX_TRACE_BYTES"]
+    missing = [n for n in names if f"`{n}`" not in table]
+    assert not missing, missing
+    assert safe_yaml.MAX_SPEC_BYTES == 1 << 20 and safe_yaml.MAX_NODES == 50_000 and safe_yaml.MAX_DEPTH == 32
+    assert datafiles.MAX_TRACE_BYTES == 64 << 20 and limits.MAX_BLOCK_SIZE == 1024
