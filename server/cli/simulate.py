@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from sim_engine import Simulation, SpecError, load_spec
+from sim_engine import MAX_TIME_NS, Simulation, SpecError, load_spec
 from sim_engine.output import percentile_table, write_chrome_trace, write_requests_csv
 
 
@@ -62,7 +62,7 @@ def _progress_bar(sim: Simulation, quiet: bool):
     src = sim.source
     if src is not None and src.trace is not None:
         total = len(src.trace.prompt_tokens)
-    if src is not None and src.limit < (1 << 62):
+    if src is not None and src.limit < MAX_TIME_NS:
         total = min(total or src.limit, src.limit)
     bar = tqdm(total=total, unit="req", desc="simulating", file=sys.stderr, mininterval=0.5,
                disable=None)
