@@ -78,15 +78,13 @@ def expected_requests(spec: SimSpec) -> tuple[int, str]:
 def estimate_memory_bytes(spec: SimSpec) -> MemoryEstimate:
     """An upper-bound estimate of the memory a simulation of ``spec`` keeps (see the module notes).
 
-    Requests injected from outside are not in the spec: a server counts them against
-    ``limits.max_requests`` (which this estimate includes when it is set).
+    Requests injected from outside are not in the spec: each costs about ``REQUEST_BYTES``
+    more, and ``limits.max_requests`` caps them (``Simulation.inject`` raises LimitError).
     """
     parts: dict[str, int] = {"spec": BASE_BYTES}
     clients = sum(CLIENT_BYTES + 8 * c.scheduler.block_size for c in spec.clients)
     parts["clients"] = clients
     n, where = expected_requests(spec)
-    if spec.max_requests is not None and spec.max_requests > n and spec.router == "external":
-        n, where = spec.max_requests, "limits.max_requests"  # injected requests count too
     stages = max((len(p) for p in spec.pipelines.values()), default=1)
     branches = max((st.params.get("reasoning", {}).get("branches", 1)
                     for p in spec.pipelines.values() for st in p), default=1)
