@@ -242,8 +242,8 @@ def _perf_options(f: Fields, data_dir: Path | None) -> dict:
         if key == "kind":
             continue
         f.seen.add(key)
-        if not isinstance(key, str):
-            raise SpecError(f.name(key), "unknown field")
+        if not isinstance(key, str) or key in ("device", "model", "tp", "pp"):
+            raise SpecError(f.name(key), "unknown field (hardware, model, tp and pp are client fields)")
         if key == "trace_path" and value is not None:
             out[key] = str(resolve_data_path(f.str(key), data_dir, f.name(key)))
         elif isinstance(value, (int, float)) and not isinstance(value, bool):

@@ -48,6 +48,7 @@ OVERRIDES = [
     ({"clients[0].pp": 0}, "clients[0].pp"),
     ({"clients[0].perf.warp_factor": 9}, "clients[0].perf.warp_factor"),
     ({"clients[0].perf.kind": "quantum"}, "clients[0].perf.kind"),
+    ({"clients[0].perf": {"model": None}}, "clients[0].perf.model"),
     ({"clients[0].perf.step_overhead_s": 1e300}, "clients[0].perf.step_overhead_s"),
     ({"clients[0].perf.step_overhead_s": [1, 2]}, "clients[0].perf.step_overhead_s"),
     ({"clients[0].perf.kind": "trace", "clients[0].perf.trace_path": "/etc/passwd"}, "clients[0].perf.trace_path"),
