@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import SpecError
+from .fields import show
 from .limits import MAX_TOKENS
 from .units import MAX_TIME_S
 
@@ -37,7 +38,7 @@ TRACE_COLUMNS = ("num_prefill_tokens", "num_decode_tokens")
 
 
 def _outside(field: str, name: str) -> SpecError:
-    return SpecError(field, f"{name!r} is not a bundled trace ({', '.join(BUNDLED_TRACES)}) and not a file "
+    return SpecError(field, f"{show(name)} is not a bundled trace ({', '.join(BUNDLED_TRACES)}) and not a file "
                      "inside the data directory")
 
 
@@ -52,7 +53,7 @@ def resolve_data_path(name: str, data_dir: str | Path | None, field: str) -> Pat
     if name in BUNDLED_TRACES:
         return DATA_DIR / "traces" / BUNDLED_TRACES[name]
     if data_dir is None:
-        raise SpecError(field, f"{name!r} is not a bundled trace ({', '.join(BUNDLED_TRACES)}); files are read "
+        raise SpecError(field, f"{show(name)} is not a bundled trace ({', '.join(BUNDLED_TRACES)}); files are read "
                         "only from a data directory the operator names (hermes serve --data-dir, or the spec "
                         "file's folder for hermes simulate)")
     if "\x00" in name or len(name) > 4096:
@@ -68,7 +69,7 @@ def resolve_data_path(name: str, data_dir: str | Path | None, field: str) -> Pat
     if not resolved.is_relative_to(root):
         raise _outside(field, name)
     if not resolved.is_file():
-        raise SpecError(field, f"no such file in the data directory: {name!r}")
+        raise SpecError(field, f"no such file in the data directory: {show(name)}")
     return resolved
 
 

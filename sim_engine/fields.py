@@ -13,6 +13,20 @@ from typing import Any
 from .errors import SpecError
 
 
+def show(value: Any, limit: int = 40) -> str:
+    """A value for an error message, cut short (a hostile spec may hold megabytes in one field)."""
+    text = repr(value) if not isinstance(value, int) or isinstance(value, bool) or abs(value) < 10**limit \
+        else f"an integer of {len(str(abs(value)))} digits"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        return False
+
+
 class Fields:
     """Reads a mapping field by field, naming each one in errors, and rejects unknown keys."""
 
@@ -35,9 +49,9 @@ class Fields:
                 return None
             raise SpecError(self.name(key), "must be a string")
         if not isinstance(value, str):
-            raise SpecError(self.name(key), f"must be a string, got {value!r}")
+            raise SpecError(self.name(key), f"must be a string, got {show(value)}")
         if choices is not None and value not in choices:
-            raise SpecError(self.name(key), f"unknown value {value!r}; expected one of {', '.join(choices)}")
+            raise SpecError(self.name(key), f"unknown value {show(value)}; expected one of {', '.join(choices)}")
         return value
 
     def int(self, key: str, default: int | None = None, minimum: int | None = 1,
@@ -47,12 +61,12 @@ class Fields:
             return default
         if isinstance(value, bool) or not isinstance(value, (int, float)) or (
                 isinstance(value, float) and not (math.isfinite(value) and value.is_integer())):
-            raise SpecError(self.name(key), f"must be an integer, got {value!r}")
+            raise SpecError(self.name(key), f"must be an integer, got {show(value)}")
         value = int(value)
         if minimum is not None and value < minimum:
-            raise SpecError(self.name(key), f"must be >= {minimum}, got {value}")
+            raise SpecError(self.name(key), f"must be >= {minimum}, got {show(value)}")
         if maximum is not None and value > maximum:
-            raise SpecError(self.name(key), f"must be <= {maximum}, got {value}")
+            raise SpecError(self.name(key), f"must be <= {maximum}, got {show(value)}")
         return value
 
     def float(self, key: str, default: float | None = None, minimum: float | None = 0.0,
@@ -60,15 +74,15 @@ class Fields:
         value = self.raw(key)
         if value is None:  # absent or null: the default
             return default
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise SpecError(self.name(key), f"must be a finite number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value):
+            raise SpecError(self.name(key), f"must be a finite number, got {show(value)}")
         value = float(value)
         if positive and value <= 0:
-            raise SpecError(self.name(key), f"must be > 0, got {value}")
+            raise SpecError(self.name(key), f"must be > 0, got {show(value)}")
         if minimum is not None and value < minimum:
-            raise SpecError(self.name(key), f"must be >= {minimum}, got {value}")
+            raise SpecError(self.name(key), f"must be >= {minimum}, got {show(value)}")
         if maximum is not None and value > maximum:
-            raise SpecError(self.name(key), f"must be <= {maximum}, got {value}")
+            raise SpecError(self.name(key), f"must be <= {maximum}, got {show(value)}")
         return value
 
     def done(self) -> None:

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import SpecError
-from .fields import Fields
+from .fields import Fields, show
 from .limits import MAX_BANDWIDTH_GBS, MAX_CAPACITY_GB, MAX_KV_TIERS, MAX_LATENCY_US
 
 SCOPES = ("client", "node", "rack", "global")
@@ -64,9 +64,9 @@ def parse_tiers(doc: list, field: str = "kv_tiers") -> list[TierSpec]:
         f = Fields(entry, f"{field}[{i}]")
         tid = f.str("id")
         if not tid:
-            raise SpecError(f.name("id"), f"must be a non-empty string, got {tid!r}")
+            raise SpecError(f.name("id"), f"must be a non-empty string, got {show(tid)}")
         if tid in seen:
-            raise SpecError(f.name("id"), f"duplicate tier id {tid!r}")
+            raise SpecError(f.name("id"), f"duplicate tier id {show(tid)}")
         seen.add(tid)
         bw = f.float("bandwidth_gbs", None, positive=True, maximum=MAX_BANDWIDTH_GBS)
         if bw is None:

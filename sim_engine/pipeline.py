@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from .errors import SpecError
-from .fields import Fields
+from .fields import Fields, show
 from .lengths import check_length_range, parse_length
 from .limits import (
     MAX_BRANCHES,
@@ -218,7 +218,7 @@ def parse_pipeline(doc: Any, path: str) -> tuple[Stage, ...]:
             raise SpecError(sp, "must be a mapping with a kind")
         kind = st.get("kind")
         if not isinstance(kind, str) or kind not in SPEC_STAGE_KINDS:
-            raise SpecError(f"{sp}.kind", f"unknown stage {kind!r}; expected one of {', '.join(SPEC_STAGE_KINDS)}")
+            raise SpecError(f"{sp}.kind", f"unknown stage {show(kind)}; expected one of {', '.join(SPEC_STAGE_KINDS)}")
         if kind == "rag":
             stages.extend(_rag(st, sp))
         elif kind == "route":
@@ -290,7 +290,7 @@ def _expand_includes(docs: dict, name: str, stack: tuple[str, ...]) -> list:
             other = inc.str("pipeline")
             inc.done()
             if other not in docs:
-                raise SpecError(f"pipelines.{name}[{i}].pipeline", f"no pipeline named {other!r}")
+                raise SpecError(f"pipelines.{name}[{i}].pipeline", f"no pipeline named {show(other)}")
             if other in stack + (name,):
                 cycle = " -> ".join(stack + (name, other))
                 raise SpecError(f"pipelines.{name}[{i}].pipeline", f"includes form a cycle: {cycle}")

@@ -24,7 +24,7 @@ from typing import Any
 from . import perf
 from .datafiles import BUNDLED_TRACES, DATA_DIR, TraceInfo, check_trace, resolve_data_path
 from .errors import SpecError
-from .fields import Fields
+from .fields import Fields, show
 from .hardware import get_hardware
 from .kv_tiers import parse_tiers
 from .lengths import LENGTH_DISTS, LengthSpec, check_length_range, parse_length
@@ -150,7 +150,13 @@ def _preset(value: Any, path: str, getter, what: str):
     name = Fields(value, path).str("preset")
     if name is None:
         raise SpecError(f"{path}.preset", f"missing (name of a {what} preset)")
-    out = getter(name, {k: v for k, v in value.items() if k != "preset"}, path)
+    overrides = {k: v for k, v in value.items() if k != "preset"}
+    for key, v in overrides.items():  # before the preset code does arithmetic with them
+        for sub, x in (v.items() if isinstance(v, dict) else [(None, v)]):
+            if isinstance(x, (int, float)) and not isinstance(x, bool) and not (abs(x) <= MAX_PRESET_NUMBER):
+                where = f"{path}.{key}" + (f".{sub}" if sub is not None else "")
+                raise SpecError(where, f"must be a finite number of at most {MAX_PRESET_NUMBER:g}, got {show(x)}")
+    out = getter(name, overrides, path)
     _check_numbers(out, path)
     return out
 
@@ -230,7 +236,7 @@ def _clients(doc: Any, data_dir: Path | None = None, entry_path: str | None = No
     seen: set[str] = set()
     for i, c in enumerate(out):
         if c.id in seen:
-            raise SpecError(f"clients[{i}].id", f"duplicate client id {c.id!r}")
+            raise SpecError(f"clients[{i}].id", f"duplicate client id {show(c.id)}")
         seen.add(c.id)
     return out
 
@@ -409,7 +415,7 @@ def validate(doc: dict, data_dir: str | Path | None = None) -> SimSpec:
     if not models:
         raise SpecError("clients", "needs at least one LLM client (role both, prefill or decode)")
     if workload.model is not None and workload.model not in models:
-        raise SpecError("workload.model", f"no client serves model {workload.model!r}; served: {sorted(models)}")
+        raise SpecError("workload.model", f"no client serves model {show(workload.model)}; served: {sorted(models)}")
     if workload.model is None and len(models) > 1 and workload.arrival != "none":
         raise SpecError("workload.model", f"several models are served ({sorted(models)}); name one")
     for pipe in workload.pipelines:
@@ -462,7 +468,7 @@ def check_capable(stages, clients, model: str, path: str, tiers) -> None:
         for m in sorted(need or [None]):
             if not any(c.role in roles and (m is None or (c.model is not None and c.model.name == m))
                        for c in clients):
-                what = f"model {m!r} in role {'/'.join(roles)}" if m else f"role {'/'.join(roles)}"
+                what = f"model {show(m)} in role {'/'.join(roles)}" if m else f"role {'/'.join(roles)}"
                 raise SpecError(where, f"no client can serve this {st.kind} stage (needs {what})")
         if st.kind == "kv_retrieval" and not tiers:
             raise SpecError(where, "kv_retrieval needs kv_cache.tiers")
@@ -488,7 +494,7 @@ def _set_dotted(doc: dict, dotted: str, value: Any) -> None:
         last = i == len(parts) - 1
         if isinstance(node, list):
             if not part.isdigit() or int(part) >= len(node):
-                raise SpecError(dotted, f"no list element {part!r}")
+                raise SpecError(dotted, f"no list element {show(part)}")
             if last:
                 node[int(part)] = value
             else:
