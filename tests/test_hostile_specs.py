@@ -63,6 +63,9 @@ OVERRIDES = [
     ({"workload.num_requests": "many"}, "workload.num_requests"),
     ({"workload.arrival.rate": INF}, "workload.arrival.rate"),
     ({"workload.arrival.rate": 1e300}, "workload.arrival.rate"),
+    ({"workload.arrival.rate": 10**400}, "workload.arrival.rate"),  # beyond the float range
+    ({"clients[0].hardware": {"preset": "H100-SXM", "mem_gb": 10**400}}, "clients[0].hardware.mem_gb"),
+    ({"workload.pipeline": {"default": 10**400}}, "workload.pipeline.default"),
     ({"workload.arrival": {"process": "closed_loop", "users": 10**9}}, "workload.arrival.users"),
     ({"workload.arrival": {"process": "closed_loop", "users": 5, "think_time_s": 1e300}},
      "workload.arrival.think_time_s"),
