@@ -28,7 +28,7 @@ class Request:
         "idx", "rid", "arrival_ns", "prompt", "output", "model",
         # scheduling state on the LLM client serving it
         "client", "enqueue_ns", "scheduled_ns", "first_token_ns", "prefilled", "generated",
-        "blocks", "base", "finish_g", "admit_seq", "preemptions", "live",
+        "blocks", "reserved", "base", "finish_g", "admit_seq", "preemptions", "live",
         # pipeline progress
         "pipeline", "stage", "prev_client", "stage_ready_ns", "stage_start_ns", "bytes_in", "out_bytes",
         # LLM stage shape: what this client does with it, and reasoning branches
@@ -50,6 +50,7 @@ class Request:
         self.prefilled = 0  # tokens of the (possibly recomputed) prompt already in KV
         self.generated = 0  # output tokens produced so far
         self.blocks = 0  # KV blocks held
+        self.reserved = 0  # KV blocks set aside at admission for the whole request (reserve admission)
         self.base = 0  # context length minus the client's decode counter (see LLMClient)
         self.finish_g = 0  # decode counter value at which the last token is produced
         self.admit_seq = 0

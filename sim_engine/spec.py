@@ -25,6 +25,7 @@ from .pipeline import parse_pipelines
 from .vector_search import index_bytes
 
 BATCHING_POLICIES = ("static", "continuous", "chunked", "mixed")
+ADMISSION_POLICIES = ("greedy", "reserve")  # greedy: admit on free KV, preempt by recompute; reserve: no eviction
 ROUTER_POLICIES = ("round_robin", "least_loaded", "jsq", "power_of_two", "external")
 LLM_ROLES = ("both", "prefill", "decode")
 ROLES = LLM_ROLES + ("embedding", "retrieval", "generic")
@@ -50,6 +51,7 @@ class SchedulerSpec:
     block_size: int = 16
     gpu_memory_utilization: float = 0.9
     max_model_len: int | None = None
+    admission: str = "greedy"
 
 
 @dataclass(frozen=True)
@@ -144,6 +146,7 @@ def _scheduler(doc: Any, path: str) -> SchedulerSpec:
         gpu_memory_utilization=f.float("gpu_memory_utilization", d.gpu_memory_utilization,
                                        positive=True, maximum=1.0),
         max_model_len=f.int("max_model_len", None),
+        admission=f.str("admission", d.admission, ADMISSION_POLICIES),
     )
     f.done()
     return spec
