@@ -31,6 +31,7 @@ LLM_ROLES = ("both", "prefill", "decode")
 ROLES = LLM_ROLES + ("embedding", "retrieval", "generic")
 ARRIVAL_PROCESSES = ("poisson", "gamma", "constant", "closed_loop", "trace", "none")
 LENGTH_DISTS = ("fixed", "normal", "lognormal", "uniform", "empirical")
+OVER_CAP = ("drop", "clip")  # what a (prompt, output) pair longer than lengths.max_total_tokens becomes
 BUNDLED_TRACES = {
     "azure_conv": "azure_llm_2023_conv.csv",
     "azure_code": "azure_llm_2023_code.csv",
@@ -88,6 +89,15 @@ class LengthSpec:
 
 
 @dataclass(frozen=True)
+class PairLengthSpec:
+    """(prompt, output) pairs drawn together from a trace's rows, so their correlation is kept."""
+
+    trace: str | None  # None: the arrival trace's own rows, in order
+    max_total_tokens: int | None = None
+    over_cap: str = "drop"  # drop the pair, or clip it to the cap keeping its prompt:output ratio
+
+
+@dataclass(frozen=True)
 class WorkloadSpec:
     arrival: str
     arrival_params: dict
@@ -99,6 +109,7 @@ class WorkloadSpec:
     pipelines: dict = field(default_factory=lambda: {"default": 1.0})  # pipeline name -> weight
     prefix_tokens: int = 0  # leading prompt tokens that are a cacheable shared prefix (kv_retrieval)
     prefix_groups: int = 0  # distinct prefixes (0: every request has its own)
+    lengths: PairLengthSpec | None = None  # joint (prompt, output) pairs; excludes prompt_tokens/output_tokens
 
 
 @dataclass(frozen=True)
@@ -246,6 +257,25 @@ def _length(doc: Any, path: str) -> LengthSpec | None:
     return LengthSpec(dist, params, minimum, maximum)
 
 
+def _pair_lengths(doc: Any, path: str, process: str) -> PairLengthSpec | None:
+    """``lengths: {trace: azure_conv, max_total_tokens: 4096, over_cap: drop|clip}`` (or ``lengths: NAME``)."""
+    if doc is None:
+        return None
+    if isinstance(doc, str):
+        doc = {"trace": doc}
+    f = Fields(doc, path)
+    trace = f.str("trace")
+    cap = f.int("max_total_tokens", None, minimum=2)
+    over_cap = f.str("over_cap", "drop", OVER_CAP)
+    f.done()
+    if trace is None and process != "trace":
+        raise SpecError(f"{path}.trace", "missing (azure_conv, azure_code, arxiv_summarization or a CSV path; "
+                        "it may be left out only with an arrival trace, whose rows then give the lengths)")
+    if "over_cap" in doc and cap is None:
+        raise SpecError(f"{path}.over_cap", "needs max_total_tokens")
+    return PairLengthSpec(trace, cap, over_cap)
+
+
 def _workload(doc: Any) -> WorkloadSpec:
     f = Fields(doc or {}, "workload")
     arrival_doc = f.raw("arrival") or {"process": "none"}
@@ -272,7 +302,10 @@ def _workload(doc: Any) -> WorkloadSpec:
     a.done()
     prompt = _length(f.raw("prompt_tokens"), "workload.prompt_tokens")
     output = _length(f.raw("output_tokens"), "workload.output_tokens")
-    if process not in ("trace", "none"):
+    lengths = _pair_lengths(f.raw("lengths"), "workload.lengths", process)
+    if lengths is not None and (prompt is not None or output is not None):
+        raise SpecError("workload.lengths", "give lengths (joint pairs) or prompt_tokens/output_tokens, not both")
+    if process not in ("trace", "none") and lengths is None:
         if prompt is None:
             raise SpecError("workload.prompt_tokens", "missing")
         if output is None:
@@ -299,6 +332,7 @@ def _workload(doc: Any) -> WorkloadSpec:
         pipelines=weights,
         prefix_tokens=prefix_tokens,
         prefix_groups=prefix_groups,
+        lengths=lengths,
     )
     f.done()
     if process in ("poisson", "gamma", "constant", "closed_loop") and spec.num_requests is None \
@@ -449,6 +483,8 @@ def _expand_shorthands(doc: dict) -> None:
             v = w.get(key)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 w[key] = {"dist": "fixed", "value": v}
+        if isinstance(w.get("lengths"), str):
+            w["lengths"] = {"trace": w["lengths"]}
 
 
 def load_spec(source: str | Path | dict, overrides: dict[str, Any] | None = None) -> SimSpec:
