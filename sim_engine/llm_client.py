@@ -260,7 +260,11 @@ class LLMClient:
     # ------------------------------------------------------------------ scheduling
 
     def _admit_decodes(self, now: int) -> None:
-        """Requests whose KV arrived from a prefill client join the decode set (no compute needed)."""
+        """Requests whose KV arrived from a prefill client join the decode set (no compute needed).
+
+        Like vLLM, the running decodes' next blocks come first: a request is not admitted only
+        to be preempted again by the same step's growth.
+        """
         waiting, bs = self.waiting, self.bs
         while waiting and waiting[0].mode == "decode" and len(self.decoding) + len(self.prefilling) < self.max_seqs:
             req = waiting[0]
@@ -272,8 +276,11 @@ class LLMClient:
                     return
                 req.reserved = cost
                 self.committed += cost
-            elif need > self.total_blocks - self.used_blocks:
-                return
+            else:  # its first decode step's new block (or branch copies) must fit beside the running decodes'
+                n = self._branches(req)
+                first = n if ctx % bs == 0 else n - 1
+                if need + first > self.total_blocks - self.used_blocks - self._growth():
+                    return
             waiting.popleft()
             self.used_blocks += need
             req.blocks = need
