@@ -115,7 +115,7 @@ def records(sim: Simulation) -> dict:
 
 @pytest.mark.parametrize("admission", ADMISSIONS)
 @pytest.mark.parametrize("batching", MODES)
-@settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     pipeline=st.sampled_from(sorted(PIPELINES)),
     blocks=st.integers(4, 60),
@@ -154,13 +154,28 @@ def test_kv_tokens_and_endings_hold_at_every_step(checked, batching, admission, 
     assert [c.preemptions_total for c in stepped.clients] == [c.preemptions_total for c in sim.clients]
 
 
-def test_greedy_preempts_and_resumes_without_regenerating_tokens():
-    """A workload that must preempt: the victims resume where they stopped."""
+def test_greedy_preempts_and_resumes_without_regenerating_tokens(monkeypatch):
+    """A workload that must preempt: each victim re-prefills prompt + the tokens it had, then decodes the rest."""
+    recomputed = []
+    original = LLMClient._preempt_one
+
+    def preempt(self, now):
+        out = original(self, now)
+        victim = self.waiting[0]
+        assert victim.prefilled == 0 and victim.generated >= 1
+        recomputed.append(victim.prompt + victim.generated)
+        return out
+
+    monkeypatch.setattr(LLMClient, "_preempt_one", preempt)
     reqs = [(0, 40, 100)] * 6
     sim = simulate("continuous", "greedy", "default", 30, 16, 8, None, reqs)
-    assert sim.clients[0].preemptions_total > 0
-    assert sim.clients[0].generation_tokens_total == 600
+    client = sim.clients[0]
+    assert client.preemptions_total == len(recomputed) > 0
+    assert max(recomputed) > 40 + 1  # victims kept the tokens they had decoded, not just the first
+    assert client.generation_tokens_total == 600
+    assert client.prompt_tokens_total == 6 * 40 + sum(recomputed)  # whole prefills: nothing else is prefilled
     assert records(sim)["output_tokens"] == [100] * 6
     reserve = simulate("continuous", "reserve", "default", 30, 16, 8, None, reqs)
     assert reserve.clients[0].preemptions_total == 0
+    assert reserve.clients[0].prompt_tokens_total == 6 * 40
     assert records(reserve)["output_tokens"] == [100] * 6
