@@ -120,6 +120,10 @@ class LLMClient:
             return "exceeds_max_model_len", f"prompt+output {total} > max_model_len {self.max_len}"
         if _ceil_div(total, self.bs) > self.total_blocks:
             return "exceeds_kv_capacity", f"prompt+output {total} > KV capacity {self.total_blocks * self.bs} tokens"
+        ctx = req.prompt + req.generated - 1 if req.mode == "decode" else self._prefill_len(req)
+        if self.reserve and self._reservation(req, ctx) > self.total_blocks:
+            return "exceeds_kv_capacity", (f"the reservation of its {self._branches(req)} branches > KV capacity "
+                                           f"{self.total_blocks * self.bs} tokens")
         if self.batching != "chunked" and req.mode != "decode" and req.prompt - req.cached > self.budget:
             return "exceeds_batch_token_budget", (f"prompt {req.prompt} > max_num_batched_tokens {self.budget} "
                                                   "(use chunked batching)")
