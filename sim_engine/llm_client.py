@@ -196,11 +196,19 @@ class LLMClient:
             self.joined.append(now)
             return
         # parallel branches share the prompt's KV blocks; a partial last block is copied when a
-        # branch first writes to it (its first decode step), where the copy is charged (like vLLM)
+        # branch first writes to it (its first decode step), where the copy is charged (like vLLM).
+        # Branches resumed after a preemption were re-prefilled each with its own tokens: the
+        # parent holds all those blocks, and each branch goes on from its own context.
         req.children = []
         req.branches_left = reasoning["first_k"]
+        own_tails = req.resume_extra > 0
+        if req.fork_at >= 0:  # resumed
+            ctx -= req.resume_extra
+            req.resume_extra = 0
+        else:
+            req.fork_at = req.generated
         full = _ceil_div(ctx, self.bs)
-        partial = ctx % self.bs != 0
+        partial = ctx % self.bs != 0 and not own_tails
         for b in range(n):
             child = Request(req.idx, None, req.arrival_ns, req.prompt, req.output, req.model)
             child.parent, child.generated, child.target = req, req.generated, req.target
@@ -246,6 +254,14 @@ class LLMClient:
         victim = max(victims, key=lambda r: r.admit_seq)
         if victim in self.prefilling:
             self.prefilling.remove(victim)
+        live = next((c for c in victim.children or () if c.live), None)
+        if live is not None:  # reasoning branches (all at the same step) keep their tokens too ...
+            n, g = len(victim.children), live.target - (live.finish_g - self.G)
+            extra = (n - 1) * (g - victim.fork_at)
+            if _ceil_div(victim.prompt + g + extra, self.bs) + n <= self.total_blocks:
+                victim.generated, victim.resume_extra = g, extra
+            else:  # ... unless all of them can never be in KV at once: they start again from the fork
+                victim.generated, victim.resume_extra, victim.fork_at = victim.fork_at, 0, -1
         self._release(victim)
         victim.prefilled = 0
         victim.cached = 0
@@ -258,8 +274,8 @@ class LLMClient:
 
     @staticmethod
     def _prefill_len(req: Request) -> int:
-        # a recomputed request prefills its prompt plus the tokens it had generated
-        return req.prompt + req.generated
+        # a recomputed request prefills its prompt plus the tokens it had generated (every branch's)
+        return req.prompt + req.generated + req.resume_extra
 
     # ------------------------------------------------------------------ scheduling
 
@@ -411,6 +427,9 @@ class LLMClient:
         if decode and mode in ("continuous", "static"):
             self._make_room_for_decode(now)
             decode = bool(self.decoding)
+            if not decode and not chunks:  # every decode was preempted: plan again on the emptied client
+                self.poke(now)
+                return
         if chunks:
             self._start_step(chunks, decode, now)
         elif decode:
@@ -463,6 +482,8 @@ class LLMClient:
             self.prefilling.remove(req)
             req.generated += 1  # the prefill step emits the next token
             self.generation_tokens_total += 1
+            if req.fork_at >= 0:  # a recompute of reasoning branches: each branch got its next token
+                self.generation_tokens_total += self._branches(req) - 1
             if req.first_token_ns < 0:
                 req.first_token_ns = now
                 self.sim.note_first_token(req, self, now)
@@ -568,6 +589,7 @@ class LLMClient:
     def _finish(self, req: Request, now: int) -> None:
         self.committed -= req.reserved
         req.reserved = 0
+        req.fork_at = -1
         self.completed_total += 1
         self.sim.stage_done(req, self, now)
 

@@ -32,7 +32,8 @@ class Request:
         # pipeline progress
         "pipeline", "stage", "prev_client", "stage_ready_ns", "stage_start_ns", "bytes_in", "out_bytes",
         # LLM stage shape: what this client does with it, and reasoning branches
-        "mode", "cached", "key", "parent", "children", "branches_left", "shared", "prefix_key",
+        "mode", "cached", "key", "parent", "children", "branches_left", "shared", "prefix_key", "fork_at",
+        "resume_extra",
         "target", "difficulty", "segments", "home", "loop_context",
     )
 
@@ -70,6 +71,8 @@ class Request:
         self.children = None  # live reasoning branches of this request
         self.branches_left = 0  # branches still to finish before the stage ends
         self.shared = 0  # KV blocks a branch shares with its parent (freed by the parent)
+        self.fork_at = -1  # tokens generated when the reasoning branches forked (-1: never forked)
+        self.resume_extra = 0  # a preempted branching request: its branches' own tokens beyond one branch's
         self.prefix_key = None  # cacheable prefix identity (kv_retrieval)
         self.target = output  # tokens this LLM stage must produce (per branch)
         self.difficulty = 0.0

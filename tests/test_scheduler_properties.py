@@ -115,7 +115,7 @@ def records(sim: Simulation) -> dict:
 
 @pytest.mark.parametrize("admission", ADMISSIONS)
 @pytest.mark.parametrize("batching", MODES)
-@settings(max_examples=40, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     pipeline=st.sampled_from(sorted(PIPELINES)),
     blocks=st.integers(4, 60),
@@ -138,12 +138,19 @@ def test_kv_tokens_and_endings_hold_at_every_step(checked, batching, admission, 
         assert c.used_blocks == 0 and c.committed == 0 and c.kv_peak <= c.total_blocks
         if admission == "reserve":
             assert c.preemptions_total == 0
-    if pipeline != "branches":  # branches produce target tokens each and cancel the slowest
+    produced = sum(c.generation_tokens_total for c in sim.clients)
+    assert all(r["output_tokens"][i] == 0 for i in range(len(reqs)) if i not in completed)
+    if pipeline != "branches":
         # every completed request got the tokens it asked for, and no token was produced twice
         for i in completed:
             assert r["output_tokens"][i] == reqs[i][2]
-        assert sum(c.generation_tokens_total for c in sim.clients) == sum(reqs[i][2] for i in completed)
-        assert all(r["output_tokens"][i] == 0 for i in range(len(reqs)) if i not in completed)
+        assert produced == sum(reqs[i][2] for i in completed)
+    elif all(_ceil_div(p + 3 * 2 * o, block_size) + 3 <= blocks for _, p, o in reqs):
+        # 3 branches of 2 x output tokens (thinking + answer); the first token comes from the prefill and
+        # each branch decodes the rest once, also across preemptions (they fit in KV together: kept on resume)
+        for i in completed:
+            assert r["output_tokens"][i] == 2 * reqs[i][2]
+        assert produced == sum(1 + 3 * (2 * reqs[i][2] - 1) for i in completed)
     # closed-form decode runs are bit-identical to stepping one decode step per event
     saved, llm_client.MAX_RUN_STEPS = llm_client.MAX_RUN_STEPS, 1
     try:
