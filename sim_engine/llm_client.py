@@ -13,7 +13,9 @@ newest request by recompute when a decode step's new blocks do not fit; it keeps
 tokens it generated and re-prefills prompt + generated tokens when it resumes) or
 ``reserve`` (TensorRT-LLM, NIM: admit only when the request's whole KV, prompt + every
 output token, fits beside what the running requests reserved; nothing is ever evicted).
-In both, KV blocks in use never exceed capacity at any step.
+In both, KV blocks in use never exceed capacity at any step. Reasoning branches share
+their prompt's blocks; a branch's copy of a shared partial block is charged at its first
+decode step, and preempted branches keep their tokens too (each re-prefilled).
 
 Runs of decode-only steps (nothing to admit, nothing arriving) are advanced in
 closed form: step times and KV growth for the whole run are computed with numpy,
