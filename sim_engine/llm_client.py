@@ -122,8 +122,9 @@ class LLMClient:
             return "exceeds_max_model_len", f"prompt+output {total} > max_model_len {self.max_len}"
         if _ceil_div(total, self.bs) > self.total_blocks:
             return "exceeds_kv_capacity", f"prompt+output {total} > KV capacity {self.total_blocks * self.bs} tokens"
-        ctx = req.prompt + req.generated - 1 if req.mode == "decode" else self._prefill_len(req)
-        if self.reserve and self._reservation(req, ctx) > self.total_blocks:
+        if self.reserve and self._reservation(
+                req, req.prompt + req.generated - 1 if req.mode == "decode" else self._prefill_len(req)
+        ) > self.total_blocks:
             return "exceeds_kv_capacity", (f"the reservation of its {self._branches(req)} branches > KV capacity "
                                            f"{self.total_blocks * self.bs} tokens")
         if self.batching != "chunked" and req.mode != "decode" and req.prompt - req.cached > self.budget:
@@ -397,7 +398,8 @@ class LLMClient:
 
     def _make_room_for_decode(self, now: int) -> None:
         """Preempt until the next decode step's new KV blocks fit."""
-        while self.decoding and self._growth() > self.total_blocks - self.used_blocks:
+        phase, bs = self.phase, self.bs
+        while self.decoding and phase[self.G % bs] + len(self.cow) > self.total_blocks - self.used_blocks:
             self._preempt_one(now)
 
     def _plan(self, _arg=None) -> None:
@@ -419,7 +421,7 @@ class LLMClient:
             if decode:
                 self._make_room_for_decode(now)
                 decode = bool(self.decoding)
-            growth = self._growth() if decode else 0
+            growth = self.phase[self.G % self.bs] + len(self.cow) if decode else 0
             chunks = self._admit(self.budget - len(self.decoding), mode == "chunked", now, growth)
             if not chunks and not decode and self.prefilling:
                 # KV is full of partial prefills and nothing can progress: recompute the newest
