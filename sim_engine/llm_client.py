@@ -8,6 +8,15 @@ where ``(base + G) % block_size == 0``; ``phase[p]`` counts the requests whose
 next blocks fall on steps with ``G % block_size == p``. Completions come from a
 heap keyed by the counter value of each request's last token.
 
+Admission is ``greedy`` (vLLM, SGLang: admit while KV blocks are free, preempt the
+newest request by recompute when a decode step's new blocks do not fit; it keeps the
+tokens it generated and re-prefills prompt + generated tokens when it resumes) or
+``reserve`` (TensorRT-LLM, NIM: admit only when the request's whole KV, prompt + every
+output token, fits beside what the running requests reserved; nothing is ever evicted).
+In both, KV blocks in use never exceed capacity at any step. Reasoning branches share
+their prompt's blocks; a branch's copy of a shared partial block is charged at its first
+decode step, and preempted branches keep their tokens too (each re-prefilled).
+
 Runs of decode-only steps (nothing to admit, nothing arriving) are advanced in
 closed form: step times and KV growth for the whole run are computed with numpy,
 and one event fires at its end. If something reaches the client mid-run, the
@@ -68,6 +77,8 @@ class LLMClient:
         self.bs = s.block_size
         self.total_blocks = kv_capacity_tokens // self.bs
         self.used_blocks = 0
+        self.reserve = s.admission == "reserve"
+        self.committed = 0  # reserve admission: blocks reserved by the admitted requests (>= used_blocks)
         self.status = "active"
         self.waiting: deque[Request] = deque()
         self.prefilling: list[Request] = []  # admitted, prompt partly in KV (chunked batching)
@@ -75,6 +86,7 @@ class LLMClient:
         self.G = 0
         self.sum_base = 0
         self.phase = [0] * self.bs
+        self.cow: list[Request] = []  # branches whose copy of the shared partial block is due at their first step
         self.finish_heap: list[tuple[int, int, Request]] = []
         self.admit_seq = 0
         self.next_key = 0
@@ -110,6 +122,11 @@ class LLMClient:
             return "exceeds_max_model_len", f"prompt+output {total} > max_model_len {self.max_len}"
         if _ceil_div(total, self.bs) > self.total_blocks:
             return "exceeds_kv_capacity", f"prompt+output {total} > KV capacity {self.total_blocks * self.bs} tokens"
+        if self.reserve and self._reservation(
+                req, req.prompt + req.generated - 1 if req.mode == "decode" else self._prefill_len(req)
+        ) > self.total_blocks:
+            return "exceeds_kv_capacity", (f"the reservation of its {self._branches(req)} branches > KV capacity "
+                                           f"{self.total_blocks * self.bs} tokens")
         if self.batching != "chunked" and req.mode != "decode" and req.prompt - req.cached > self.budget:
             return "exceeds_batch_token_budget", (f"prompt {req.prompt} > max_num_batched_tokens {self.budget} "
                                                   "(use chunked batching)")
@@ -154,6 +171,24 @@ class LLMClient:
         self.phase[(-seq.base) % self.bs] += 1
         heapq.heappush(self.finish_heap, (seq.finish_g, seq.key, seq))
 
+    @staticmethod
+    def _branches(req: Request) -> int:
+        reasoning = req.pipeline[req.stage].params.get("reasoning") if req.pipeline else None
+        return reasoning["branches"] if reasoning else 1
+
+    def _reservation(self, req: Request, ctx: int) -> int:
+        """Most blocks ``req`` can hold here once its KV holds ``ctx`` tokens (reserve admission).
+
+        The context ends at prompt + target - 1 tokens; N reasoning branches share the
+        prompt's blocks but each may copy its partial last block and grows on its own.
+        """
+        now_blocks = _ceil_div(ctx, self.bs)
+        if req.mode == "prefill":
+            return now_blocks
+        end = max(_ceil_div(req.prompt + req.target, self.bs), now_blocks)
+        n = self._branches(req)
+        return end if n == 1 else now_blocks + n * (end - now_blocks + 1)
+
     def _join_decode(self, req: Request, ctx: int, now: int) -> None:
         """A request whose KV (``ctx`` tokens) is in place starts decoding, maybe as N branches."""
         reasoning = req.pipeline[req.stage].params.get("reasoning") if req.pipeline else None
@@ -163,23 +198,34 @@ class LLMClient:
             self._add_seq(req, ctx)
             self.joined.append(now)
             return
-        # parallel branches share the prompt's KV blocks; a partial last block is copied on write
+        # parallel branches share the prompt's KV blocks; a partial last block is copied when a
+        # branch first writes to it (its first decode step), where the copy is charged (like vLLM).
+        # Branches resumed after a preemption were re-prefilled each with its own tokens: the
+        # parent holds all those blocks, and each branch goes on from its own context.
         req.children = []
         req.branches_left = reasoning["first_k"]
+        own_tails = req.resume_extra > 0
+        if req.fork_at >= 0:  # resumed
+            ctx -= req.resume_extra
+            req.resume_extra = 0
+        else:
+            req.fork_at = req.generated
         full = _ceil_div(ctx, self.bs)
-        partial = ctx % self.bs != 0
+        partial = ctx % self.bs != 0 and not own_tails
         for b in range(n):
             child = Request(req.idx, None, req.arrival_ns, req.prompt, req.output, req.model)
             child.parent, child.generated, child.target = req, req.generated, req.target
             child.client, child.admit_seq = self, req.admit_seq
-            child.shared = full - (1 if partial and b else 0)
+            child.shared = full
             if partial and b:
-                self.used_blocks += 1
+                self.cow.append(child)
             req.children.append(child)
             self._add_seq(child, ctx)
             self.joined.append(now)
 
     def _leave_decode(self, seq: Request) -> None:
+        if self.cow and seq in self.cow:
+            self.cow.remove(seq)
         del self.decoding[seq.key]
         seq.live = False
         self.sum_base -= seq.base
@@ -187,8 +233,12 @@ class LLMClient:
         self.used_blocks -= _ceil_div(seq.base + self.G, self.bs) - seq.shared
 
     def _release(self, req: Request) -> None:
-        """Free every KV block a request (and its branches) holds on this client."""
+        """Free every KV block a request (and its branches) holds on this client.
+
+        A decoding request keeps the tokens it generated (a recompute re-prefills them).
+        """
         if req.live:
+            req.generated = req.target - (req.finish_g - self.G)
             self._leave_decode(req)
         for child in req.children or ():
             if child.live:
@@ -196,6 +246,8 @@ class LLMClient:
         req.children = None
         self.used_blocks -= req.blocks
         req.blocks = 0
+        self.committed -= req.reserved
+        req.reserved = 0
 
     def _preempt_one(self, now: int) -> bool:
         """Preempt (recompute) the most recently admitted request; False if none is admitted."""
@@ -205,6 +257,14 @@ class LLMClient:
         victim = max(victims, key=lambda r: r.admit_seq)
         if victim in self.prefilling:
             self.prefilling.remove(victim)
+        live = next((c for c in victim.children or () if c.live), None)
+        if live is not None:  # reasoning branches (all at the same step) keep their tokens too ...
+            n, g = len(victim.children), live.target - (live.finish_g - self.G)
+            extra = (n - 1) * (g - victim.fork_at)
+            if _ceil_div(victim.prompt + g + extra, self.bs) + n <= self.total_blocks:
+                victim.generated, victim.resume_extra = g, extra
+            else:  # ... unless all of them can never be in KV at once: they start again from the fork
+                victim.generated, victim.resume_extra, victim.fork_at = victim.fork_at, 0, -1
         self._release(victim)
         victim.prefilled = 0
         victim.cached = 0
@@ -217,20 +277,33 @@ class LLMClient:
 
     @staticmethod
     def _prefill_len(req: Request) -> int:
-        # a recomputed request prefills its prompt plus the tokens it had generated
-        return req.prompt + req.generated
+        # a recomputed request prefills its prompt plus the tokens it had generated (every branch's)
+        return req.prompt + req.generated + req.resume_extra
 
     # ------------------------------------------------------------------ scheduling
 
     def _admit_decodes(self, now: int) -> None:
-        """Requests whose KV arrived from a prefill client join the decode set (no compute needed)."""
+        """Requests whose KV arrived from a prefill client join the decode set (no compute needed).
+
+        Like vLLM, the running decodes' next blocks come first: a request is not admitted only
+        to be preempted again by the same step's growth.
+        """
         waiting, bs = self.waiting, self.bs
         while waiting and waiting[0].mode == "decode" and len(self.decoding) + len(self.prefilling) < self.max_seqs:
             req = waiting[0]
             ctx = req.prompt + req.generated - 1
             need = _ceil_div(ctx, bs)
-            if need > self.total_blocks - self.used_blocks:
-                return
+            if self.reserve:
+                cost = self._reservation(req, ctx)
+                if cost > self.total_blocks - self.committed:
+                    return
+                req.reserved = cost
+                self.committed += cost
+            else:  # its first decode step's new block (or branch copies) must fit beside the running decodes'
+                n = self._branches(req)
+                first = n if ctx % bs == 0 else n - 1
+                if need + first > self.total_blocks - self.used_blocks - self._growth():
+                    return
             waiting.popleft()
             self.used_blocks += need
             req.blocks = need
@@ -240,21 +313,27 @@ class LLMClient:
                 req.stage_start_ns = now
             self._join_decode(req, ctx, now)
 
-    def _admit(self, budget: int, allow_partial: bool, now: int) -> list[tuple[Request, int]]:
-        """Take prefill work, FCFS, within the token budget, sequence limit and free KV."""
+    def _admit(self, budget: int, allow_partial: bool, now: int, growth: int = 0) -> list[tuple[Request, int]]:
+        """Take prefill work, FCFS, within the token budget, sequence limit and free KV.
+
+        ``growth``: new blocks the decodes of the same step will take (they are charged first).
+        Under reserve admission a request is admitted only if its whole reservation fits, and
+        then never waits for KV again.
+        """
         chunks: list[tuple[Request, int]] = []
-        bs = self.bs
-        free = self.total_blocks - self.used_blocks
+        bs, reserve = self.bs, self.reserve
+        free = self.total_blocks - (self.committed if reserve else self.used_blocks + growth)
         if allow_partial:
             for req in self.prefilling:
                 if budget <= 0:
                     break
                 want = min(self._prefill_len(req) - req.prefilled, budget)
-                take = min(want, (req.blocks + free) * bs - req.prefilled)
+                take = want if reserve else min(want, (req.blocks + free) * bs - req.prefilled)
                 if take <= 0:
                     continue
                 new_blocks = _ceil_div(req.prefilled + take, bs) - req.blocks
-                free -= new_blocks
+                if not reserve:
+                    free -= new_blocks
                 req.blocks += new_blocks
                 self.used_blocks += new_blocks
                 budget -= take
@@ -268,10 +347,14 @@ class LLMClient:
             if take > budget and not (req.generated > 0 and not chunks):
                 break  # whole prompts only: it waits for a step with room (a recompute may run alone)
             need = _ceil_div(req.prefilled + take, bs)
-            if need > free:
+            cost = self._reservation(req, self._prefill_len(req)) if reserve else need
+            if cost > free:
                 break
             waiting.popleft()
-            free -= need
+            free -= cost
+            if reserve:
+                req.reserved = cost
+                self.committed += cost
             req.blocks = need
             self.used_blocks += need
             self.admit_seq += 1
@@ -286,9 +369,37 @@ class LLMClient:
             chunks.append((req, take))
         return chunks
 
+    def _growth(self) -> int:
+        """New KV blocks the next decode step takes (new blocks, and copies of shared partial blocks)."""
+        return self.phase[self.G % self.bs] + len(self.cow)
+
+    def _charge_copies(self) -> None:
+        """A decode step starts: branches due a copy of the shared partial block now own one."""
+        for child in self.cow:
+            child.shared -= 1
+        self.used_blocks += len(self.cow)
+        self.cow.clear()
+
+    def _head_admits(self, free: int) -> bool:
+        """Continuous batching: would ``_admit`` take the head of the queue with ``free`` blocks?
+
+        Free blocks only shrink during a decode run, so a head that does not fit after the
+        run's first step waits for a completion, which ends the run anyway.
+        """
+        req = self.waiting[0]
+        if req.mode == "decode" or len(self.decoding) + len(self.prefilling) >= self.max_seqs:
+            return False
+        rest = self._prefill_len(req) - req.prefilled
+        if rest > self.budget and req.generated == 0:
+            return False
+        if self.reserve:
+            return self._reservation(req, self._prefill_len(req)) <= self.total_blocks - self.committed
+        return _ceil_div(req.prefilled + rest, self.bs) <= free
+
     def _make_room_for_decode(self, now: int) -> None:
         """Preempt until the next decode step's new KV blocks fit."""
-        while self.decoding and self.phase[self.G % self.bs] > self.total_blocks - self.used_blocks:
+        phase, bs = self.phase, self.bs
+        while self.decoding and phase[self.G % bs] + len(self.cow) > self.total_blocks - self.used_blocks:
             self._preempt_one(now)
 
     def _plan(self, _arg=None) -> None:
@@ -310,7 +421,8 @@ class LLMClient:
             if decode:
                 self._make_room_for_decode(now)
                 decode = bool(self.decoding)
-            chunks = self._admit(self.budget - len(self.decoding), mode == "chunked", now)
+            growth = self.phase[self.G % self.bs] + len(self.cow) if decode else 0
+            chunks = self._admit(self.budget - len(self.decoding), mode == "chunked", now, growth)
             if not chunks and not decode and self.prefilling:
                 # KV is full of partial prefills and nothing can progress: recompute the newest
                 self._preempt_one(now)
@@ -319,6 +431,9 @@ class LLMClient:
         if decode and mode in ("continuous", "static"):
             self._make_room_for_decode(now)
             decode = bool(self.decoding)
+            if not decode and not chunks:  # every decode was preempted: plan again on the emptied client
+                self.poke(now)
+                return
         if chunks:
             self._start_step(chunks, decode, now)
         elif decode:
@@ -332,6 +447,8 @@ class LLMClient:
         n_dec = len(self.decoding) if decode else 0
         if n_dec:
             self.used_blocks += self.phase[self.G % self.bs]
+            if self.cow:
+                self._charge_copies()
         ctx_sum = self.sum_base + n_dec * self.G if n_dec else 0
         cost = self.perf.step([(r.prefilled, take) for r, take in chunks], n_dec, ctx_sum)
         dur = max(1, round(cost.time_s * 1e9))
@@ -369,6 +486,8 @@ class LLMClient:
             self.prefilling.remove(req)
             req.generated += 1  # the prefill step emits the next token
             self.generation_tokens_total += 1
+            if req.fork_at >= 0:  # a recompute of reasoning branches: each branch got its next token
+                self.generation_tokens_total += self._branches(req) - 1
             if req.first_token_ns < 0:
                 req.first_token_ns = now
                 self.sim.note_first_token(req, self, now)
@@ -388,11 +507,16 @@ class LLMClient:
         n_dec, bs, G = len(self.decoding), self.bs, self.G
         k = min(heap[0][0] - G, MAX_RUN_STEPS)
         steps = np.arange(k, dtype=np.int64)
+        if self.cow:  # the first step's copies are charged now; the cumulative growth below excludes them
+            self._charge_copies()
         blocks_cum = np.cumsum(np.asarray(self.phase, dtype=np.int64)[(G + steps) % bs])
         free = self.total_blocks - self.used_blocks
         if blocks_cum[-1] > free:
             k = int(np.searchsorted(blocks_cum, free, side="right"))  # >= 1: the first step fits
             steps, blocks_cum = steps[:k], blocks_cum[:k]
+        if k > 1 and self.waiting and self.batching == "continuous" and self._head_admits(free - int(blocks_cum[0])):
+            k = 1  # the next step boundary admits a prefill (e.g. a request this plan preempted)
+            steps, blocks_cum = steps[:1], blocks_cum[:1]
         ctx_sums = (self.sum_base + n_dec * G) + n_dec * steps
         times, energies = self.perf.decode_steps(n_dec, ctx_sums)
         durs = np.maximum(np.rint(times * 1e9).astype(np.int64), 1)
@@ -467,6 +591,9 @@ class LLMClient:
                 self._finish(parent, now)
 
     def _finish(self, req: Request, now: int) -> None:
+        self.committed -= req.reserved
+        req.reserved = 0
+        req.fork_at = -1
         self.completed_total += 1
         self.sim.stage_done(req, self, now)
 
@@ -481,6 +608,7 @@ class LLMClient:
         self.waiting.clear()
         self.prefilling.clear()
         self.finish_heap.clear()
+        self.cow.clear()
         self.status = "failed"
         self.version += 1
         self.busy = False

@@ -28,11 +28,12 @@ class Request:
         "idx", "rid", "arrival_ns", "prompt", "output", "model",
         # scheduling state on the LLM client serving it
         "client", "enqueue_ns", "scheduled_ns", "first_token_ns", "prefilled", "generated",
-        "blocks", "base", "finish_g", "admit_seq", "preemptions", "live",
+        "blocks", "reserved", "base", "finish_g", "admit_seq", "preemptions", "live",
         # pipeline progress
         "pipeline", "stage", "prev_client", "stage_ready_ns", "stage_start_ns", "bytes_in", "out_bytes",
         # LLM stage shape: what this client does with it, and reasoning branches
-        "mode", "cached", "key", "parent", "children", "branches_left", "shared", "prefix_key",
+        "mode", "cached", "key", "parent", "children", "branches_left", "shared", "prefix_key", "fork_at",
+        "resume_extra",
         "target", "difficulty", "segments", "home", "loop_context",
     )
 
@@ -50,6 +51,7 @@ class Request:
         self.prefilled = 0  # tokens of the (possibly recomputed) prompt already in KV
         self.generated = 0  # output tokens produced so far
         self.blocks = 0  # KV blocks held
+        self.reserved = 0  # KV blocks set aside at admission for the whole request (reserve admission)
         self.base = 0  # context length minus the client's decode counter (see LLMClient)
         self.finish_g = 0  # decode counter value at which the last token is produced
         self.admit_seq = 0
@@ -69,6 +71,8 @@ class Request:
         self.children = None  # live reasoning branches of this request
         self.branches_left = 0  # branches still to finish before the stage ends
         self.shared = 0  # KV blocks a branch shares with its parent (freed by the parent)
+        self.fork_at = -1  # tokens generated when the reasoning branches forked (-1: never forked)
+        self.resume_extra = 0  # a preempted branching request: its branches' own tokens beyond one branch's
         self.prefix_key = None  # cacheable prefix identity (kv_retrieval)
         self.target = output  # tokens this LLM stage must produce (per branch)
         self.difficulty = 0.0

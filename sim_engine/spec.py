@@ -57,10 +57,12 @@ _length = parse_length  # the name the length parser had here
 __all__ = ["BUNDLED_TRACES", "DATA_DIR", "LENGTH_DISTS", "LengthSpec", "resolve_data_path"]  # re-exported
 
 BATCHING_POLICIES = ("static", "continuous", "chunked", "mixed")
+ADMISSION_POLICIES = ("greedy", "reserve")  # greedy: admit on free KV, preempt by recompute; reserve: no eviction
 ROUTER_POLICIES = ("round_robin", "least_loaded", "jsq", "power_of_two", "external")
 LLM_ROLES = ("both", "prefill", "decode")
 ROLES = LLM_ROLES + ("embedding", "retrieval", "generic")
 ARRIVAL_PROCESSES = ("poisson", "gamma", "constant", "closed_loop", "trace", "none")
+OVER_CAP = ("drop", "clip")  # what a (prompt, output) pair longer than lengths.max_total_tokens becomes
 SPEC_PRESET_DIR = Path(__file__).parent / "presets"
 
 
@@ -76,6 +78,7 @@ class SchedulerSpec:
     block_size: int = 16
     gpu_memory_utilization: float = 0.9
     max_model_len: int | None = None
+    admission: str = "greedy"
 
 
 @dataclass(frozen=True)
@@ -104,6 +107,15 @@ class ClientSpec:
 
 
 @dataclass(frozen=True)
+class PairLengthSpec:
+    """(prompt, output) pairs drawn together from a trace's rows, so their correlation is kept."""
+
+    trace: str | None  # None: the arrival trace's own rows, in order
+    max_total_tokens: int | None = None
+    over_cap: str = "drop"  # drop the pair, or clip it to the cap keeping its prompt:output ratio
+
+
+@dataclass(frozen=True)
 class WorkloadSpec:
     arrival: str
     arrival_params: dict
@@ -115,6 +127,7 @@ class WorkloadSpec:
     pipelines: dict = field(default_factory=lambda: {"default": 1.0})  # pipeline name -> weight
     prefix_tokens: int = 0  # leading prompt tokens that are a cacheable shared prefix (kv_retrieval)
     prefix_groups: int = 0  # distinct prefixes (0: every request has its own)
+    lengths: PairLengthSpec | None = None  # joint (prompt, output) pairs; excludes prompt_tokens/output_tokens
 
 
 @dataclass(frozen=True)
@@ -185,6 +198,7 @@ def _scheduler(doc: Any, path: str) -> SchedulerSpec:
         gpu_memory_utilization=f.float("gpu_memory_utilization", d.gpu_memory_utilization,
                                        positive=True, maximum=1.0),
         max_model_len=f.int("max_model_len", None, maximum=MAX_TOKENS),
+        admission=f.str("admission", d.admission, ADMISSION_POLICIES),
     )
     f.done()
     return spec
@@ -286,6 +300,25 @@ def build_client_parts(cs: ClientSpec, path: str) -> tuple[Any, int]:
     return model, capacity
 
 
+def _pair_lengths(doc: Any, path: str, process: str) -> PairLengthSpec | None:
+    """``lengths: {trace: azure_conv, max_total_tokens: 4096, over_cap: drop|clip}`` (or ``lengths: NAME``)."""
+    if doc is None:
+        return None
+    if isinstance(doc, str):
+        doc = {"trace": doc}
+    f = Fields(doc, path)
+    trace = f.str("trace")
+    cap = f.int("max_total_tokens", None, minimum=2, maximum=MAX_TOKENS)
+    over_cap = f.str("over_cap", "drop", OVER_CAP)
+    f.done()
+    if trace is None and process != "trace":
+        raise SpecError(f"{path}.trace", "missing (azure_conv, azure_code, arxiv_summarization or a CSV path; "
+                        "it may be left out only with an arrival trace, whose rows then give the lengths)")
+    if "over_cap" in doc and cap is None:
+        raise SpecError(f"{path}.over_cap", "needs max_total_tokens")
+    return PairLengthSpec(trace, cap, over_cap)
+
+
 def _workload(doc: Any) -> WorkloadSpec:
     f = Fields(doc or {}, "workload")
     arrival_doc = f.raw("arrival") or {"process": "none"}
@@ -312,7 +345,10 @@ def _workload(doc: Any) -> WorkloadSpec:
     a.done()
     prompt = check_length_range(_length(f.raw("prompt_tokens"), "workload.prompt_tokens"), "workload.prompt_tokens")
     output = check_length_range(_length(f.raw("output_tokens"), "workload.output_tokens"), "workload.output_tokens")
-    if process not in ("trace", "none"):
+    lengths = _pair_lengths(f.raw("lengths"), "workload.lengths", process)
+    if lengths is not None and (prompt is not None or output is not None):
+        raise SpecError("workload.lengths", "give lengths (joint pairs) or prompt_tokens/output_tokens, not both")
+    if process not in ("trace", "none") and lengths is None:
         if prompt is None:
             raise SpecError("workload.prompt_tokens", "missing")
         if output is None:
@@ -339,6 +375,7 @@ def _workload(doc: Any) -> WorkloadSpec:
         pipelines=weights,
         prefix_tokens=prefix_tokens,
         prefix_groups=prefix_groups,
+        lengths=lengths,
     )
     f.done()
     if process in ("poisson", "gamma", "constant", "closed_loop") and spec.num_requests is None \
@@ -356,6 +393,8 @@ def _trace_fields(workload: WorkloadSpec, pipelines: dict) -> list[tuple[str, st
         ls = getattr(workload, key)
         if ls is not None and "trace" in ls.params:
             out.append((f"workload.{key}.trace", ls.params["trace"]))
+    if workload.lengths is not None and workload.lengths.trace is not None:
+        out.append(("workload.lengths.trace", workload.lengths.trace))
     for name, stages in pipelines.items():
         for i, st in enumerate(stages):
             ls = st.params.get("reasoning", {}).get("thinking_tokens")
@@ -518,6 +557,8 @@ def _expand_shorthands(doc: dict) -> None:
             v = w.get(key)
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 w[key] = {"dist": "fixed", "value": v}
+        if isinstance(w.get("lengths"), str):
+            w["lengths"] = {"trace": w["lengths"]}
 
 
 def _read_spec_file(path: Path) -> str:

@@ -3,6 +3,11 @@
 Sources are small stateful objects (not generators) so a simulation can be
 pickled, forked and restored mid-run. Random draws come in blocks from the
 source's own numpy stream, so the values depend only on the seed.
+
+Lengths come either from two independent distributions (``prompt_tokens``,
+``output_tokens``) or as (prompt, output) pairs drawn together from a trace's rows
+(``lengths``), which keeps their correlation, as trace replayers and Vidur do; a
+total-length cap then drops or clips the whole pair.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import SpecError
-from .spec import LengthSpec, WorkloadSpec, resolve_data_path
+from .spec import LengthSpec, PairLengthSpec, WorkloadSpec, resolve_data_path
 from .units import MAX_TIME_NS, NS_PER_S
 
 _BLOCK = 1024
@@ -74,6 +79,42 @@ def load_trace(path: Path, field: str) -> Trace:
         raise SpecError(field, f"{path}: no requests")
     return Trace(np.asarray(times, dtype=np.float64), np.asarray(prompts, dtype=np.int64),
                  np.asarray(outputs, dtype=np.int64))
+
+
+def cap_pairs(trace: Trace, cap: int | None, over_cap: str) -> Trace:
+    """The trace with every (prompt, output) pair over ``cap`` total tokens dropped (row and arrival
+    together) or clipped to ``cap`` keeping its prompt:output ratio (each side at least 1 token)."""
+    if cap is None:
+        return trace
+    p, o = trace.prompt_tokens, trace.output_tokens
+    over = p + o > cap
+    if over_cap == "drop":
+        keep = ~over
+        times = trace.arrived_at[keep] if len(trace.arrived_at) else trace.arrived_at
+        return Trace(times, p[keep], o[keep])
+    clipped = np.clip(p * cap // (p + o), 1, cap - 1)
+    p2 = np.where(over, clipped, p)
+    return Trace(trace.arrived_at, p2, np.where(over, cap - p2, o))
+
+
+class PairSampler:
+    """Draws (prompt, output) pairs together: uniformly random rows of a trace, capped."""
+
+    def __init__(self, spec: PairLengthSpec, rng: np.random.Generator, base_dir: Path | None, field: str):
+        assert spec.trace is not None
+        trace = load_trace(resolve_data_path(spec.trace, base_dir, f"{field}.trace"), f"{field}.trace")
+        trace = cap_pairs(trace, spec.max_total_tokens, spec.over_cap)
+        if len(trace.prompt_tokens) == 0:
+            raise SpecError(f"{field}.max_total_tokens", f"no (prompt, output) pair of {spec.trace} is within "
+                            f"{spec.max_total_tokens} tokens")
+        self.prompts, self.outputs, self.rng = trace.prompt_tokens, trace.output_tokens, rng
+        self._buf: list[tuple[int, int]] = []
+
+    def sample(self) -> tuple[int, int]:
+        if not self._buf:
+            rows = self.rng.integers(0, len(self.prompts), _BLOCK)
+            self._buf = list(zip(self.prompts[rows].tolist(), self.outputs[rows].tolist(), strict=True))[::-1]
+        return self._buf.pop()
 
 
 class LengthSampler:
@@ -138,11 +179,16 @@ class ArrivalSource:
                                     "workload.prompt_tokens") if spec.prompt_tokens else None
         self.output = LengthSampler(spec.output_tokens, np.random.default_rng(s_output), base_dir,
                                     "workload.output_tokens") if spec.output_tokens else None
+        pairs = spec.lengths
+        self.pairs = PairSampler(pairs, np.random.default_rng(s_prompt), base_dir, "workload.lengths") \
+            if pairs is not None and pairs.trace is not None else None
         if spec.arrival == "trace":
             self.trace = load_trace(resolve_data_path(spec.arrival_params["trace"], base_dir,
                                                       "workload.arrival.trace"), "workload.arrival.trace")
             if len(self.trace.arrived_at) == 0:
                 raise SpecError("workload.arrival.trace", "trace has no arrived_at column")
+            if pairs is not None and pairs.trace is None:  # the rows' own lengths, capped
+                self.trace = cap_pairs(self.trace, pairs.max_total_tokens, pairs.over_cap)
             start = spec.arrival_params["start_s"]
             first = int(np.searchsorted(self.trace.arrived_at, start))
             self._trace_idx = first
@@ -172,19 +218,27 @@ class ArrivalSource:
                 return None
             t = (self.trace.arrived_at[i] - self._trace_t0) * self.spec.arrival_params["time_scale"]
             t_ns = int(round(t * NS_PER_S))
-            prompt = int(self.trace.prompt_tokens[i]) if self.prompt is None else self.prompt.sample()
-            output = int(self.trace.output_tokens[i]) if self.output is None else self.output.sample()
+            if self.pairs is not None:
+                prompt, output = self.pairs.sample()
+            else:
+                prompt = int(self.trace.prompt_tokens[i]) if self.prompt is None else self.prompt.sample()
+                output = int(self.trace.output_tokens[i]) if self.output is None else self.output.sample()
             self._trace_idx += 1
         else:
             if self.count > 0 or self.spec.arrival != "constant":
                 self.t_ns += int(round(self._gap_s() * NS_PER_S))
             t_ns = self.t_ns
-            assert self.prompt is not None and self.output is not None
-            prompt, output = self.prompt.sample(), self.output.sample()
+            prompt, output = self._lengths()
         if self.end_ns is not None and t_ns > self.end_ns:
             return None
         self.count += 1
         return t_ns, prompt, output
+
+    def _lengths(self) -> tuple[int, int]:
+        if self.pairs is not None:
+            return self.pairs.sample()
+        assert self.prompt is not None and self.output is not None
+        return self.prompt.sample(), self.output.sample()
 
 
 class ClosedLoopSource(ArrivalSource):
@@ -196,6 +250,5 @@ class ClosedLoopSource(ArrivalSource):
         t_ns = now_ns + int(round(self.spec.arrival_params["think_time_s"] * NS_PER_S))
         if self.end_ns is not None and t_ns > self.end_ns:
             return None
-        assert self.prompt is not None and self.output is not None
         self.count += 1
-        return t_ns, self.prompt.sample(), self.output.sample()
+        return (t_ns, *self._lengths())

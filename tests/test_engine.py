@@ -74,19 +74,33 @@ def test_same_spec_and_seed_give_identical_json_and_other_seed_differs():
     assert json.dumps(run(other).summary(), sort_keys=True) != a
 
 
-def test_closed_form_decode_runs_match_step_by_step(monkeypatch):
-    """Advancing decode-only stretches in closed form changes nothing, bit for bit."""
-    for batching in ("chunked", "continuous", "static"):
-        doc = spec_doc(batching, rate=6.0, n=60, replicas=2, router="jsq", gpu_memory_utilization=0.3)
-        fast = run(doc)
+def run_small_kv(doc, blocks: int) -> Simulation:
+    """Run with every client's KV cut to ``blocks`` blocks (whatever the hardware gives), to force preemption."""
+    sim = Simulation(load_spec(doc))
+    for c in sim.clients:
+        c.total_blocks = blocks
+    sim.run()
+    return sim
+
+
+@pytest.mark.parametrize("admission", ["greedy", "reserve"])
+@pytest.mark.parametrize("batching", ["static", "continuous", "chunked", "mixed"])
+def test_closed_form_decode_runs_match_step_by_step(monkeypatch, batching, admission):
+    """Advancing decode-only stretches in closed form changes nothing, bit for bit, with preemption too."""
+    for doc, blocks in ((spec_doc(batching, rate=6.0, n=60, replicas=2, router="jsq", gpu_memory_utilization=0.3,
+                                  admission=admission), None),
+                        (spec_doc(batching, rate=20.0, n=80, replicas=2, router="jsq", admission=admission), 400)):
+        fast = run(doc) if blocks is None else run_small_kv(doc, blocks)
         monkeypatch.setattr(llm_client, "MAX_RUN_STEPS", 1)
-        slow = run(doc)
+        slow = run(doc) if blocks is None else run_small_kv(doc, blocks)
         monkeypatch.undo()
         assert records(fast) == records(slow), batching
         sf, ss = fast.summary(), slow.summary()
         assert sf["latency_s"] == ss["latency_s"] and sf["requests"] == ss["requests"]
         assert sf["energy_j"] == pytest.approx(ss["energy_j"], rel=1e-12)  # only the summation order differs
         assert slow.kernel.events_processed > fast.kernel.events_processed
+        if blocks is not None:  # the small KV preempts under greedy admission, never under reserve
+            assert (sf["requests"]["preemptions"] > 0) == (admission == "greedy")
 
 
 def test_single_request_ttft_and_e2e_equal_the_step_times():
@@ -118,6 +132,8 @@ def test_kv_never_exceeds_capacity_and_preemption_recomputes():
     assert s["requests"]["completed"] == 120
     assert s["clients"][0]["kv_peak_usage"] <= 1.0
     assert all(t == 900 for t in records(sim)["output_tokens"])
+    # a recomputed request re-prefills the tokens it generated instead of decoding them again
+    assert client.generation_tokens_total == 120 * 900
 
 
 def test_more_load_never_lowers_p90_ttft_when_saturated():

@@ -1,0 +1,188 @@
+"""Scheduler invariants on random workloads, for every batching mode x admission policy, on a small KV.
+
+Hooks wrapped around the LLM client's step functions check, at every step (and for every
+step of a closed-form decode run), that KV blocks in use never exceed capacity and that the
+aggregate block count equals what the requests hold. After the run: every request ended
+exactly once, each completed request got exactly the tokens it asked for and the clients
+produced no token twice (a recompute re-prefills generated tokens instead of decoding them
+again), reserve admission never preempts, and closed-form decode equals stepping bit for bit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import sim_engine.llm_client as llm_client
+from sim_engine import RequestInput, Simulation, load_spec
+from sim_engine.llm_client import LLMClient
+from sim_engine.request import STATUS_COMPLETED
+
+MODES = ("static", "continuous", "chunked", "mixed")
+ADMISSIONS = ("greedy", "reserve")
+PIPELINES = {
+    "default": [{"kind": "llm"}],
+    "pd": [{"kind": "prefill"}, {"kind": "decode"}],
+    "branches": [{"kind": "llm"}, {"kind": "reasoning", "thinking_multiplier": 1, "branches": 3, "first_k": 2}],
+}
+
+
+def _ceil_div(a: int, b: int) -> int:
+    return -(-a // b)
+
+
+def audit(c: LLMClient) -> None:
+    """The aggregate KV counters equal what the requests hold, and stay within capacity."""
+    assert 0 <= c.used_blocks <= c.total_blocks, (c.used_blocks, c.total_blocks)
+    if c.busy:  # a step or run is in flight: its counters move at its end
+        return
+    seqs = list(c.decoding.values())
+    parents = list({id(s.parent): s.parent for s in seqs if s.parent is not None}.values())
+    held = sum(_ceil_div(s.base + c.G, c.bs) - s.shared for s in seqs)
+    held += sum(r.blocks for r in c.prefilling) + sum(p.blocks for p in parents)
+    assert c.used_blocks == held
+    if c.reserve:
+        owners = [s for s in seqs if s.parent is None] + parents + c.prefilling
+        assert c.committed == sum(r.reserved for r in owners) <= c.total_blocks
+        assert c.used_blocks <= c.committed
+    else:
+        assert c.committed == 0
+
+
+@pytest.fixture()
+def checked(monkeypatch):
+    """Wrap the client's step functions so every step is checked."""
+    seen = {"steps": 0}
+
+    def after(name, check):
+        original = getattr(LLMClient, name)
+
+        def wrapped(self, *args):
+            out = original(self, *args)
+            check(self)
+            seen["steps"] += 1
+            return out
+
+        monkeypatch.setattr(LLMClient, name, wrapped)
+
+    def run_fits(c: LLMClient) -> None:  # every step of a closed-form run, at its start
+        assert c.used_blocks + int(c.run.blocks_cum[c.run.k - 1]) <= c.total_blocks
+
+    for name in ("_plan", "_end_step", "_end_run", "_start_step"):
+        after(name, audit)
+    after("_start_run", run_fits)
+    return seen
+
+
+requests_st = st.lists(
+    st.tuples(st.integers(0, 80_000_000), st.integers(1, 300), st.integers(1, 120)), min_size=1, max_size=24)
+
+
+def simulate(batching: str, admission: str, pipeline: str, blocks: int, block_size: int, max_seqs: int,
+             budget: int | None, reqs: list[tuple[int, int, int]]) -> Simulation:
+    sched = {"batching": batching, "admission": admission, "block_size": block_size, "max_num_seqs": max_seqs}
+    if budget is not None:
+        sched["max_num_batched_tokens"] = budget
+    roles = ("prefill", "decode") if pipeline == "pd" else ("both",)
+    doc = {
+        "name": "prop", "seed": 1,
+        "clients": [{"id": r, "hardware": "H100-SXM", "model": "Llama-3.1-8B", "role": r, "scheduler": sched}
+                    for r in roles],
+        "router": "round_robin",
+        "pipelines": {"p": PIPELINES[pipeline]},
+        "workload": {"arrival": {"process": "none"}, "pipeline": "p"},
+    }
+    sim = Simulation(load_spec(doc))
+    for c in sim.clients:
+        c.total_blocks = blocks  # a small KV, whatever the hardware and model give
+    t, batch = 0, []
+    for gap, prompt, output in reqs:
+        t += gap
+        batch.append(RequestInput(t, prompt, output))
+    sim.inject(batch)
+    sim.advance()
+    assert sim.is_done()
+    return sim
+
+
+def records(sim: Simulation) -> dict:
+    r = sim.request_records()
+    order = np.argsort(r["idx"], kind="stable")
+    return {k: v[order].tolist() for k, v in r.items()}
+
+
+@pytest.mark.parametrize("admission", ADMISSIONS)
+@pytest.mark.parametrize("batching", MODES)
+@settings(max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    pipeline=st.sampled_from(sorted(PIPELINES)),
+    blocks=st.integers(4, 60),
+    block_size=st.sampled_from([4, 16]),
+    max_seqs=st.integers(1, 8),
+    budget=st.one_of(st.none(), st.integers(16, 512)),
+    reqs=requests_st,
+)
+def test_kv_tokens_and_endings_hold_at_every_step(checked, batching, admission, pipeline, blocks,
+                                                  block_size, max_seqs, budget, reqs):
+    assert llm_client.MAX_RUN_STEPS > 1
+    sim = simulate(batching, admission, pipeline, blocks, block_size, max_seqs, budget, reqs)
+    assert checked["steps"] > 0
+    r = records(sim)
+    # every request ended exactly once
+    assert r["idx"] == list(range(len(reqs)))
+    assert sim.completed + sim.dropped == len(reqs)
+    completed = [i for i, s in enumerate(r["status"]) if s == STATUS_COMPLETED]
+    for c in sim.clients:
+        assert c.used_blocks == 0 and c.committed == 0 and c.kv_peak <= c.total_blocks
+        if admission == "reserve":
+            assert c.preemptions_total == 0
+    produced = sum(c.generation_tokens_total for c in sim.clients)
+    assert all(r["output_tokens"][i] == 0 for i in range(len(reqs)) if i not in completed)
+    if pipeline != "branches":
+        # every completed request got the tokens it asked for, and no token was produced twice
+        for i in completed:
+            assert r["output_tokens"][i] == reqs[i][2]
+        assert produced == sum(reqs[i][2] for i in completed)
+    elif all(_ceil_div(p + 3 * 2 * o, block_size) + 3 <= blocks for _, p, o in reqs):
+        # 3 branches of 2 x output tokens (thinking + answer); the first token comes from the prefill and
+        # each branch decodes the rest once, also across preemptions (they fit in KV together: kept on resume)
+        for i in completed:
+            assert r["output_tokens"][i] == 2 * reqs[i][2]
+        assert produced == sum(1 + 3 * (2 * reqs[i][2] - 1) for i in completed)
+    # closed-form decode runs are bit-identical to stepping one decode step per event
+    saved, llm_client.MAX_RUN_STEPS = llm_client.MAX_RUN_STEPS, 1
+    try:
+        stepped = simulate(batching, admission, pipeline, blocks, block_size, max_seqs, budget, reqs)
+    finally:
+        llm_client.MAX_RUN_STEPS = saved
+    assert records(stepped) == r
+    assert [c.preemptions_total for c in stepped.clients] == [c.preemptions_total for c in sim.clients]
+
+
+def test_greedy_preempts_and_resumes_without_regenerating_tokens(monkeypatch):
+    """A workload that must preempt: each victim re-prefills prompt + the tokens it had, then decodes the rest."""
+    recomputed = []
+    original = LLMClient._preempt_one
+
+    def preempt(self, now):
+        out = original(self, now)
+        victim = self.waiting[0]
+        assert victim.prefilled == 0 and victim.generated >= 1
+        recomputed.append(victim.prompt + victim.generated)
+        return out
+
+    monkeypatch.setattr(LLMClient, "_preempt_one", preempt)
+    reqs = [(0, 40, 100)] * 6
+    sim = simulate("continuous", "greedy", "default", 30, 16, 8, None, reqs)
+    client = sim.clients[0]
+    assert client.preemptions_total == len(recomputed) > 0
+    assert max(recomputed) > 40 + 1  # victims kept the tokens they had decoded, not just the first
+    assert client.generation_tokens_total == 600
+    assert client.prompt_tokens_total == 6 * 40 + sum(recomputed)  # whole prefills: nothing else is prefilled
+    assert records(sim)["output_tokens"] == [100] * 6
+    reserve = simulate("continuous", "reserve", "default", 30, 16, 8, None, reqs)
+    assert reserve.clients[0].preemptions_total == 0
+    assert reserve.clients[0].prompt_tokens_total == 6 * 40
+    assert records(reserve)["output_tokens"] == [100] * 6
