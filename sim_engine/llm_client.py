@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .kernel import PRIO_DECIDE, PRIO_STATE
+from .kernel import PRIO_DECIDE, PRIO_INPUT, PRIO_STATE
 from .request import Request
 from .spec import ClientSpec
 
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from .simulation import Simulation
 
 MAX_RUN_STEPS = 4096  # longest closed-form run (bounds the arrays built per run)
-ACTIVATION_RESERVE = 0.05  # share of device memory kept for activations (like vLLM's profiling)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -100,6 +99,8 @@ class LLMClient:
         self.itl_weights = array("q")  # ... and how many tokens saw each
         self.last_step_s = 0.0
         self.idle_w = spec.hardware.idle_w * spec.n_devices
+        engine = getattr(perf, "engine", None)
+        self.frontend_ns = round(engine.frontend_us * 1e3) if engine is not None else 0
 
     # ------------------------------------------------------------------ intake
 
@@ -116,7 +117,25 @@ class LLMClient:
         return "", ""
 
     def submit(self, req: Request, now: int) -> None:
-        """Queue a request (already checked with ``rejects``); ``req.mode`` says what to do with it."""
+        """Queue a request (already checked with ``rejects``); ``req.mode`` says what to do with it.
+
+        A new prompt first spends the engine's front-end time (API server, tokenisation).
+        """
+        if self.frontend_ns and req.mode != "decode":
+            req.client = self
+            self.sim.kernel.schedule(now + self.frontend_ns, PRIO_INPUT, self._after_frontend, (req, now))
+            return
+        self._enqueue(req, now)
+
+    def _after_frontend(self, item: tuple[Request, int]) -> None:
+        req, submitted = item
+        if self.status == "failed":
+            self.sim.drop(req, self, self.sim.kernel.now, "client_failed")
+            return
+        self._enqueue(req, self.sim.kernel.now)
+        req.enqueue_ns = submitted
+
+    def _enqueue(self, req: Request, now: int) -> None:
         req.client = self
         req.enqueue_ns = now
         req.prefilled = req.cached

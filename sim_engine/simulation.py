@@ -104,10 +104,13 @@ class Simulation:
         index = len(self.clients)
         try:
             if cs.is_llm:
+                opts = {"engine": cs.engine, **cs.perf_options}
+                if cs.compute_dtype is not None:
+                    opts.setdefault("compute_dtype", cs.compute_dtype)
                 perf_model = perf.build_perf_model(cs.hardware, cs.model, tp=cs.tp, pp=cs.pp, kind=cs.perf_kind,
-                                                   **cs.perf_options)
+                                                   **opts)
                 capacity = perf.kv_capacity_tokens(cs.hardware, cs.model, cs.tp, cs.pp,
-                                                   cs.scheduler.gpu_memory_utilization)
+                                                   cs.scheduler.gpu_memory_utilization, engine=perf_model.engine)
                 client = LLMClient(index, cs, perf_model, self, capacity)
             elif cs.role == "embedding":
                 perf_model = perf.build_perf_model(cs.hardware, cs.model, tp=cs.tp, pp=cs.pp, kind=cs.perf_kind,

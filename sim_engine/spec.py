@@ -16,11 +16,12 @@ from typing import Any
 
 import yaml
 
+from .engines import ADMISSION, DEFAULT_ENGINE, PROFILES, EngineProfile, get_engine
 from .errors import SpecError
 from .fields import Fields
 from .hardware import get_hardware
 from .kv_tiers import parse_tiers
-from .models import get_model
+from .models import get_model, parse_dtype
 from .pipeline import parse_pipelines
 from .vector_search import index_bytes
 
@@ -50,6 +51,7 @@ class SchedulerSpec:
     block_size: int = 16
     gpu_memory_utilization: float = 0.9
     max_model_len: int | None = None
+    admission: str = "greedy"  # greedy (admit while KV is free, preempt by recompute) | reserve (prompt+output)
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,12 @@ class ClientSpec:
     concurrency: int = 1  # generic clients: tasks served at once
     node: str = ""  # placement in the topology (default: a node of its own)
     rack: str = "r0"
+    engine: Any = None  # sim_engine.engines.EngineProfile (its defaults fill the scheduler)
+    dtype: Any = None  # sim_engine.models.Precision, or None for the model preset's own formats
+
+    @property
+    def compute_dtype(self) -> str | None:
+        return self.dtype.compute if self.dtype is not None else None
 
     @property
     def is_llm(self) -> bool:
@@ -133,17 +141,19 @@ def _preset(value: Any, path: str, getter, what: str):
     return getter(name, {k: v for k, v in value.items() if k != "preset"}, path)
 
 
-def _scheduler(doc: Any, path: str) -> SchedulerSpec:
+def _scheduler(doc: Any, path: str, engine: EngineProfile | None = None) -> SchedulerSpec:
+    """The client's scheduler: each field given, else the engine profile's default."""
     f = Fields(doc or {}, path)
-    d = SchedulerSpec()
+    d = engine or PROFILES["legacy-2023"]
     spec = SchedulerSpec(
         batching=f.str("batching", d.batching, BATCHING_POLICIES),
         max_num_seqs=f.int("max_num_seqs", d.max_num_seqs),
-        max_num_batched_tokens=f.int("max_num_batched_tokens", None),
+        max_num_batched_tokens=f.int("max_num_batched_tokens", d.max_num_batched_tokens or None),
         block_size=f.int("block_size", d.block_size),
         gpu_memory_utilization=f.float("gpu_memory_utilization", d.gpu_memory_utilization,
                                        positive=True, maximum=1.0),
         max_model_len=f.int("max_model_len", None),
+        admission=f.str("admission", d.admission, ADMISSION),
     )
     f.done()
     return spec
@@ -173,7 +183,11 @@ def _clients(doc: Any) -> list[ClientSpec]:
         node = placement.str("node", "")
         rack = placement.str("rack", "r0")
         placement.done()
-        scheduler = _scheduler(f.raw("scheduler"), f"{path}.scheduler")
+        engine = get_engine(f.raw("engine", DEFAULT_ENGINE), f"{path}.engine")
+        dtype = parse_dtype(f.raw("dtype"), f"{path}.dtype")
+        if dtype is not None and model is not None:
+            model = dtype.apply(model)
+        scheduler = _scheduler(f.raw("scheduler"), f"{path}.scheduler", engine)
         perf = Fields(f.raw("perf") or {}, f"{path}.perf")
         perf_kind = perf.str("kind", "analytical")
         perf_options = {k: v for k, v in perf.doc.items() if k != "kind"}
@@ -183,7 +197,7 @@ def _clients(doc: Any) -> list[ClientSpec]:
         for r in range(replicas):
             cid = base_id if replicas == 1 else f"{base_id}-{r}"
             out.append(ClientSpec(cid, hardware, model, tp, pp, role, scheduler, perf_kind, perf_options,
-                                  max_batch, concurrency, node or cid, rack))
+                                  max_batch, concurrency, node or cid, rack, engine, dtype))
     seen: set[str] = set()
     for i, c in enumerate(out):
         if c.id in seen:
