@@ -48,6 +48,7 @@ class Device:
     host_bw_gbs: float = 32.0  # device <-> host link (PCIe), unidirectional
     calibrated: str = ""  # how the efficiency fields were obtained
     mem_visible_gb: float = 0.0  # memory the driver reports to the engine, decimal GB (0: mem_gb)
+    fp8_eff: float = 0.0  # achievable fraction of the fp8 peak for large GEMMs (0: compute_eff)
 
     @property
     def mem_bytes(self) -> float:
@@ -75,6 +76,8 @@ class Device:
         for name in ("mem_gb", "mem_bw_gbs", "scaleup_bw_gbs", "peak_w", "host_bw_gbs"):
             if getattr(self, name) <= 0:
                 raise SpecError(f"{where}.{name}", "must be positive")
+        if not 0 <= self.fp8_eff <= 1:
+            raise SpecError(f"{where}.fp8_eff", f"must be in [0, 1], got {self.fp8_eff}")
         for name in ("compute_eff", "mem_eff", "attn_eff", "comm_eff"):
             v = getattr(self, name)
             if not 0 < v <= 1:
@@ -120,6 +123,10 @@ def _borrow(fit: Mapping[str, Any], note: str, **changes: Any) -> dict[str, Any]
 
 
 _NV_DS = "NVIDIA datasheet"
+# fp8_eff: median over the square cuBLASLt FP8 GEMMs with m >= 4096 (5 shapes per part) of
+# hardware_ceilings.csv (Azure ND H100 v5 / ND H200 v5) divided by the fp8 peak and by the GEMM
+# ramp factor at that size, i.e. the large-GEMM asymptote in the same form as compute_eff.
+_FP8_EFF = {"H100-SXM": 0.70, "H200": 0.68}
 # mem_visible_gb: total memory the CUDA driver reports (nvidia-smi / torch.cuda.mem_get_info), decimal
 # GB: 80 GiB parts report ~79.6 GiB = 85.5e9 B, H200 ~140.4 GiB = 150.8e9 B, A100-40GB 39.5 GiB,
 # L40S 45 GiB, RTX 4090 23.6 GiB, MI300X 191.7 GiB; B200 ~178 GiB; TPU v5e 16 GiB.
@@ -146,7 +153,7 @@ HARDWARE: dict[str, Device] = {
             name="H100-SXM", kind="gpu",
             tflops={"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4, "fp8": 1978.9, "int8": 1978.9},
             mem_gb=80.0, mem_bw_gbs=3350.0, scaleup_bw_gbs=450.0, idle_w=70.0, peak_w=700.0,
-            host_bw_gbs=64.0, mem_visible_gb=85.5,
+            host_bw_gbs=64.0, mem_visible_gb=85.5, fp8_eff=_FP8_EFF["H100-SXM"],
             source=f"{_NV_DS}: H100 Tensor Core GPU (SXM5 80GB), NVLink4 900 GB/s bidir",
             **_H100_FIT,
         ),
@@ -154,7 +161,7 @@ HARDWARE: dict[str, Device] = {
             name="H200", kind="gpu",
             tflops={"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4, "fp8": 1978.9, "int8": 1978.9},
             mem_gb=141.0, mem_bw_gbs=4800.0, scaleup_bw_gbs=450.0, idle_w=75.0, peak_w=700.0,
-            host_bw_gbs=64.0, mem_visible_gb=150.8,
+            host_bw_gbs=64.0, mem_visible_gb=150.8, fp8_eff=_FP8_EFF["H200"],
             source=f"{_NV_DS}: H200 Tensor Core GPU (SXM 141GB), NVLink4 900 GB/s bidir",
             **_borrow(_H100_FIT, "H100-SXM fit (same GH100 die, faster HBM3e)"),
         ),

@@ -101,6 +101,7 @@ class LLMClient:
         self.idle_w = spec.hardware.idle_w * spec.n_devices
         engine = getattr(perf, "engine", None)
         self.frontend_ns = round(engine.frontend_us * 1e3) if engine is not None else 0
+        self.in_frontend = 0  # requests in the API server, not yet queued (routers count them)
 
     # ------------------------------------------------------------------ intake
 
@@ -123,12 +124,14 @@ class LLMClient:
         """
         if self.frontend_ns and req.mode != "decode":
             req.client = self
+            self.in_frontend += 1
             self.sim.kernel.schedule(now + self.frontend_ns, PRIO_INPUT, self._after_frontend, (req, now))
             return
         self._enqueue(req, now)
 
     def _after_frontend(self, item: tuple[Request, int]) -> None:
         req, submitted = item
+        self.in_frontend -= 1
         if self.status == "failed":
             self.sim.drop(req, self, self.sim.kernel.now, "client_failed")
             return
@@ -518,7 +521,7 @@ class LLMClient:
 
     def load(self) -> int:
         """Requests queued or running (join-shortest-queue's measure)."""
-        return len(self.waiting) + len(self.prefilling) + len(self.decoding)
+        return len(self.waiting) + len(self.prefilling) + len(self.decoding) + self.in_frontend
 
     def num_running(self) -> int:
         return len(self.decoding) + len(self.prefilling)

@@ -195,7 +195,10 @@ class AnalyticalPerfModel:
         d = device
         self._flops = d.peak_flops(compute_dtype)
         self._bw = d.mem_bw_gbs * 1e9 * d.mem_eff  # achievable bytes/s
-        self._gemm_rate = self._flops * d.compute_eff  # achievable FLOP/s of a large GEMM
+        eff = d.compute_eff
+        if compute_dtype in ("fp8", "int8") and d.fp8_eff and eng.kv_method != "legacy":
+            eff = d.fp8_eff  # measured fp8 GEMM ceiling (legacy-2023 keeps its single efficiency)
+        self._gemm_rate = self._flops * eff  # achievable FLOP/s of a large GEMM
         self._attn_rate = self._flops * d.attn_eff
         self._ramp = d.gemm_ramp_tokens
         self._klat = d.kernel_latency_us * 1e-6
