@@ -21,11 +21,12 @@ It sets
   (visible in TTFT at low load, hidden from throughput: it runs in another process).
   ``sync_us`` is the rank skew of each tensor-parallel collective, times log2(tp).
 
-Sources, per profile (numbers in ``PROFILES``). The host-time numbers of the current engines are
-set by hand from the engines' published descriptions below, at the scale the vLLM v0.6 blog
-measured (host work ~60% of a small-model step before overlap), and checked, not fitted, against
-every usable row of ``serving_engines.csv`` by ``benchmarks/fidelity.py`` (errors in
-docs/FIDELITY.md); no constant is set from one row:
+Sources, per profile (numbers in ``PROFILES``). Host-time numbers are set by hand from the
+engines' published descriptions below, at the scale the vLLM v0.6 blog measured (host work ~60%
+of a small-model step before overlap), except where a profile says it was fitted
+(``benchmarks/fidelity.py --fit ENGINE``: step_cpu_us, cpu_overlap, frontend_us minimising the
+mean |log error| over all usable rows of that engine in ``serving_engines.csv``, never one row).
+Errors per profile: docs/FIDELITY.md.
 
 * ``vllm`` (V1 engine, 0.8-0.10+): defaults from the vLLM engine-arguments docs (chunked prefill
   always on, max_num_batched_tokens 8192 for the API server, max_num_seqs 256 (1024 on H100-class
@@ -143,11 +144,12 @@ PROFILES: dict[str, EngineProfile] = {
         EngineProfile(
             name="sglang",
             source="SGLang 0.3-0.4 defaults (chunked_prefill_size 8192, mem_fraction_static 0.88, "
-            "page size 1, overlap scheduler); host time set by hand, checked by benchmarks/fidelity.py",
+            "page size 1, overlap scheduler); step_cpu_us, cpu_overlap, frontend_us fitted on the 20 "
+            "usable SGLang rows (benchmarks/fidelity.py --fit sglang)",
             batching="chunked", max_num_batched_tokens=8192, max_num_seqs=1024, block_size=1,
             gpu_memory_utilization=0.88, admission="greedy", kv_method="profile", profile_tokens=8192,
             runtime_reserve_gb=1.0,
-            step_cpu_us=1000.0, seq_cpu_us=15.0, token_cpu_us=0.5, cpu_overlap=0.9, frontend_us=3000.0,
+            step_cpu_us=5200.0, seq_cpu_us=15.0, token_cpu_us=0.5, cpu_overlap=0.6, frontend_us=6300.0,
             sync_us=5.0,
         ),
         EngineProfile(
