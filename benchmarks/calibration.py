@@ -34,12 +34,16 @@ from pathlib import Path
 
 import numpy as np
 
+from sim_engine.engines import PROFILES, EngineProfile
 from sim_engine.hardware import HARDWARE, Device
 from sim_engine.models import get_model
 from sim_engine.perf.analytical import AnalyticalPerfModel
 
 ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "calibration"
+SHARED_DATA = ROOT.parent / "shared" / "calibration"
+BUNDLED_DATA = ROOT / "benchmarks" / "data" / "calibration"  # the Splitwise llama2-70b rows only
+DEFAULT_DATA = SHARED_DATA if SHARED_DATA.is_dir() else BUNDLED_DATA
+LEGACY = PROFILES["legacy-2023"]
 DEVICES = {"a100-80gb": "A100-80GB", "h100-80gb": "H100-SXM"}  # splitwise name -> preset
 VIDUR_DEVICES = {"a100": "A100-80GB", "h100": "H100-SXM"}
 NET_DEVICES = {"a100_dgx": "A100-80GB", "h100_dgx": "H100-SXM"}
@@ -158,8 +162,9 @@ def load_allreduce(data: Path) -> dict[str, tuple[np.ndarray, np.ndarray, np.nda
 LLAMA2_70B = get_model("Llama-2-70B")
 
 
-def perf_model(device: Device, tp: int) -> AnalyticalPerfModel:
-    return AnalyticalPerfModel(device, LLAMA2_70B, tp=tp)
+def perf_model(device: Device, tp: int, engine: EngineProfile = LEGACY) -> AnalyticalPerfModel:
+    """The step model under the legacy-2023 engine (host time fitted on these very steps)."""
+    return AnalyticalPerfModel(device, LLAMA2_70B, tp=tp, engine=engine)
 
 
 def predict_step(pm: AnalyticalPerfModel, row: StepRow) -> tuple[float, float]:
@@ -179,10 +184,10 @@ def predict_gemms(device: Device, rows: GemmRows) -> np.ndarray:
 
 def predict_allreduce(device: Device, workers: np.ndarray, nbytes: np.ndarray) -> np.ndarray:
     """NCCL kernel time: allreduce_time() without the host-side rank-skew term (not in Vidur's timer)."""
-    device = dataclasses.replace(device, sync_us=0.0)
+    kernel_only = dataclasses.replace(LEGACY, per_device_host=False, sync_us=0.0)
     out = np.empty(len(workers))
     for tp in np.unique(workers):
-        pm = AnalyticalPerfModel(device, LLAMA2_70B, tp=int(tp))
+        pm = AnalyticalPerfModel(device, LLAMA2_70B, tp=int(tp), engine=kernel_only)
         sel = workers == tp
         out[sel] = [pm.allreduce_time(float(b)) * 1e3 for b in nbytes[sel]]
     return out
@@ -282,22 +287,22 @@ def attention_ceilings(data: Path) -> dict[str, float]:
 
 
 def fit_steps(device: Device, rows: list[StepRow]) -> dict[str, float]:
-    """seq_overhead_us, sync_us, token_overhead_us on every Splitwise step row of the device.
+    """The legacy-2023 engine's seq_cpu_us, sync_us, token_cpu_us on every Splitwise step row of the device.
 
-    Mean absolute log error (robust to the stack's outliers); step_overhead_us is held at
-    STEP_OVERHEAD_US and layer_overhead_us at 0 (a free per-layer term fitted to ~0 once the
+    Mean absolute log error (robust to the stack's outliers); step_cpu_us is held at
+    STEP_OVERHEAD_US and layer_cpu_us at 0 (a free per-layer term fitted to ~0 once the
     per-collective sync term was there; the per-step constant is not identifiable with sync).
     """
     rows = [r for r in rows if r.hardware == device.name]
-    names = ("seq_overhead_us", "sync_us", "token_overhead_us")
+    names = ("seq_cpu_us", "sync_us", "token_cpu_us")
 
     def unpack(x: np.ndarray) -> dict[str, float]:
         out = {k: math.exp(v) for k, v in zip(names, x, strict=True)}
-        return out | {"step_overhead_us": STEP_OVERHEAD_US, "layer_overhead_us": 0.0}
+        return out | {"step_cpu_us": STEP_OVERHEAD_US, "layer_cpu_us": 0.0}
 
     def loss(x: np.ndarray) -> float:
-        dev = dataclasses.replace(device, **unpack(x))
-        pms = {tp: perf_model(dev, tp) for tp in (2, 4, 8)}
+        eng = dataclasses.replace(LEGACY, per_device_host=False, **unpack(x))
+        pms = {tp: perf_model(device, tp, eng) for tp in (2, 4, 8)}
         err = []
         for r in rows:
             pre, dec = predict_step(pms[r.tp], r)
@@ -349,9 +354,13 @@ def report(data: Path, show_ops: bool) -> float:
             print(f"{r.label:44s} {phase:8s} {meas:12.2f} {pred:13.2f} {e:+8.1f}{flag}")
             step_errs[f"{r.hardware} {phase}"].append(e)
             all_errs.append(e)
-    print("\n# operators: Vidur mlp.csv GEMM medians vs analytical gemm()")
     op_errs: dict[str, list[float]] = defaultdict(list)
-    for name, rows in load_gemms(data).items():
+    have_ops = (data / "vidur_profiling").is_dir()
+    if not have_ops:
+        print(f"\n# operators and collectives skipped: no vidur_profiling/ in {data}")
+    else:
+        print("\n# operators: Vidur mlp.csv GEMM medians vs analytical gemm()")
+    for name, rows in (load_gemms(data) if have_ops else {}).items():
         pred = predict_gemms(HARDWARE[name], rows)
         errs = 100.0 * (pred - rows.ms) / rows.ms
         for lab in np.unique(rows.label):
@@ -361,8 +370,9 @@ def report(data: Path, show_ops: bool) -> float:
                 for t, tp, m, p in zip(rows.tokens[sel], rows.tp[sel], rows.ms[sel], pred[sel], strict=True):
                     print(f"    tp{tp} tokens={int(t):5d} measured={m:8.3f} predicted={p:8.3f} {_pct(p, m):+6.1f}%")
         op_errs[name] = list(errs)
-    print("\n# collectives: Vidur single-node all_reduce medians vs allreduce_time()")
-    for name, (w, b, ms) in load_allreduce(data).items():
+    if have_ops:
+        print("\n# collectives: Vidur single-node all_reduce medians vs allreduce_time()")
+    for name, (w, b, ms) in (load_allreduce(data) if have_ops else {}).items():
         pred = predict_allreduce(HARDWARE[name], w, b)
         print(_summary(f"{name} all_reduce", 100.0 * (pred - ms) / ms))
     print("\n# summary")

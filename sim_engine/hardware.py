@@ -2,12 +2,14 @@
 
 A ``Device`` is one accelerator (or CPU socket) as a performance model sees it.
 Peak numbers are vendor datasheet values (dense, no structured sparsity, decimal
-units: TFLOPS = 1e12 FLOP/s, GB/s = 1e9 B/s, GB = 1e9 B). The efficiency and
-overhead fields turn peaks into achievable rates; for A100 and H100 they are
-fitted by ``benchmarks/calibration.py --fit`` against the public measurements in
-``../shared/calibration`` (see ``_A100_FIT`` / ``_H100_FIT``); every other part
-borrows the constants of its nearest calibrated relative, and says so in
-``calibrated``.
+units: TFLOPS = 1e12 FLOP/s, GB/s = 1e9 B/s, GB = 1e9 B). ``mem_gb`` is the datasheet
+capacity; ``mem_visible_gb`` what the driver reports to a serving engine (an "80 GB" part
+is 80 GiB less the driver's reservation, ~85.5e9 bytes), which engine profiles size the KV
+cache from. The efficiency fields turn peaks into achievable rates; for A100 and H100 they
+are fitted by ``benchmarks/calibration.py --fit`` against the public measurements in
+``../shared/calibration`` (see ``_A100_FIT`` / ``_H100_FIT``); every other part borrows the
+constants of its nearest calibrated relative, and says so in ``calibrated``. Host (CPU)
+time of the serving software is not hardware: it lives in ``sim_engine/engines.py``.
 """
 
 from __future__ import annotations
@@ -43,13 +45,15 @@ class Device:
     attn_eff: float = 0.5  # achievable fraction of peak FLOPS for fused (flash) attention
     comm_eff: float = 0.6  # achievable fraction of scaleup_bw_gbs in collectives
     comm_base_us: float = 10.0  # fixed cost of one collective call
-    step_overhead_us: float = 1000.0  # host time per step and pipeline stage (scheduling, input prep)
-    layer_overhead_us: float = 0.0  # host time per layer per step (kernel-launch-bound stacks)
-    seq_overhead_us: float = 0.0  # host time per sequence in the step (block tables, sampling)
-    token_overhead_us: float = 0.0  # host time per token of the step (input preparation), not split by TP
-    sync_us: float = 0.0  # per collective and log2(tp): rank skew of host-launched collectives
     host_bw_gbs: float = 32.0  # device <-> host link (PCIe), unidirectional
-    calibrated: str = ""  # how the efficiency/overhead fields were obtained
+    calibrated: str = ""  # how the efficiency fields were obtained
+    mem_visible_gb: float = 0.0  # memory the driver reports to the engine, decimal GB (0: mem_gb)
+    fp8_eff: float = 0.0  # achievable fraction of the fp8 peak for large GEMMs (0: compute_eff)
+
+    @property
+    def mem_bytes(self) -> float:
+        """Device memory as the serving engine sees it (torch.cuda.mem_get_info total), bytes."""
+        return (self.mem_visible_gb or self.mem_gb) * 1e9
 
     def peak_flops(self, dtype: str) -> float:
         """Peak FLOP/s for ``dtype``; fp8/int8 fall back to bf16 when the part has no fast path."""
@@ -67,9 +71,13 @@ class Device:
         for dtype, v in self.tflops.items():
             if not isinstance(dtype, str) or _not_number(v) or v <= 0:
                 raise SpecError(f"{where}.tflops.{dtype}", f"must be a positive number, got {v!r}")
+        if self.mem_visible_gb < 0:
+            raise SpecError(f"{where}.mem_visible_gb", "must not be negative")
         for name in ("mem_gb", "mem_bw_gbs", "scaleup_bw_gbs", "peak_w", "host_bw_gbs"):
             if getattr(self, name) <= 0:
                 raise SpecError(f"{where}.{name}", "must be positive")
+        if not 0 <= self.fp8_eff <= 1:
+            raise SpecError(f"{where}.fp8_eff", f"must be in [0, 1], got {self.fp8_eff}")
         for name in ("compute_eff", "mem_eff", "attn_eff", "comm_eff"):
             v = getattr(self, name)
             if not 0 < v <= 1:
@@ -88,30 +96,21 @@ class Device:
 #     network/<dev>_dgx/all_reduce.csv (2, 4 and 8 GPUs, 2 KB - 64 MB);
 #  3. attn_eff: FlashAttention-2 TFLOPS / bf16 peak from hardware_ceilings.csv (a measured
 #     ceiling, not a fit);
-#  4. seq_overhead_us, sync_us, token_overhead_us: every llama2-70b step latency (prompt_time
-#     and token_time, TP 2/4/8) of splitwise_perf_model.csv with 1-3 held fixed, minimising
-#     the mean absolute log error. step_overhead_us is fixed at 2 ms (not identifiable from one
-#     model next to sync_us) and layer_overhead_us at 0 (a free per-layer term fitted to ~0).
-# The overheads describe the 2023 serving stack Splitwise measured: ~0.27 ms per sequence per
-# step and a per-collective rank skew of sync_us * log2(tp). A leaner stack (CUDA graphs, a
-# vectorised sampler) has smaller ones; override them per client when modelling it.
+# The 2023 stack's host overheads fitted on the Splitwise steps with these constants held fixed
+# are the ``legacy-2023`` engine profile (sim_engine/engines.py).
 _A100_FIT: dict[str, Any] = {
     "compute_eff": 0.741, "gemm_ramp_tokens": 82.2, "mem_eff": 0.811, "kernel_latency_us": 6.82,
     "comm_eff": 0.533, "comm_base_us": 39.9, "scaleup_latency_us": 0.281,
     "attn_eff": 0.575,
-    "step_overhead_us": 2000.0, "layer_overhead_us": 0.0,
-    "seq_overhead_us": 291.0, "sync_us": 35.5, "token_overhead_us": 12.8,
     "calibrated": "fitted (benchmarks/calibration.py --fit): Vidur a100 GEMMs + DGX-A100 all-reduce, "
-    "FA2 ceiling, Splitwise DGX-A100 steps",
+    "FA2 ceiling",
 }
 _H100_FIT: dict[str, Any] = {
     "compute_eff": 0.756, "gemm_ramp_tokens": 172.0, "mem_eff": 0.961, "kernel_latency_us": 6.50,
     "comm_eff": 0.784, "comm_base_us": 28.1, "scaleup_latency_us": 0.222,
     "attn_eff": 0.333,
-    "step_overhead_us": 2000.0, "layer_overhead_us": 0.0,
-    "seq_overhead_us": 262.0, "sync_us": 25.4, "token_overhead_us": 19.3,
     "calibrated": "fitted (benchmarks/calibration.py --fit): Vidur h100 GEMMs + DGX-H100 all-reduce, "
-    "FA2 ceiling, Splitwise DGX-H100 steps",
+    "FA2 ceiling",
 }
 
 
@@ -124,6 +123,13 @@ def _borrow(fit: Mapping[str, Any], note: str, **changes: Any) -> dict[str, Any]
 
 
 _NV_DS = "NVIDIA datasheet"
+# fp8_eff: median over the square cuBLASLt FP8 GEMMs with m >= 4096 (5 shapes per part) of
+# hardware_ceilings.csv (Azure ND H100 v5 / ND H200 v5) divided by the fp8 peak and by the GEMM
+# ramp factor at that size, i.e. the large-GEMM asymptote in the same form as compute_eff.
+_FP8_EFF = {"H100-SXM": 0.70, "H200": 0.68}
+# mem_visible_gb: total memory the CUDA driver reports (nvidia-smi / torch.cuda.mem_get_info), decimal
+# GB: 80 GiB parts report ~79.6 GiB = 85.5e9 B, H200 ~140.4 GiB = 150.8e9 B, A100-40GB 39.5 GiB,
+# L40S 45 GiB, RTX 4090 23.6 GiB, MI300X 191.7 GiB; B200 ~178 GiB; TPU v5e 16 GiB.
 HARDWARE: dict[str, Device] = {
     d.name: d
     for d in (
@@ -131,35 +137,39 @@ HARDWARE: dict[str, Device] = {
             name="A100-40GB", kind="gpu",
             tflops={"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0, "int8": 624.0},
             mem_gb=40.0, mem_bw_gbs=1555.0, scaleup_bw_gbs=300.0, idle_w=50.0, peak_w=400.0,
-            host_bw_gbs=32.0, source=f"{_NV_DS}: A100 Tensor Core GPU (SXM4 40GB), NVLink3 600 GB/s bidir",
+            host_bw_gbs=32.0, mem_visible_gb=42.4,
+            source=f"{_NV_DS}: A100 Tensor Core GPU (SXM4 40GB), NVLink3 600 GB/s bidir",
             **_borrow(_A100_FIT, "A100-80GB fit (same die, HBM2 instead of HBM2e)"),
         ),
         Device(
             name="A100-80GB", kind="gpu",
             tflops={"fp32": 19.5, "tf32": 156.0, "bf16": 312.0, "fp16": 312.0, "int8": 624.0},
             mem_gb=80.0, mem_bw_gbs=2039.0, scaleup_bw_gbs=300.0, idle_w=55.0, peak_w=400.0,
-            host_bw_gbs=32.0, source=f"{_NV_DS}: A100 Tensor Core GPU (SXM4 80GB), NVLink3 600 GB/s bidir",
+            host_bw_gbs=32.0, mem_visible_gb=85.5,
+            source=f"{_NV_DS}: A100 Tensor Core GPU (SXM4 80GB), NVLink3 600 GB/s bidir",
             **_A100_FIT,
         ),
         Device(
             name="H100-SXM", kind="gpu",
             tflops={"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4, "fp8": 1978.9, "int8": 1978.9},
             mem_gb=80.0, mem_bw_gbs=3350.0, scaleup_bw_gbs=450.0, idle_w=70.0, peak_w=700.0,
-            host_bw_gbs=64.0, source=f"{_NV_DS}: H100 Tensor Core GPU (SXM5 80GB), NVLink4 900 GB/s bidir",
+            host_bw_gbs=64.0, mem_visible_gb=85.5, fp8_eff=_FP8_EFF["H100-SXM"],
+            source=f"{_NV_DS}: H100 Tensor Core GPU (SXM5 80GB), NVLink4 900 GB/s bidir",
             **_H100_FIT,
         ),
         Device(
             name="H200", kind="gpu",
             tflops={"fp32": 67.0, "tf32": 494.7, "bf16": 989.4, "fp16": 989.4, "fp8": 1978.9, "int8": 1978.9},
             mem_gb=141.0, mem_bw_gbs=4800.0, scaleup_bw_gbs=450.0, idle_w=75.0, peak_w=700.0,
-            host_bw_gbs=64.0, source=f"{_NV_DS}: H200 Tensor Core GPU (SXM 141GB), NVLink4 900 GB/s bidir",
+            host_bw_gbs=64.0, mem_visible_gb=150.8, fp8_eff=_FP8_EFF["H200"],
+            source=f"{_NV_DS}: H200 Tensor Core GPU (SXM 141GB), NVLink4 900 GB/s bidir",
             **_borrow(_H100_FIT, "H100-SXM fit (same GH100 die, faster HBM3e)"),
         ),
         Device(
             name="B200", kind="gpu",
             tflops={"tf32": 1100.0, "bf16": 2250.0, "fp16": 2250.0, "fp8": 4500.0, "int8": 4500.0},
             mem_gb=180.0, mem_bw_gbs=8000.0, scaleup_bw_gbs=900.0, idle_w=120.0, peak_w=1000.0,
-            host_bw_gbs=64.0,
+            host_bw_gbs=64.0, mem_visible_gb=191.5,
             source=f"{_NV_DS}: DGX B200 (1,440 GB, 64 TB/s over 8 GPUs), HGX B200 per-GPU dense rates, "
             "NVLink5 1.8 TB/s bidir",
             **_borrow(_H100_FIT, "H100-SXM fit assumed"),
@@ -168,14 +178,24 @@ HARDWARE: dict[str, Device] = {
             name="L40S", kind="gpu",
             tflops={"fp32": 91.6, "tf32": 183.0, "bf16": 362.05, "fp16": 362.05, "fp8": 733.0, "int8": 733.0},
             mem_gb=48.0, mem_bw_gbs=864.0, scaleup_bw_gbs=32.0, idle_w=35.0, peak_w=350.0,
-            host_bw_gbs=32.0, source=f"{_NV_DS}: L40S (GDDR6 48GB, no NVLink: PCIe Gen4 x16 is the scale-up link)",
+            host_bw_gbs=32.0, mem_visible_gb=48.3,
+            source=f"{_NV_DS}: L40S (GDDR6 48GB, no NVLink: PCIe Gen4 x16 is the scale-up link)",
+            **_borrow(_A100_FIT, "A100-80GB fit assumed", scaleup_latency_us=10.0, comm_eff=0.7),
+        ),
+        Device(
+            name="RTX-4090", kind="gpu",
+            tflops={"fp32": 82.6, "bf16": 165.2, "fp16": 165.2, "fp8": 330.3, "int8": 660.6},
+            mem_gb=24.0, mem_bw_gbs=1008.0, scaleup_bw_gbs=32.0, idle_w=20.0, peak_w=450.0,
+            host_bw_gbs=32.0, mem_visible_gb=25.4,
+            source="NVIDIA Ada Lovelace architecture white paper (GeForce RTX 4090: dense tensor rates with "
+            "FP32 accumulate, GDDR6X 24GB, no NVLink: PCIe Gen4 x16 is the scale-up link)",
             **_borrow(_A100_FIT, "A100-80GB fit assumed", scaleup_latency_us=10.0, comm_eff=0.7),
         ),
         Device(
             name="MI300X", kind="gpu",
             tflops={"fp32": 163.4, "bf16": 1307.4, "fp16": 1307.4, "fp8": 2614.9, "int8": 2614.9},
             mem_gb=192.0, mem_bw_gbs=5300.0, scaleup_bw_gbs=448.0, idle_w=140.0, peak_w=750.0,
-            host_bw_gbs=64.0,
+            host_bw_gbs=64.0, mem_visible_gb=205.8,
             source="AMD Instinct MI300X datasheet (7 Infinity Fabric links, 896 GB/s aggregate bidir)",
             **_borrow(_H100_FIT, "H100-SXM overheads; GEMM efficiency lowered for ROCm", compute_eff=0.55,
                       mem_eff=0.75),
@@ -184,7 +204,7 @@ HARDWARE: dict[str, Device] = {
             name="TPU-v5e", kind="tpu",
             tflops={"bf16": 197.0, "int8": 394.0},
             mem_gb=16.0, mem_bw_gbs=819.0, scaleup_bw_gbs=100.0, idle_w=50.0, peak_w=220.0,
-            host_bw_gbs=32.0,
+            host_bw_gbs=32.0, mem_visible_gb=17.2,
             source="Google Cloud TPU v5e system architecture page (ICI 1,600 Gbps per chip, taken as "
             "aggregate bidirectional); power is an estimate (not published)",
             **_borrow(_H100_FIT, "H100-SXM fit assumed", compute_eff=0.7, mem_eff=0.8),
@@ -206,7 +226,6 @@ HARDWARE: dict[str, Device] = {
 _CPU_EFF = {
     "compute_eff": 0.5, "mem_eff": 0.7, "gemm_ramp_tokens": 4.0, "kernel_latency_us": 20.0,
     "attn_eff": 0.4, "comm_eff": 0.6, "comm_base_us": 20.0, "scaleup_latency_us": 5.0,
-    "step_overhead_us": 200.0, "layer_overhead_us": 0.0, "seq_overhead_us": 20.0,
     "calibrated": "not measured; generic CPU assumption (half of peak FLOPS, 70% of STREAM)",
 }
 for _name, _tf, _bw, _mem, _w, _src in (
@@ -288,6 +307,8 @@ def lookup_preset(catalogue: Mapping[str, _P], name: str, what: str, where: str)
 
 def get_hardware(name: str, overrides: Mapping[str, Any] | None = None, field: str = "hardware") -> Device:
     """The preset ``name`` (case-insensitive) with ``overrides`` applied and validated."""
+    if overrides and isinstance(overrides, Mapping) and "mem_gb" in overrides and "mem_visible_gb" not in overrides:
+        overrides = {**overrides, "mem_visible_gb": 0.0}  # a capacity given by the user is what the engine sees
     device = replace_fields(lookup_preset(HARDWARE, name, "hardware", field), overrides, field)
     device.validate(field)
     return device

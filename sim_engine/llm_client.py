@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .kernel import PRIO_DECIDE, PRIO_STATE
+from .kernel import PRIO_DECIDE, PRIO_INPUT, PRIO_STATE
 from .request import Request
 from .spec import ClientSpec
 
@@ -41,7 +41,6 @@ if TYPE_CHECKING:
     from .client_api import SimContext as Simulation  # the simulation as a client sees it
 
 MAX_RUN_STEPS = 4096  # longest closed-form run (bounds the arrays built per run)
-ACTIVATION_RESERVE = 0.05  # share of device memory kept for activations (like vLLM's profiling)
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -112,6 +111,9 @@ class LLMClient:
         self.itl_weights = array("q")  # ... and how many tokens saw each
         self.last_step_s = 0.0
         self.idle_w = spec.hardware.idle_w * spec.n_devices
+        engine = getattr(perf, "engine", None)
+        self.frontend_ns = round(engine.frontend_us * 1e3) if engine is not None else 0
+        self.in_frontend = 0  # requests in the API server, not yet queued (routers count them)
 
     # ------------------------------------------------------------------ intake
 
@@ -133,7 +135,27 @@ class LLMClient:
         return "", ""
 
     def submit(self, req: Request, now: int) -> None:
-        """Queue a request (already checked with ``rejects``); ``req.mode`` says what to do with it."""
+        """Queue a request (already checked with ``rejects``); ``req.mode`` says what to do with it.
+
+        A new prompt first spends the engine's front-end time (API server, tokenisation).
+        """
+        if self.frontend_ns and req.mode != "decode":
+            req.client = self
+            self.in_frontend += 1
+            self.sim.kernel.schedule(now + self.frontend_ns, PRIO_INPUT, self._after_frontend, (req, now))
+            return
+        self._enqueue(req, now)
+
+    def _after_frontend(self, item: tuple[Request, int]) -> None:
+        req, submitted = item
+        self.in_frontend -= 1
+        if self.status == "failed":
+            self.sim.drop(req, self, self.sim.kernel.now, "client_failed")
+            return
+        self._enqueue(req, self.sim.kernel.now)
+        req.enqueue_ns = submitted
+
+    def _enqueue(self, req: Request, now: int) -> None:
         req.client = self
         req.enqueue_ns = now
         req.prefilled = req.cached
@@ -627,7 +649,7 @@ class LLMClient:
 
     def load(self) -> int:
         """Requests queued or running (join-shortest-queue's measure)."""
-        return len(self.waiting) + len(self.prefilling) + len(self.decoding)
+        return len(self.waiting) + len(self.prefilling) + len(self.decoding) + self.in_frontend
 
     def num_running(self) -> int:
         return len(self.decoding) + len(self.prefilling)

@@ -8,7 +8,7 @@ totals (Llama-3.1-8B: 8.03e9, Mixtral-8x7B: 46.7e9, DeepSeek-V3: 671e9 without t
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sim_engine.errors import SpecError
@@ -53,6 +53,9 @@ class ModelArch:
     q_lora_rank: int = 0  # MLA query compression rank; 0 = no MLA
     kv_lora_rank: int = 0  # MLA latent KV width
     qk_rope_head_dim: int = 0  # MLA decoupled rotary key width
+    parallel_block: bool = False  # attention and MLP read one norm's output in parallel (GPT-J, GPT-NeoX)
+    rotary_dim: int = 0  # rotary dims per head when only part of the head is rotated (GPT-J: 64); 0 = all
+    lm_head_bias: bool = False  # bias on the LM head (GPT-J)
 
     # ---- derived shapes -------------------------------------------------------------------
     @property
@@ -100,7 +103,7 @@ class ModelArch:
 
     def layer_params(self, moe: bool) -> int:
         rep, sh = self.attn_in_params()
-        n = rep + sh + self.attn_out_params() + 2 * self._norm_params()
+        n = rep + sh + self.attn_out_params() + (1 if self.parallel_block else 2) * self._norm_params()
         if self.qk_norm:
             n += 2 * self.head_dim
         if moe:
@@ -115,7 +118,9 @@ class ModelArch:
         return (self.vocab + self.learned_pos_emb) * self.hidden + self.extra_params
 
     def lm_head_params(self) -> int:
-        return self.vocab * self.hidden if self.has_lm_head and not self.tied_embeddings else 0
+        if not self.has_lm_head or self.tied_embeddings:
+            return 0
+        return self.vocab * self.hidden + (self.vocab if self.lm_head_bias else 0)
 
     def param_count(self) -> int:
         dense = self.n_layers - self.n_moe_layers
@@ -172,6 +177,8 @@ class ModelArch:
                 raise SpecError(f"{where}.moe_ffn_dim", "must be positive for an MoE model")
         if self.first_dense_layers > self.n_layers:
             raise SpecError(f"{where}.first_dense_layers", "exceeds n_layers")
+        if self.rotary_dim > self.head_dim:
+            raise SpecError(f"{where}.rotary_dim", f"exceeds head_dim {self.head_dim}")
 
 
 def _llama(name: str, layers: int, hidden: int, heads: int, kv: int, ffn: int, vocab: int, ctx: int,
@@ -198,6 +205,8 @@ MODELS: dict[str, ModelArch] = {
         _llama("Llama-2-70B", 80, 8192, 64, 8, 28672, 32000, 4096, "meta-llama/Llama-2-70b-hf"),
         _llama("Llama-3.1-8B", 32, 4096, 32, 8, 14336, 128256, 131072, "meta-llama/Llama-3.1-8B"),
         _llama("Llama-3.1-70B", 80, 8192, 64, 8, 28672, 128256, 131072, "meta-llama/Llama-3.1-70B"),
+        # 3.3 is a post-training update of 3.1 70B: same architecture and config shapes
+        _llama("Llama-3.3-70B", 80, 8192, 64, 8, 28672, 128256, 131072, "meta-llama/Llama-3.3-70B-Instruct"),
         _llama("Llama-3.1-405B", 126, 16384, 128, 8, 53248, 128256, 131072, "meta-llama/Llama-3.1-405B"),
         # v0.1 (vocab 32000); its 4096-token sliding window is not modelled: attention spans the whole context
         _llama("Mistral-7B", 32, 4096, 32, 8, 14336, 32000, 32768, "mistralai/Mistral-7B-v0.1"),
@@ -213,6 +222,12 @@ MODELS: dict[str, ModelArch] = {
                head_dim=192, v_head_dim=128, q_lora_rank=1536, kv_lora_rank=512, qk_rope_head_dim=64,
                n_experts=256, top_k=8, n_shared_experts=1, moe_ffn_dim=2048, first_dense_layers=3,
                weight_bytes_per_param=1.0),
+        # GPT-J: parallel attention/MLP block (one LayerNorm per layer), rotary on 64 of 256 head dims,
+        # GELU MLP with biases, no QKV bias, untied LM head with a bias
+        ModelArch(name="GPT-J-6B", kind="decoder", n_layers=28, hidden=4096, n_heads=16, n_kv_heads=16,
+                  head_dim=256, ffn_dim=16384, vocab=50400, gated_ffn=False, max_context=2048,
+                  source="huggingface.co/EleutherAI/gpt-j-6b config.json", mlp_bias=True, layernorm=True,
+                  parallel_block=True, rotary_dim=64, lm_head_bias=True),
         # decoder-based embedding model: causal attention, last-token pooling, no LM head
         _llama("e5-mistral-7b", 32, 4096, 32, 8, 14336, 32000, 32768, "intfloat/e5-mistral-7b-instruct",
                kind="embedding"),
@@ -228,6 +243,48 @@ MODELS: dict[str, ModelArch] = {
               "reranker", "BAAI/bge-reranker-large"),
     )
 }
+
+
+DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Number formats of one client: weights, KV cache, and the tensor-core rate the GEMMs run at."""
+
+    weights: str
+    kv: str
+    compute: str
+
+    def apply(self, model: ModelArch) -> ModelArch:
+        """The model with its weight and KV element sizes set to this precision."""
+        return replace(model, weight_bytes_per_param=DTYPE_BYTES[self.weights], kv_bytes_per_elem=DTYPE_BYTES[self.kv])
+
+
+def parse_dtype(value: Any, where: str = "dtype") -> Precision | None:
+    """``bf16`` / ``fp8`` (all three), or ``{weights: fp8, kv: bf16, compute: fp8}``; None: the model's own.
+
+    ``compute`` defaults to fp8 when the weights are 8-bit, else bf16; an int4 weight format computes
+    in bf16 (weight-only quantisation).
+    """
+    if value is None:
+        return None
+    known = tuple(DTYPE_BYTES)
+    if isinstance(value, str):
+        if value not in known:
+            raise SpecError(where, f"unknown dtype {value!r}; expected one of {', '.join(known)} or a mapping "
+                                   "{weights, kv, compute}")
+        compute = value if value in ("fp8", "int8", "fp32") else "bf16"
+        kv = value if value != "int4" else "bf16"
+        return Precision(value, kv, compute)
+    from .fields import Fields
+
+    f = Fields(value, where)
+    weights = f.str("weights", "bf16", known)
+    kv = f.str("kv", "bf16", tuple(k for k in known if k != "int4"))
+    compute = f.str("compute", "fp8" if weights in ("fp8", "int8") else "bf16", ("fp32", "bf16", "fp16", "fp8", "int8"))
+    f.done()
+    return Precision(weights, kv, compute)
 
 
 def get_model(name: str, overrides: Mapping[str, Any] | None = None, field: str = "model") -> ModelArch:

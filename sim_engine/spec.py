@@ -23,6 +23,7 @@ from typing import Any
 
 from . import perf
 from .datafiles import BUNDLED_TRACES, DATA_DIR, TraceInfo, check_trace, resolve_data_path
+from .engines import ADMISSION, DEFAULT_ENGINE, PROFILES, EngineProfile, get_engine
 from .errors import SpecError
 from .fields import Fields, show
 from .hardware import get_hardware
@@ -47,7 +48,7 @@ from .limits import (
     MAX_USERS,
     MAX_WEIGHT,
 )
-from .models import get_model
+from .models import get_model, parse_dtype
 from .pipeline import parse_pipelines
 from .safe_yaml import MAX_SPEC_BYTES, check_plain, parse_yaml
 from .units import MAX_TIME_S
@@ -57,7 +58,6 @@ _length = parse_length  # the name the length parser had here
 __all__ = ["BUNDLED_TRACES", "DATA_DIR", "LENGTH_DISTS", "LengthSpec", "resolve_data_path"]  # re-exported
 
 BATCHING_POLICIES = ("static", "continuous", "chunked", "mixed")
-ADMISSION_POLICIES = ("greedy", "reserve")  # greedy: admit on free KV, preempt by recompute; reserve: no eviction
 ROUTER_POLICIES = ("round_robin", "least_loaded", "jsq", "power_of_two", "external")
 LLM_ROLES = ("both", "prefill", "decode")
 ROLES = LLM_ROLES + ("embedding", "retrieval", "generic")
@@ -78,7 +78,7 @@ class SchedulerSpec:
     block_size: int = 16
     gpu_memory_utilization: float = 0.9
     max_model_len: int | None = None
-    admission: str = "greedy"
+    admission: str = "greedy"  # greedy (admit while KV is free, preempt by recompute) | reserve (prompt+output)
 
 
 @dataclass(frozen=True)
@@ -96,6 +96,12 @@ class ClientSpec:
     concurrency: int = 1  # generic clients: tasks served at once
     node: str = ""  # placement in the topology (default: a node of its own)
     rack: str = "r0"
+    engine: Any = None  # sim_engine.engines.EngineProfile (its defaults fill the scheduler)
+    dtype: Any = None  # sim_engine.models.Precision, or None for the model preset's own formats
+
+    @property
+    def compute_dtype(self) -> str | None:
+        return self.dtype.compute if self.dtype is not None else None
 
     @property
     def is_llm(self) -> bool:
@@ -187,18 +193,19 @@ def _check_numbers(obj: Any, path: str) -> None:
                 raise SpecError(where, f"must be a finite number of at most {MAX_PRESET_NUMBER:g}, got {v}")
 
 
-def _scheduler(doc: Any, path: str) -> SchedulerSpec:
+def _scheduler(doc: Any, path: str, engine: EngineProfile | None = None) -> SchedulerSpec:
+    """The client's scheduler: each field given, else the engine profile's default."""
     f = Fields(doc or {}, path)
-    d = SchedulerSpec()
+    d = engine or PROFILES["legacy-2023"]
     spec = SchedulerSpec(
         batching=f.str("batching", d.batching, BATCHING_POLICIES),
         max_num_seqs=f.int("max_num_seqs", d.max_num_seqs, maximum=MAX_NUM_SEQS),
-        max_num_batched_tokens=f.int("max_num_batched_tokens", None, maximum=MAX_TOKENS),
+        max_num_batched_tokens=f.int("max_num_batched_tokens", d.max_num_batched_tokens or None, maximum=MAX_TOKENS),
         block_size=f.int("block_size", d.block_size, maximum=MAX_BLOCK_SIZE),
         gpu_memory_utilization=f.float("gpu_memory_utilization", d.gpu_memory_utilization,
                                        positive=True, maximum=1.0),
         max_model_len=f.int("max_model_len", None, maximum=MAX_TOKENS),
-        admission=f.str("admission", d.admission, ADMISSION_POLICIES),
+        admission=f.str("admission", d.admission, ADMISSION),
     )
     f.done()
     return spec
@@ -234,19 +241,23 @@ def _clients(doc: Any, data_dir: Path | None = None, entry_path: str | None = No
         node = placement.str("node", "")
         rack = placement.str("rack", "r0")
         placement.done()
-        scheduler = _scheduler(f.raw("scheduler"), f"{path}.scheduler")
+        engine = get_engine(f.raw("engine", DEFAULT_ENGINE), f"{path}.engine")
+        dtype = parse_dtype(f.raw("dtype"), f"{path}.dtype")
+        if dtype is not None and model is not None:
+            model = dtype.apply(model)
+        scheduler = _scheduler(f.raw("scheduler"), f"{path}.scheduler", engine)
         perf = Fields(f.raw("perf") or {}, f"{path}.perf")
         perf_kind = perf.str("kind", "analytical")
         perf_options = _perf_options(perf, data_dir)
         base_id = f.str("id", f"{(hardware.name if hardware else role).lower()}-{i}")
         f.done()
         proto = ClientSpec(base_id, hardware, model, tp, pp, role, scheduler, perf_kind, perf_options,
-                           max_batch, concurrency, base_id, rack)
+                           max_batch, concurrency, base_id, rack, engine, dtype)
         build_client_parts(proto, path)
         for r in range(replicas):
             cid = base_id if replicas == 1 else f"{base_id}-{r}"
             out.append(ClientSpec(cid, hardware, model, tp, pp, role, scheduler, perf_kind, perf_options,
-                                  max_batch, concurrency, node or cid, rack))
+                                  max_batch, concurrency, node or cid, rack, engine, dtype))
     seen: set[str] = set()
     for i, c in enumerate(out):
         if c.id in seen:
@@ -286,12 +297,15 @@ def build_client_parts(cs: ClientSpec, path: str) -> tuple[Any, int]:
     if cs.model is None or cs.role not in LLM_ROLES + ("embedding",):
         return None, 0
     try:
-        model = perf.build_perf_model(cs.hardware, cs.model, tp=cs.tp, pp=cs.pp, kind=cs.perf_kind,
-                                      **cs.perf_options)
         if not cs.is_llm:
-            return model, 0
+            return perf.build_perf_model(cs.hardware, cs.model, tp=cs.tp, pp=cs.pp, kind=cs.perf_kind,
+                                         **cs.perf_options), 0
+        opts = {"engine": cs.engine, **cs.perf_options}
+        if cs.compute_dtype is not None:
+            opts.setdefault("compute_dtype", cs.compute_dtype)
+        model = perf.build_perf_model(cs.hardware, cs.model, tp=cs.tp, pp=cs.pp, kind=cs.perf_kind, **opts)
         capacity = perf.kv_capacity_tokens(cs.hardware, cs.model, cs.tp, cs.pp,
-                                           cs.scheduler.gpu_memory_utilization)
+                                           cs.scheduler.gpu_memory_utilization, engine=model.engine)
     except SpecError as e:
         raise SpecError(f"{path}.{e.field}", e.reason) from None
     if capacity // cs.scheduler.block_size < 1:

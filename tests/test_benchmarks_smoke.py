@@ -23,3 +23,20 @@ def test_benchmark_prints_its_figure_last(script, args, last):
     assert out.returncode == 0, out.stderr[-2000:]
     lines = out.stdout.strip().splitlines()
     assert re.fullmatch(last, lines[-1]), lines[-3:]
+
+
+def _headline(script: str, *args: str) -> float:
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return float(out.stdout.strip().splitlines()[-1].split("=")[1])
+
+
+def test_fidelity_smoke_subset_stays_within_its_error_bound():
+    """NeMo static batches and SGLang/vLLM request-rate rows from the bundled serving_engines.csv."""
+    assert _headline("fidelity.py", "--smoke") < 20.0  # measured 12.6% when written
+
+
+def test_calibration_on_the_bundled_splitwise_rows_stays_within_its_error_bound():
+    """The step latencies alone (the data a fresh clone ships), under the legacy-2023 engine."""
+    assert _headline("calibration.py", "--data", str(ROOT / "benchmarks" / "data" / "calibration")) < 10.0

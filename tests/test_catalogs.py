@@ -8,11 +8,11 @@ from sim_engine.errors import SpecError
 from sim_engine.hardware import HARDWARE, get_hardware
 from sim_engine.models import MODELS, get_model
 
-REQUIRED_HW = ["A100-40GB", "A100-80GB", "H100-SXM", "H200", "B200", "L40S", "MI300X", "TPU-v5e", "Gaudi3",
+REQUIRED_HW = ["A100-40GB", "A100-80GB", "H100-SXM", "H200", "B200", "L40S", "RTX-4090", "MI300X", "TPU-v5e", "Gaudi3",
                "Sapphire-Rapids", "Genoa", "Grace"]
 REQUIRED_MODELS = ["Llama-2-7B", "Llama-2-13B", "Llama-2-70B", "Llama-3.1-8B", "Llama-3.1-70B", "Llama-3.1-405B",
                    "Mistral-7B", "Mixtral-8x7B", "Qwen2.5-7B", "Qwen2.5-72B", "Qwen3-8B", "Qwen3-14B", "Qwen3-32B",
-                   "DeepSeek-V3", "e5-base", "e5-large", "bge-large", "e5-mistral-7b", "bge-reranker-large"]
+                   "DeepSeek-V3", "GPT-J-6B", "Llama-3.3-70B", "e5-base", "e5-large", "bge-large", "e5-mistral-7b", "bge-reranker-large"]
 
 
 @pytest.mark.parametrize("name", REQUIRED_HW)
@@ -41,6 +41,18 @@ def test_hardware_datasheet_numbers() -> None:
     assert (h100.mem_gb, h100.mem_bw_gbs, h100.scaleup_bw_gbs) == (80.0, 3350.0, 450.0)
     assert get_hardware("A100-80GB").mem_bw_gbs == 2039.0
     assert get_hardware("Grace").mem_bw_gbs == 768.0
+
+
+def test_hardware_describes_only_hardware() -> None:
+    """Host (serving-software) time lives in engine profiles, not on devices."""
+    import dataclasses
+
+    names = {f.name for f in dataclasses.fields(HARDWARE["H100-SXM"])}
+    assert not names & {"step_overhead_us", "seq_overhead_us", "token_overhead_us", "layer_overhead_us", "sync_us"}
+    # memory as the driver reports it: 80 GB parts ~79.6 GiB, H200 ~140.4 GiB
+    assert HARDWARE["H100-SXM"].mem_bytes / 2**30 == pytest.approx(79.6, abs=0.1)
+    assert HARDWARE["H200"].mem_bytes / 2**30 == pytest.approx(140.4, abs=0.1)
+    assert 0 < HARDWARE["H100-SXM"].fp8_eff < HARDWARE["H100-SXM"].compute_eff
 
 
 def test_hardware_overrides_replace_fields() -> None:

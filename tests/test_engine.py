@@ -113,8 +113,9 @@ def test_single_request_ttft_and_e2e_equal_the_step_times():
     prefill_ns = round(perf.step([(0, 700)], 0, 0).time_s * 1e9)
     decode_ns = sum(max(1, round(perf.step((), 1, 700 + j).time_s * 1e9)) for j in range(39))
     r = sim.request_records()
-    assert r["first_token_ns"][0] - r["arrival_ns"][0] == prefill_ns
-    assert r["finish_ns"][0] - r["arrival_ns"][0] == prefill_ns + decode_ns
+    front = sim.clients[0].frontend_ns  # the engine's API-server time before the request is scheduled
+    assert r["first_token_ns"][0] - r["arrival_ns"][0] == front + prefill_ns
+    assert r["finish_ns"][0] - r["arrival_ns"][0] == front + prefill_ns + decode_ns
 
 
 def test_kv_never_exceeds_capacity_and_preemption_recomputes():
@@ -341,7 +342,7 @@ def test_deferred_decision_is_asked_again_later():
     sim.decide(d2.decision_id, "route", "c-0")
     sim.advance()
     r = sim.request_records()
-    assert r["scheduled_ns"][0] == 5_000 and r["client"][0] == 0
+    assert r["scheduled_ns"][0] == 5_000 + sim.clients[0].frontend_ns and r["client"][0] == 0
 
 
 def test_summary_names_the_spec():

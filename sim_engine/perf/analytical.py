@@ -8,14 +8,18 @@ operators run back to back (no overlap), as in GenZ. Differences from GenZ that 
 * GEMM efficiency ramps with the token count, ``compute_eff * M / (M + gemm_ramp_tokens)``, and
   every kernel pays ``kernel_latency_us`` (fitted on the Vidur operator profiles);
 * MoE layers read the weights of the experts a batch actually touches, ``E (1 - (1 - k/E)^T)``;
-* host overhead per step = step_overhead_us per pipeline stage + layer_overhead_us per layer +
-  seq_overhead_us per sequence + token_overhead_us per token, added to device time (fitted on
-  the Splitwise step latencies; see sim_engine/hardware.py).
+* host (CPU) time per step comes from the client's serving-engine profile (sim_engine/engines.py):
+  cpu = step_cpu_us per pipeline stage + layer_cpu_us per layer + seq_cpu_us per sequence +
+  token_cpu_us per token, of which a share ``cpu_overlap`` runs under the GPU's work, so
+  ``step = gpu + (1 - overlap) cpu + max(0, overlap cpu - gpu)`` (= max(gpu, overlap cpu) +
+  serial cpu). The ``legacy-2023`` profile (overlap 0) is the serial sum fitted on the Splitwise
+  step latencies.
 
 Tensor parallelism shards heads and FFN columns by ``tp`` and adds two ring all-reduces per layer
 (plus one after the vocab-parallel embedding) on the device's scale-up link:
 ``comm_base + 2(tp-1) * latency + sync * log2(tp) + 2(tp-1)/tp * bytes / (bw * comm_eff)``, where
-``sync`` is the rank skew of host-launched collectives (zero in a pure NCCL benchmark). Pipeline parallelism
+``sync`` (the engine's ``sync_us``) is the rank skew of host-launched collectives (zero in a pure
+NCCL benchmark). A parallel attention/MLP block (GPT-J) reduces once per layer. Pipeline parallelism
 splits the layers over ``pp`` stages; a step is one micro-batch passing every stage in turn, so
 its time is the sum over stages (all layers) plus ``pp - 1`` activation sends. Pipelined
 micro-batches overlapping across stages are not modelled.
@@ -40,6 +44,7 @@ from typing import Any
 
 import numpy as np
 
+from sim_engine.engines import EngineProfile, as_profile
 from sim_engine.errors import SpecError
 from sim_engine.hardware import Device
 from sim_engine.models import ModelArch
@@ -97,21 +102,41 @@ class _Shard:
         return n
 
 
+def _activation_peak(model: ModelArch, sh: _Shard, tokens: int, seqs: int) -> float:
+    """Peak activation bytes of a profiling forward of ``tokens`` tokens (+ fp32 logits of ``seqs``)."""
+    ffn_w = max(sh.ffn, sh.moe_ffn * model.top_k) * (2 if model.gated_ffn else 1)
+    peak = tokens * (ffn_w + 4 * model.hidden) * model.act_bytes
+    if model.has_lm_head:
+        peak += seqs * sh.vocab * 4
+    return peak
+
+
 def kv_capacity_tokens(device: Device, model: ModelArch, tp: int = 1, pp: int = 1,
                        gpu_memory_utilization: float = 0.9,
-                       activation_reserve_frac: float | None = None) -> int:
-    """KV tokens one client can cache, as vLLM sizes its block pool.
+                       activation_reserve_frac: float | None = None,
+                       engine: EngineProfile | str | None = None) -> int:
+    """KV tokens one client can cache, as its serving engine sizes its block pool.
 
-    Per device: ``mem * utilisation - weight shard - activation reserve``, divided by the KV
-    bytes one token needs on that device (its KV heads of its stage's layers). The reserve is
-    ``activation_reserve_frac * mem`` when given, else an estimate of vLLM's profiling run (a
-    forward of 8192 tokens, fp32 logits of 256 sequences, 1 GB of non-torch memory).
+    Per device (the worst pipeline stage), by the engine's ``kv_method``:
+
+    * ``profile`` (vLLM, SGLang): ``visible memory * utilisation - weight shard - peak activations
+      of a forward of profile_tokens tokens (and fp32 logits of max_num_seqs rows) -
+      runtime_reserve_gb`` (CUDA graphs, NCCL, allocator);
+    * ``free_fraction`` (TensorRT-LLM): ``utilisation`` (kv_cache_free_gpu_mem_fraction) of what is
+      free after the weights, activations and runtime reserve;
+    * ``legacy`` (legacy-2023, the default without an engine): the 2023 estimate on the datasheet
+      capacity (decimal GB), 8192-token activations, 256 logit rows and 1 GB of non-torch memory.
+
+    ``activation_reserve_frac`` replaces activations + runtime reserve by that share of memory.
+    The result is divided by the KV bytes one token needs on that device.
     """
     check_parallelism(model, tp, pp)
     if not 0 < gpu_memory_utilization <= 1:
         raise SpecError("gpu_memory_utilization", f"must be in (0, 1], got {gpu_memory_utilization}")
+    eng = as_profile(engine)
     sh = _Shard(model, tp)
-    mem = device.mem_gb * 1e9
+    legacy = eng.kv_method == "legacy"
+    mem = device.mem_gb * 1e9 if legacy else device.mem_bytes
     wb = model.weight_bytes_per_param
     worst_weights, worst_layers = 0.0, 0
     start = 0
@@ -127,15 +152,19 @@ def kv_capacity_tokens(device: Device, model: ModelArch, tp: int = 1, pp: int = 
         worst_layers = max(worst_layers, n)
         start += n
     if activation_reserve_frac is None:
-        ffn_w = max(sh.ffn, sh.moe_ffn * model.top_k) * (2 if model.gated_ffn else 1)
-        reserve = _NON_TORCH_BYTES + _VLLM_PROFILE_TOKENS * (ffn_w + 4 * model.hidden) * model.act_bytes
-        if model.has_lm_head:
-            reserve += _VLLM_PROFILE_SEQS * sh.vocab * 4
+        if legacy:
+            reserve = _NON_TORCH_BYTES + _activation_peak(model, sh, _VLLM_PROFILE_TOKENS, _VLLM_PROFILE_SEQS)
+        else:
+            reserve = eng.runtime_reserve_gb * 1e9 + _activation_peak(model, sh, eng.profile_tokens,
+                                                                     eng.max_num_seqs)
     elif 0 <= activation_reserve_frac < 1:
         reserve = activation_reserve_frac * mem
     else:
         raise SpecError("activation_reserve_frac", f"must be in [0, 1), got {activation_reserve_frac}")
-    free = mem * gpu_memory_utilization - worst_weights - reserve
+    if eng.kv_method == "free_fraction":
+        free = (mem - worst_weights - reserve) * gpu_memory_utilization
+    else:
+        free = mem * gpu_memory_utilization - worst_weights - reserve
     if free <= 0:
         raise SpecError(
             "model",
@@ -152,12 +181,13 @@ class AnalyticalPerfModel:
 
     def __init__(self, device: Device, model: ModelArch, tp: int = 1, pp: int = 1,
                  step_overhead_s: float | None = None, seq_overhead_s: float | None = None,
-                 compute_dtype: str | None = None) -> None:
+                 compute_dtype: str | None = None, engine: EngineProfile | str | None = None) -> None:
         check_parallelism(model, tp, pp)
         for name, v in (("step_overhead_s", step_overhead_s), ("seq_overhead_s", seq_overhead_s)):
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
                 raise SpecError(f"perf.{name}", f"must be a non-negative number of seconds, got {v!r}")
         self.device, self.model, self.tp, self.pp = device, model, tp, pp
+        self.engine = eng = as_profile(engine).host(device.name)
         self.n_devices = tp * pp
         if compute_dtype is None:
             compute_dtype = "fp8" if model.weight_bytes_per_param <= 1 and "fp8" in device.tflops else "bf16"
@@ -165,16 +195,22 @@ class AnalyticalPerfModel:
         d = device
         self._flops = d.peak_flops(compute_dtype)
         self._bw = d.mem_bw_gbs * 1e9 * d.mem_eff  # achievable bytes/s
-        self._gemm_rate = self._flops * d.compute_eff  # achievable FLOP/s of a large GEMM
+        eff = d.compute_eff
+        if compute_dtype in ("fp8", "int8") and d.fp8_eff and eng.kv_method != "legacy":
+            eff = d.fp8_eff  # measured fp8 GEMM ceiling (legacy-2023 keeps its single efficiency)
+        self._gemm_rate = self._flops * eff  # achievable FLOP/s of a large GEMM
         self._attn_rate = self._flops * d.attn_eff
         self._ramp = d.gemm_ramp_tokens
         self._klat = d.kernel_latency_us * 1e-6
         self._link = d.scaleup_bw_gbs * 1e9 * d.comm_eff
         if step_overhead_s is None:
-            step_overhead_s = d.step_overhead_us * 1e-6 * pp + d.layer_overhead_us * 1e-6 * model.n_layers
+            step_overhead_s = eng.step_cpu_us * 1e-6 * pp + eng.layer_cpu_us * 1e-6 * model.n_layers
         self.step_overhead_s = float(step_overhead_s)
-        self.seq_overhead_s = d.seq_overhead_us * 1e-6 if seq_overhead_s is None else float(seq_overhead_s)
-        self._token_overhead = d.token_overhead_us * 1e-6
+        self.seq_overhead_s = eng.seq_cpu_us * 1e-6 if seq_overhead_s is None else float(seq_overhead_s)
+        self._token_overhead = eng.token_cpu_us * 1e-6
+        self._overlap = eng.cpu_overlap  # share of host time hidden under the GPU's work
+        self._serial = 1.0 - eng.cpu_overlap
+        self._sync = eng.sync_us
         self._idle_j = self.n_devices * d.idle_w  # J per second of step
         self._dyn_j = tp * (d.peak_w - d.idle_w)  # J per second of active roofline time
         self._shard = sh = _Shard(model, tp)
@@ -216,7 +252,7 @@ class AnalyticalPerfModel:
         if tp == 1:
             return 0.0
         d = self.device
-        return ((d.comm_base_us + 2 * (tp - 1) * d.scaleup_latency_us + d.sync_us * math.log2(tp)) * 1e-6
+        return ((d.comm_base_us + 2 * (tp - 1) * d.scaleup_latency_us + self._sync * math.log2(tp)) * 1e-6
                 + 2 * (tp - 1) / tp * nbytes / self._link)
 
     def send_time(self, nbytes: float) -> float:
@@ -225,9 +261,10 @@ class AnalyticalPerfModel:
         return (d.comm_base_us + d.scaleup_latency_us) * 1e-6 + nbytes / self._link
 
     def comm_time(self, tokens: int) -> float:
-        """TP all-reduces (two per layer, one after the embedding) and PP sends of a step's activations."""
+        """TP all-reduces (two per layer, one with a parallel block, one after the embedding) and PP sends."""
         nbytes = tokens * self.model.hidden * self._ab
-        return (2 * self.model.n_layers + 1) * self.allreduce_time(nbytes) + (self.pp - 1) * self.send_time(nbytes)
+        per_layer = 1 if self.model.parallel_block else 2
+        return (per_layer * self.model.n_layers + 1) * self.allreduce_time(nbytes) + (self.pp - 1) * self.send_time(nbytes)
 
     def _moe_ffn(self, t: int) -> Cost:
         """Router, the routed experts the t tokens touch (grouped GEMMs), shared experts."""
@@ -261,9 +298,11 @@ class AnalyticalPerfModel:
             return _ZERO
         m, sh, ab, d = self.model, self._shard, self._ab, self.model.hidden
         attn = [self.gemm(t, sh.attn_in, d, sh.attn_in_out_w), self.gemm(t, sh.attn_out, sh.attn_out_in_w, d)]
-        # two fused residual-add + norm kernels (read x and residual, write both) and rotary q/k
-        rope = 0 if m.learned_pos_emb else 2 * (sh.heads + sh.kv_heads) * m.head_dim
-        attn.append(self.stream(t * (8 * d + rope) * ab, kernels=3))
+        # two fused residual-add + norm kernels (read x and residual, write both; one in a parallel
+        # block) and rotary q/k (on rotary_dim of each head when the rotation is partial)
+        rope = 0 if m.learned_pos_emb else 2 * (sh.heads + sh.kv_heads) * (m.rotary_dim or m.head_dim)
+        norms = 1 if m.parallel_block else 2
+        attn.append(self.stream(t * (4 * norms * d + rope) * ab, kernels=norms + 1))
         per_dense = _sum(attn + self._dense_ffn(t, sh.ffn))
         cost = _scale(per_dense, self._n_dense)
         if m.n_moe_layers:
@@ -286,6 +325,13 @@ class AnalyticalPerfModel:
         """Host time of a step: per step (and stage), per sequence and per token."""
         return self.step_overhead_s + self.seq_overhead_s * seqs + self._token_overhead * tokens
 
+    def host_split(self, tokens: int, seqs: int) -> tuple[float, float]:
+        """(serial, overlapped) host time of a step: the overlapped part hides under GPU work."""
+        cpu = self.host_overhead(tokens, seqs)
+        if not self._overlap:
+            return cpu, 0.0
+        return cpu * self._serial, cpu * self._overlap
+
     def lm_rows(self, seqs: int) -> int:
         """Rows the LM head computes: one per sequence of the step (none for encoders)."""
         return seqs if self.model.has_lm_head else 0
@@ -294,17 +340,26 @@ class AnalyticalPerfModel:
         """Energy of a step of ``time`` seconds whose devices were at the roofline for ``active`` s."""
         return self._idle_j * time + self._dyn_j * mn(active, time)
 
-    def _fixed(self, tokens: int, rows: int, seqs: int) -> tuple[float, float, float, float, float]:
-        """(time, compute, memory, comm, active) of a step minus its attention kernels."""
+    def _fixed(self, tokens: int, rows: int, seqs: int) -> tuple[float, float, float, float, float, float, float]:
+        """(time, compute, memory, comm, active, gpu, overlapped cpu) of a step minus its attention kernels.
+
+        ``time`` = GPU time + serial host time; ``gpu`` is the GPU part alone.
+        """
         key = (tokens, rows, seqs)
         hit = self._fixed_memo.get(key)
         if hit is None:
             tok, head = self._token_cost(tokens), self.lm_head(rows)
             comm = self.comm_time(tokens)
-            hit = (tok[0] + head[0] + comm + self.host_overhead(tokens, seqs), tok[1] + head[1], tok[2] + head[2],
-                   comm, tok[3] + head[3] + comm)
+            serial, hidden = self.host_split(tokens, seqs)
+            gpu = tok[0] + head[0] + comm
+            hit = (gpu + serial, tok[1] + head[1], tok[2] + head[2], comm, tok[3] + head[3] + comm, gpu, hidden)
             self._fixed_memo[key] = hit
         return hit
+
+    @staticmethod
+    def _exposed(hidden: float, gpu: Any, mx: Callable[[Any, Any], Any] = max) -> Any:
+        """Overlapped host time the GPU work does not cover (0 when the GPU is the longer)."""
+        return mx(hidden - gpu, 0.0)
 
     # ---- attention ------------------------------------------------------------------------
     def prefill_attention(self, prefills: Sequence[tuple[int, int]]) -> Cost:
@@ -346,38 +401,46 @@ class AnalyticalPerfModel:
         for _, new in prefills:
             tokens += new
         seqs = len(prefills) + n_decode
-        f_time, f_comp, f_mem, comm, f_act = self._fixed(tokens, self.lm_rows(seqs), seqs)
+        f_time, f_comp, f_mem, comm, f_act, gpu, hidden = self._fixed(tokens, self.lm_rows(seqs), seqs)
         a_time, a_comp, a_mem, a_act = self.prefill_attention(prefills)
         time = f_time + a_time
+        gpu += a_time
         comp, mem, act = f_comp + a_comp, f_mem + a_mem, f_act + a_act
         if n_decode:
             d = self.decode_attention(n_decode, decode_ctx_sum, max)
             time += d[0]
+            gpu += d[0]
             comp, mem, act = comp + d[1], mem + d[2], act + d[3]
+        if hidden:
+            time += self._exposed(hidden, gpu)
         return StepCost(time, comp, mem, comm, self.energy(time, act))
 
     def _decode_step(self, n: int, ctx_sum: int) -> StepCost:
         if n <= 0:
             return StepCost(0.0, 0.0, 0.0, 0.0, 0.0)
-        f_time, f_comp, f_mem, comm, f_act = self._fixed(n, self.lm_rows(n), n)
+        f_time, f_comp, f_mem, comm, f_act, gpu, hidden = self._fixed(n, self.lm_rows(n), n)
         a_time, a_comp, a_mem, a_act = self.decode_attention(n, ctx_sum, max)
         time = f_time + a_time
+        if hidden:
+            time += self._exposed(hidden, gpu + a_time)
         return StepCost(time, f_comp + a_comp, f_mem + a_mem, comm, self.energy(time, f_act + a_act))
 
     def decode_steps(self, n_decode: int, ctx_sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         ctx = np.asarray(ctx_sums, dtype=np.int64)
         if n_decode <= 0:
             return np.zeros(ctx.shape), np.zeros(ctx.shape)
-        f_time, _, _, _, f_act = self._fixed(n_decode, self.lm_rows(n_decode), n_decode)
+        f_time, _, _, _, f_act, gpu, hidden = self._fixed(n_decode, self.lm_rows(n_decode), n_decode)
         a_time, _, _, a_act = self.decode_attention(n_decode, ctx, np.maximum)
         time = f_time + a_time
+        if hidden:
+            time = time + self._exposed(hidden, gpu + a_time, np.maximum)
         return time, self.energy(time, f_act + a_act, np.minimum)
 
     # ---- memory ---------------------------------------------------------------------------
     def max_kv_tokens(self, gpu_memory_utilization: float = 0.9, activation_reserve_frac: float | None = None) -> int:
-        """KV token capacity of this client (see ``kv_capacity_tokens``)."""
+        """KV token capacity of this client under its engine (see ``kv_capacity_tokens``)."""
         return kv_capacity_tokens(self.device, self.model, self.tp, self.pp, gpu_memory_utilization,
-                                  activation_reserve_frac)
+                                  activation_reserve_frac, self.engine)
 
 
 def _sum(costs: Sequence[Cost]) -> Cost:

@@ -199,7 +199,12 @@ class TraceDrivenPerfModel:
         comm = fb.comm_time(tokens)
         head = fb.lm_head(fb.lm_rows(seqs))
         busy = ops + comm + head[3]
-        return ops + comm + head[0] + fb.host_overhead(tokens, seqs), busy
+        gpu = ops + comm + head[0]
+        serial, hidden = fb.host_split(tokens, seqs)
+        time = gpu + serial
+        if hidden:  # the engine's overlapped host time, where these kernels do not cover it
+            time += max(hidden - gpu, 0.0)
+        return time, busy
 
     def _in_range(self, tokens: int) -> bool:
         xs = self._pf_x if self.format == "splitwise" else self._op_x
@@ -257,6 +262,10 @@ class TraceDrivenPerfModel:
             time = fixed[0] + d_time
             energy = fb.energy(time, fixed[1] + d_busy, np.minimum)
         return np.where(ok, time, a_time), np.where(ok, energy, a_energy)
+
+    @property
+    def engine(self):
+        return self.fallback.engine
 
     def max_kv_tokens(self, gpu_memory_utilization: float = 0.9, activation_reserve_frac: float | None = None) -> int:
         return self.fallback.max_kv_tokens(gpu_memory_utilization, activation_reserve_frac)

@@ -1,0 +1,226 @@
+"""Serving-engine profiles: what a client's software does, apart from its hardware.
+
+A profile is a named preset (``vllm``, ``vllm-v0``, ``sglang``, ``trtllm``, ``legacy-2023``) that a
+client names with ``engine: NAME`` or overrides field by field with ``engine: {preset: NAME, ...}``.
+It sets
+
+* the scheduler's defaults: batching mode, token and sequence budgets, block size, memory fraction
+  and the admission policy (``greedy`` admits while KV blocks are free and preempts by recompute;
+  ``reserve`` holds a request's whole prompt + output KV from admission, never evicting);
+* how the engine sizes its KV pool (``kv_method``): ``profile`` is vLLM/SGLang's profiling run,
+  ``utilisation x memory - weights - peak activations of a forward of profile_tokens tokens -
+  runtime_reserve_gb`` (CUDA graphs, NCCL buffers, allocator slack); ``free_fraction`` is
+  TensorRT-LLM's ``kv_cache_free_gpu_mem_fraction`` of what is left after weights and the runtime;
+  ``legacy`` is the 2023 estimate on the nominal (decimal, datasheet) capacity;
+* the engine's own time. Per step the host does ``step_cpu_us`` (+ ``layer_cpu_us`` per layer,
+  ``seq_cpu_us`` per sequence, ``token_cpu_us`` per token): scheduling, input preparation,
+  sampling, detokenisation. A fraction ``cpu_overlap`` of it runs while the GPU executes
+  (CUDA graphs, asynchronous scheduling, overlapped output processing), so a step takes
+  ``max(gpu, overlap x cpu) + (1 - overlap) x cpu`` rather than ``gpu + cpu``. ``frontend_us`` is
+  the per-request API-server and tokenisation time before the request reaches the scheduler
+  (visible in TTFT at low load, hidden from throughput: it runs in another process).
+  ``sync_us`` is the rank skew of each tensor-parallel collective, times log2(tp).
+
+Sources, per profile (numbers in ``PROFILES``). Host-time numbers are set by hand from the
+engines' published descriptions below, at the scale the vLLM v0.6 blog measured (host work ~60%
+of a small-model step before overlap), except where a profile says it was fitted
+(``benchmarks/fidelity.py --fit ENGINE``: step_cpu_us, cpu_overlap, frontend_us minimising the
+mean |log error| over all usable rows of that engine in ``serving_engines.csv``, never one row).
+Errors per profile: docs/FIDELITY.md.
+
+* ``vllm`` (V1 engine, 0.8-0.10+): defaults from the vLLM engine-arguments docs (chunked prefill
+  always on, max_num_batched_tokens 8192 for the API server, max_num_seqs 256 (1024 on H100-class
+  parts from 0.10; 256 kept), block 16, gpu_memory_utilization 0.9). V1 runs the scheduler in a
+  busy loop beside the GPU (engine core process, separate API-server process, persistent batch,
+  piecewise CUDA graphs): most host time overlaps.
+* ``vllm-v0`` (0.5-0.6): the v0.6.0 blog's profile of the pre-0.6 engine (API server 33%,
+  scheduling + input preparation 29%, GPU 38% of a Llama-3-8B H100 step); v0.6 overlaps output
+  processing with the next step. Chunked prefill off by default for long-context-free models
+  (``mixed``/``continuous``: whole prompts), max_num_batched_tokens = max_model_len.
+* ``sglang`` (0.3-0.4): the SGLang v0.3 release notes and benchmark README (overlap scheduler,
+  radix cache off in the compared runs), chunked_prefill_size 8192, mem_fraction_static ~0.88,
+  page size 1 (block 1 token).
+* ``trtllm`` (TensorRT-LLM 0.10+ and NIM): in-flight batching, ``kv_cache_free_gpu_mem_fraction``
+  0.9, tokens_per_block 64 (32 before 0.12; 64 used), GUARANTEED_NO_EVICT capacity scheduler
+  (= ``reserve``), C++ executor with CUDA graphs (little host time per step).
+* ``legacy-2023``: the constants fitted to the 2023 Splitwise step latencies (vLLM-v0-like stack)
+  that earlier HERMES releases put on the hardware presets; reproduces those releases' numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import SpecError
+from .fields import Fields
+
+BATCHING = ("static", "continuous", "chunked", "mixed")
+ADMISSION = ("greedy", "reserve")
+KV_METHODS = ("profile", "free_fraction", "legacy")
+
+
+@dataclass(frozen=True)
+class EngineProfile:
+    """One serving engine (and version) as the simulator sees it."""
+
+    name: str
+    source: str
+    batching: str = "chunked"
+    max_num_batched_tokens: int = 0  # 0: 2048 for chunked, max_model_len otherwise (the 2023 default)
+    max_num_seqs: int = 256
+    block_size: int = 16
+    gpu_memory_utilization: float = 0.9
+    admission: str = "greedy"
+    kv_method: str = "profile"
+    profile_tokens: int = 8192  # tokens of the memory-profiling forward (activation peak)
+    runtime_reserve_gb: float = 1.0  # CUDA graphs, NCCL buffers, allocator slack, per device
+    step_cpu_us: float = 0.0  # host time per step (and pipeline stage)
+    layer_cpu_us: float = 0.0  # host time per layer per step (kernel-launch-bound stacks)
+    seq_cpu_us: float = 0.0  # host time per sequence of the step
+    token_cpu_us: float = 0.0  # host time per token of the step
+    cpu_overlap: float = 0.0  # share of the host time that runs while the GPU executes
+    frontend_us: float = 0.0  # per-request API server + tokenisation before scheduling
+    sync_us: float = 0.0  # per TP collective and log2(tp): rank skew of host-launched collectives
+
+    per_device_host: bool = False  # legacy-2023: host constants follow the 2023 fit of the device
+
+    def host(self, device_name: str) -> EngineProfile:
+        """This profile with its host time for ``device_name`` (only legacy-2023 varies by device)."""
+        if not self.per_device_host:
+            return self
+        return dataclasses.replace(self, per_device_host=False, **legacy_host(device_name))
+
+
+_HOST_FIELDS = ("step_cpu_us", "layer_cpu_us", "seq_cpu_us", "token_cpu_us", "sync_us")
+
+# The 2023 fits (PYTHONPATH=. python benchmarks/calibration.py --fit, on the Splitwise DGX-A100 /
+# DGX-H100 llama2-70b steps), formerly fields of the hardware presets.
+_LEGACY_A100 = {"step_cpu_us": 2000.0, "layer_cpu_us": 0.0, "seq_cpu_us": 291.0, "token_cpu_us": 12.8,
+                "sync_us": 35.5}
+_LEGACY_H100 = {"step_cpu_us": 2000.0, "layer_cpu_us": 0.0, "seq_cpu_us": 262.0, "token_cpu_us": 19.3,
+                "sync_us": 25.4}
+_LEGACY_CPU = {"step_cpu_us": 200.0, "layer_cpu_us": 0.0, "seq_cpu_us": 20.0, "token_cpu_us": 0.0,
+               "sync_us": 0.0}
+_LEGACY_BY_DEVICE = {"A100-40GB": _LEGACY_A100, "A100-80GB": _LEGACY_A100, "L40S": _LEGACY_A100,
+                     "Sapphire-Rapids": _LEGACY_CPU, "Genoa": _LEGACY_CPU, "Grace": _LEGACY_CPU}
+
+
+def legacy_host(device_name: str) -> dict[str, float]:
+    """The 2023 host constants a hardware preset carried (H100 fit for every other part)."""
+    return dict(_LEGACY_BY_DEVICE.get(device_name, _LEGACY_H100))
+
+
+PROFILES: dict[str, EngineProfile] = {
+    p.name: p
+    for p in (
+        EngineProfile(
+            name="legacy-2023",
+            source="HERMES <= 2026-11 constants: Splitwise DGX-A100/H100 step fit (host time serial)",
+            kv_method="legacy", per_device_host=True, **_LEGACY_H100,
+        ),
+        EngineProfile(
+            name="vllm",
+            source="vLLM V1 (0.8-0.10) engine-args defaults; host time set by hand (module docstring), "
+            "checked by benchmarks/fidelity.py",
+            batching="chunked", max_num_batched_tokens=8192, max_num_seqs=256, block_size=16,
+            gpu_memory_utilization=0.9, admission="greedy", kv_method="profile", profile_tokens=8192,
+            runtime_reserve_gb=0.5,
+            step_cpu_us=1500.0, seq_cpu_us=25.0, token_cpu_us=0.5, cpu_overlap=0.8, frontend_us=4000.0,
+            sync_us=5.0,
+        ),
+        EngineProfile(
+            name="vllm-v0",
+            source="vLLM 0.5-0.6 (v0 engine) defaults; v0.6.0 blog CPU breakdown; host time set by hand, "
+            "checked by benchmarks/fidelity.py",
+            batching="mixed", max_num_batched_tokens=0, max_num_seqs=256, block_size=16,
+            gpu_memory_utilization=0.9, admission="greedy", kv_method="profile", profile_tokens=8192,
+            runtime_reserve_gb=1.0,
+            step_cpu_us=2500.0, seq_cpu_us=60.0, token_cpu_us=1.0, cpu_overlap=0.5, frontend_us=10000.0,
+            sync_us=10.0,
+        ),
+        EngineProfile(
+            name="sglang",
+            source="SGLang 0.3-0.4 defaults (chunked_prefill_size 8192, mem_fraction_static 0.88, "
+            "page size 1, overlap scheduler); step_cpu_us, cpu_overlap, frontend_us fitted on the 20 "
+            "usable SGLang rows (benchmarks/fidelity.py --fit sglang)",
+            batching="chunked", max_num_batched_tokens=8192, max_num_seqs=1024, block_size=1,
+            gpu_memory_utilization=0.88, admission="greedy", kv_method="profile", profile_tokens=8192,
+            runtime_reserve_gb=1.0,
+            step_cpu_us=5200.0, seq_cpu_us=15.0, token_cpu_us=0.5, cpu_overlap=0.6, frontend_us=6300.0,
+            sync_us=5.0,
+        ),
+        EngineProfile(
+            name="trtllm",
+            source="TensorRT-LLM executor defaults (in-flight batching, kv_cache_free_gpu_mem_fraction "
+            "0.9, tokens_per_block 64, GUARANTEED_NO_EVICT); host time set by hand, checked by "
+            "benchmarks/fidelity.py",
+            batching="chunked", max_num_batched_tokens=8192, max_num_seqs=256, block_size=64,
+            gpu_memory_utilization=0.9, admission="reserve", kv_method="free_fraction", profile_tokens=8192,
+            runtime_reserve_gb=1.0,
+            step_cpu_us=500.0, seq_cpu_us=5.0, token_cpu_us=0.2, cpu_overlap=0.5, frontend_us=2000.0,
+            sync_us=5.0,
+        ),
+    )
+}
+DEFAULT_ENGINE = "vllm"
+
+
+def _lookup(name: Any, where: str) -> EngineProfile:
+    if not isinstance(name, str):
+        raise SpecError(where, f"must be an engine name (string), got {name!r}")
+    for key, p in PROFILES.items():
+        if key.casefold() == name.casefold():
+            return p
+    raise SpecError(where, f"unknown engine {name!r}; known: {', '.join(PROFILES)}")
+
+
+def get_engine(value: Any = DEFAULT_ENGINE, where: str = "engine") -> EngineProfile:
+    """A profile by name, or ``{preset: NAME, <field>: <value>, ...}`` with each override range-checked."""
+    if isinstance(value, str):
+        return _lookup(value, where)
+    f = Fields(value, where)
+    name = f.str("preset", DEFAULT_ENGINE)
+    base = _lookup(name, f"{where}.preset")
+    clean: dict[str, Any] = {
+        "batching": f.str("batching", base.batching, BATCHING),
+        "max_num_batched_tokens": f.int("max_num_batched_tokens", base.max_num_batched_tokens, minimum=0),
+        "max_num_seqs": f.int("max_num_seqs", base.max_num_seqs),
+        "block_size": f.int("block_size", base.block_size, maximum=1 << 16),
+        "gpu_memory_utilization": f.float("gpu_memory_utilization", base.gpu_memory_utilization,
+                                          positive=True, maximum=1.0),
+        "admission": f.str("admission", base.admission, ADMISSION),
+        "kv_method": f.str("kv_method", base.kv_method, KV_METHODS),
+        "profile_tokens": f.int("profile_tokens", base.profile_tokens, minimum=0, maximum=1 << 24),
+        "runtime_reserve_gb": f.float("runtime_reserve_gb", base.runtime_reserve_gb, maximum=1e4),
+        "cpu_overlap": f.float("cpu_overlap", base.cpu_overlap, maximum=1.0),
+    }
+    for key in ("step_cpu_us", "layer_cpu_us", "seq_cpu_us", "token_cpu_us", "frontend_us", "sync_us"):
+        clean[key] = f.float(key, getattr(base, key), maximum=1e8)
+    f.raw("source")
+    f.done()
+    changed = {k: v for k, v in clean.items() if v != getattr(base, k)}
+    if not changed:
+        return base
+    if base.per_device_host and set(changed) & set(_HOST_FIELDS):
+        changed["per_device_host"] = False  # explicit host time: the H100 fit for fields not given
+    return dataclasses.replace(base, source=f"{base.source}; overridden: {', '.join(sorted(changed))}", **changed)
+
+
+def engine_names() -> tuple[str, ...]:
+    return tuple(PROFILES)
+
+
+def as_profile(value: EngineProfile | Mapping[str, Any] | str | None) -> EngineProfile:
+    """Accept a profile, a name or an override mapping (None: legacy-2023, the library default)."""
+    if value is None:
+        return PROFILES["legacy-2023"]
+    if isinstance(value, EngineProfile):
+        return value
+    return get_engine(value if isinstance(value, str) else dict(value))
+
+
+__all__ = ["ADMISSION", "DEFAULT_ENGINE", "PROFILES", "EngineProfile", "as_profile", "engine_names",
+           "get_engine", "legacy_host"]
