@@ -42,7 +42,8 @@ def test_multistage_pipeline_metrics(server: Server, driver: Driver) -> None:
     state, summary = driver.state(sid), driver.summary(sid)
     text = scrape(server.metrics_url)
     stage_counts = series(text, "hermes_stage_latency_seconds_count", sid, "stage")
-    assert set(stage_counts) == {"rag", "kv_retrieval", "route", "prefill", "decode", "reasoning", "generic"}
+    # a series for each stage kind of the spec's pipelines (this one has no kv_retrieval stage)
+    assert set(stage_counts) == {"rag", "route", "prefill", "decode", "reasoning", "generic"}
     for group, st in summary["stages"].items():
         assert stage_counts[group] == st["count"], group
     # vLLM series only for LLM clients; every completed request counted once, on the client
