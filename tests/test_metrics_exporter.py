@@ -413,13 +413,13 @@ def test_series_per_session_stay_under_the_documented_bound() -> None:
 
     links = {f"link-{i}": {"bytes_moved": 1.0, "utilization": 0.1} for i in range(30)}
     for n in (1, 3, 8, 9, 40):
-        ex = mx.MetricsExporter()
+        ex = mx.MetricsExporter(max_clients_per_session=8)
         sim = FakeSim(clients=many_clients(n), links=links)
         ex.on_session_created("s", sim)
         count = len(session_samples(exposition(ex), "s"))
         bound = series_bound(n, len(links), stage_kinds=2, max_clients=8)
         assert count == bound, n  # the bound is exact for LLM clients
-    assert series_bound(10_000, 10_000, 7, 8) < 2600  # docs/METRICS.md
+    assert series_bound(10_000, 10_000, 7, mx.DEFAULT_MAX_CLIENTS) == 4417  # docs/METRICS.md
 
 
 def test_aggregate_sums_sessions_per_client_without_a_session_label() -> None:

@@ -42,7 +42,7 @@ from .series import ClientCap, Mean, SeriesSet, session_series
 from .tables import SessionTable, apply_completions, apply_state, read_simulation, stage_groups_of, text
 
 DEFAULT_CLOSED_GRACE_S = 30.0  # longer than any sensible scrape interval
-DEFAULT_MAX_CLIENTS = 8
+DEFAULT_MAX_CLIENTS = 16
 DEFAULT_MAX_CLOSED = 64
 AGGREGATE_CLIENTS_FACTOR = 4  # aggregated: distinct clients across sessions = 4 x the per-session cap
 MAX_REAP_REASONS = 8
