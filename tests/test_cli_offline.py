@@ -243,3 +243,17 @@ def test_help_explains_outputs_and_exit_codes(capsys: pytest.CaptureFixture[str]
     for word in ("--json", "--requests-csv", "--trace", "--plot", "matplotlib", "exit codes", "3 ",
                  "checked before the run", "hermes presets"):
         assert word in text, word
+
+
+def test_a_spec_estimated_past_the_memory_limit_is_refused_naming_its_field(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    class Estimate:  # the engine's MemoryEstimate shape
+        total_bytes = 10 * 2**30
+        dominant_field = "workload.num_requests"
+
+    monkeypatch.setattr(sim_cli, "memory_estimator", lambda: lambda spec: Estimate())
+    monkeypatch.setattr(sim_cli, "Simulation", lambda *a, **k: pytest.fail("built past the memory limit"))
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(GOOD)
+    case = Case("memory", [], code=2, says=("workload.num_requests", "10.0 gib", "--max-memory-gb"))
+    check(case, run_in_process(["simulate", "-q", str(spec), "--max-memory-gb", "2"], capsys))

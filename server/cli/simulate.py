@@ -165,16 +165,25 @@ def load(args: argparse.Namespace) -> Any:
     return spec
 
 
+def memory_estimator() -> Any:
+    """The engine's `estimate_memory_bytes(spec)`, when this engine has one."""
+    import sim_engine
+
+    return getattr(sim_engine, "estimate_memory_bytes", None) or getattr(spec_module, "estimate_memory_bytes", None)
+
+
 def check_memory(spec: Any, limit_gb: float | None) -> None:
-    """Refuse a spec whose estimated memory exceeds the limit (when the engine can estimate it)."""
-    estimate = getattr(spec_module, "estimate_memory_bytes", None)
+    """Refuse a spec whose estimated memory exceeds the limit, naming the field that dominates."""
+    estimate = memory_estimator()
     if estimate is None:
         return
     limit = limit_gb * 2**30 if limit_gb is not None else physical_memory_bytes() * 0.8
-    need = estimate(spec)
+    result = estimate(spec)
+    need = float(getattr(result, "total_bytes", result))
     if limit and need > limit:
-        raise SpecError("spec", f"needs an estimated {need / 2**30:.1f} GiB, more than the limit of "
-                                f"{limit / 2**30:.1f} GiB (--max-memory-gb)")
+        where = getattr(result, "dominant_field", "spec")
+        raise SpecError(where, f"the run needs an estimated {need / 2**30:.1f} GiB, more than the limit of "
+                               f"{limit / 2**30:.1f} GiB (--max-memory-gb)")
 
 
 def physical_memory_bytes() -> float:
