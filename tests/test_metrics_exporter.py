@@ -458,7 +458,8 @@ def test_aggregate_series_do_not_grow_with_sessions_or_client_names() -> None:
     ex = mx.MetricsExporter(aggregate_sessions=True, max_clients_per_session=2)
     counts = []
     for i in range(20):
-        sim = FakeSim(clients=[FakeClient(f"c{i}-{j}") for j in range(3)])  # new names every session
+        links = {f"l{i}-{j}": {"bytes_moved": 1.0, "utilization": 0.5} for j in range(3)}
+        sim = FakeSim(clients=[FakeClient(f"c{i}-{j}") for j in range(3)], links=links)  # new names every time
         ex.on_session_created(f"s{i}", sim)
         sim.complete(0, 0, 0, 0.2, 1.0)
         ex.on_session_advanced(f"s{i}", sim)
@@ -469,6 +470,8 @@ def test_aggregate_series_do_not_grow_with_sessions_or_client_names() -> None:
     clients = {lab["client"] for n, lab, _ in samples(text) if n == "vllm:request_success_total"}
     assert len(clients) == 2 * mx.AGGREGATE_CLIENTS_FACTOR + 1 and "_other" in clients
     assert sum(v for n, _, v in samples(text) if n == "vllm:request_success_total") == 20
+    links = {lab["link"]: v for n, lab, v in samples(text) if n == "hermes_link_bytes_total"}
+    assert len(links) == 2 * mx.AGGREGATE_CLIENTS_FACTOR + 1 and sum(links.values()) == 60
 
 
 def test_many_sessions_volume_drops_when_aggregated() -> None:

@@ -90,23 +90,28 @@ class SeriesSet:
 
 
 class ClientCap:
-    """Which client label values get their own series when sessions are summed; the rest `_other`."""
+    """Which clients and links get their own series when sessions are summed; the rest `_other`.
+
+    Admission is first come, for the exporter's life (closed sessions' counters stay), so the
+    aggregated series are bounded however many sessions, specs or client names come and go."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self.admitted: set[str] = set()
+        self.admitted: dict[str, set[str]] = {"client": set(), "link": set()}
 
     def relabel(self, family: str, labels: tuple[str, ...]) -> tuple[str, ...]:
         names = [n for n in FAMILIES[family][2] if n != SESSION]
-        if "client" not in names:
+        key = "client" if "client" in names else "link" if "link" in names else None
+        if key is None:
             return labels
-        client = labels[names.index("client")]
-        if client in self.admitted or client == OTHER:
+        value, admitted = labels[names.index(key)], self.admitted[key]
+        if value in admitted or value == OTHER:
             return labels
-        if len(self.admitted) < self.limit:
-            self.admitted.add(client)
+        if len(admitted) < self.limit:
+            admitted.add(value)
             return labels
-        return tuple(OTHER if n in CLIENT_LABELS else v for n, v in zip(names, labels, strict=True))
+        folded = CLIENT_LABELS | {"link"}
+        return tuple(OTHER if n in folded else v for n, v in zip(names, labels, strict=True))
 
 
 def session_series(s: SessionTable, max_clients: int, deprecated: bool = False) -> SeriesSet:
