@@ -257,3 +257,20 @@ def test_a_spec_estimated_past_the_memory_limit_is_refused_naming_its_field(
     spec.write_text(GOOD)
     case = Case("memory", [], code=2, says=("workload.num_requests", "10.0 gib", "--max-memory-gb"))
     check(case, run_in_process(["simulate", "-q", str(spec), "--max-memory-gb", "2"], capsys))
+
+
+def test_demo_checks_its_json_path_before_starting_a_server(tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    r = run_in_process(["demo", "--json", str(tmp_path / "no" / "s.json")], capsys)
+    assert r.code == 2 and "Traceback" not in r.err
+    assert r.err.strip().splitlines() == [f"hermes demo: --json: folder '{tmp_path / 'no'}' does not exist"]
+
+
+@pytest.mark.slow
+def test_a_good_run_writes_its_plot(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("matplotlib")
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(GOOD)
+    r = run_in_process(["simulate", "-q", str(spec), "--plot", str(tmp_path / "p.png")], capsys)
+    assert r.code == 0, r.err
+    assert (tmp_path / "p.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

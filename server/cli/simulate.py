@@ -96,12 +96,17 @@ def check_options(args: argparse.Namespace) -> None:
 
 
 def check_outputs(args: argparse.Namespace) -> None:
-    """Each output path can be written: its folder exists and is writable, it is not a folder,
-    two outputs do not share a file, and none overwrites the spec."""
-    seen: dict[Path, str] = {}
+    """Each output path can be written (see check_output_paths); none overwrites the spec."""
     spec_path = Path(args.spec).resolve() if Path(args.spec).is_file() else None
-    for option, attr in OUTPUT_OPTIONS.items():
-        raw = getattr(args, attr, None)
+    paths = {option: getattr(args, attr, None) for option, attr in OUTPUT_OPTIONS.items()}
+    check_output_paths(paths, protect=spec_path)
+
+
+def check_output_paths(paths: dict[str, str | None], protect: Path | None = None) -> None:
+    """option -> path: its folder exists and is writable, it is not a folder, two options do
+    not name the same file, and none is `protect` (an input)."""
+    seen: dict[Path, str] = {}
+    for option, raw in paths.items():
         if raw is None:
             continue
         if not raw.strip():
@@ -111,7 +116,7 @@ def check_outputs(args: argparse.Namespace) -> None:
         if resolved in seen:
             raise BadInput(option, f"{raw} is also the {seen[resolved]} output")
         seen[resolved] = option
-        if resolved == spec_path:
+        if resolved == protect:
             raise BadInput(option, f"{raw} is the spec file; it would be overwritten")
         if path.is_dir():
             raise BadInput(option, f"{raw} is a folder; name a file")
