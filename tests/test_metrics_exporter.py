@@ -581,7 +581,7 @@ def test_token_gate_accepts_bearer_in_any_case_and_refuses_the_rest(log_lines) -
     for scheme in ("Bearer", "bearer", "BEARER"):
         status, _, body = call_app(gate, {"Authorization": f"{scheme} s3cret-token"})
         assert status.startswith("200") and b"hermes_sessions_open" in body
-    refused = [{}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic czNjcmV0LXRva2Vu"},
+    refused = [{}, {"Authorization": "Bearer guess-XYZ"}, {"Authorization": "Basic czNjcmV0LXRva2Vu"},
                {"Authorization": "s3cret-token"}, {"Authorization": "Bearer"}, {"Authorization": "Bearer s3cret"}]
     for i, headers in enumerate(refused):
         clock.t += 1.0 if i != 3 else 0.1  # the fourth falls inside the log limit
@@ -594,7 +594,7 @@ def test_token_gate_accepts_bearer_in_any_case_and_refuses_the_rest(log_lines) -
     assert [x["reason"] for x in lines[:3]] == ["missing authorization header", "wrong bearer token",
                                                  "authorization scheme is not Bearer"]
     assert lines[3]["suppressed_since_last"] == 1
-    assert not [line for line in log_lines() if "s3cret" in line or "wrong" in line.replace("wrong bearer", "")]
+    assert not [line for line in log_lines() if "s3cret" in line or "XYZ" in line]  # no token echoed
     _, _, body = call_app(gate, {"Authorization": "Bearer s3cret-token"})
     assert value(body.decode(), "hermes_metrics_auth_failures_total") == len(refused)
 
