@@ -109,7 +109,7 @@ CASES = [
     Case("trace-into-a-folder", ["{spec}", "--trace", "{tmp}"], says=("--trace", "folder")),
     Case("json-and-trace-same-file", ["{spec}", "--json", "{tmp}/o", "--trace", "{tmp}/o"], says=("--trace", "--json")),
     Case("json-over-the-spec", ["{spec}", "--json", "{spec}"], says=("--json", "spec")),
-    Case("plot-bad-format", ["{spec}", "--plot", "{tmp}/p.gif"], says=("--plot", ".png")),
+    Case("plot-unknown-format", ["{spec}", "--plot", "{tmp}/p.xyz"], says=("--plot", ".png")),
     Case("plot-without-matplotlib", ["{spec}", "--plot", "{tmp}/p.png"], says=("--plot", "matplotlib"),
          subprocess=True),
     # -- runs that complete nothing

@@ -28,15 +28,14 @@ PROG = "hermes simulate"
 EXIT_OK, EXIT_INTERNAL, EXIT_BAD_INPUT, EXIT_NO_RESULT, EXIT_INTERRUPTED, EXIT_BROKEN_PIPE = 0, 1, 2, 3, 130, 141
 # option -> attribute of the parsed args, in the order outputs are written
 OUTPUT_OPTIONS = {"--json": "json", "--requests-csv": "requests_csv", "--trace": "trace", "--plot": "plot"}
-PLOT_FORMATS = (".png", ".pdf", ".svg")
 MAX_MESSAGE_CHARS = 400
 
-EPILOG = f"""\
+EPILOG = """\
 outputs (checked before the run: the folder must exist and be writable):
   --json OUT          the summary as JSON (what the table shows, and more)
   --requests-csv OUT  one row per request: arrival, stages, TTFT, TPOT, E2E, client
   --trace OUT         a Chrome/Perfetto trace of the clients' steps (ui.perfetto.dev)
-  --plot OUT          latency CDFs and TTFT over time ({', '.join(PLOT_FORMATS)}; needs matplotlib:
+  --plot OUT          latency CDFs and TTFT over time (.png, .pdf, .svg, ...; needs matplotlib:
                       pip install 'hermes-sim[plots]')
 
 exit codes:
@@ -134,13 +133,15 @@ def check_plot(args: argparse.Namespace) -> None:
     """--plot needs matplotlib and a format it writes; found out now, not after the run."""
     if args.plot is None:
         return
-    if Path(args.plot).suffix.lower() not in PLOT_FORMATS:
-        raise BadInput("--plot", f"{args.plot} should end in {', '.join(PLOT_FORMATS)}")
     try:
-        import matplotlib  # noqa: F401
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
     except ImportError:
         raise BadInput("--plot", "needs matplotlib, which is not installed (pip install 'hermes-sim[plots]')") \
             from None
+    formats = FigureCanvasAgg.get_supported_filetypes()
+    if Path(args.plot).suffix.lower().lstrip(".") not in formats:
+        raise BadInput("--plot", f"{args.plot}: name a file ending in one of "
+                                 f"{', '.join('.' + f for f in sorted(formats))}")
 
 
 def spec_data_dir(args: argparse.Namespace) -> Path | None:
