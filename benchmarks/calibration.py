@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from a clone
+
 from sim_engine.engines import PROFILES, EngineProfile
 from sim_engine.hardware import HARDWARE, Device
 from sim_engine.models import get_model

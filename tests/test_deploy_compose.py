@@ -16,8 +16,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_deploy_docker import arg_value, cmd_argv  # noqa: E402
-from test_metrics_support import (  # noqa: E402
+from metrics_support import (  # noqa: E402
     ROOT,
     Driver,
     hermes_server,
@@ -26,6 +25,7 @@ from test_metrics_support import (  # noqa: E402
     sample_names,
     scrape,
 )
+from test_deploy_docker import arg_value, cmd_argv  # noqa: E402
 
 DEPLOY = ROOT / "deploy"
 COMPOSE_DIR = DEPLOY / "compose"

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_metrics_support import (  # noqa: E402
+from metrics_support import (  # noqa: E402
     ROOT,
     free_port,
     hermes_argv,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from test_metrics_support import IN_CI, ROOT, Server, hermes_server, require_tool  # noqa: E402
+from metrics_support import IN_CI, ROOT, Server, hermes_server, require_tool  # noqa: E402
 
 NODE_DIR = ROOT / "examples" / "node"
 

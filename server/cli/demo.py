@@ -42,7 +42,13 @@ def run(args: argparse.Namespace) -> int:
     from .. import jsonlog
     from ..api.app import HermesServer
     from .serve import start_metrics
-    from .simulate import format_summary
+    from .simulate import BadInput, check_output_paths, format_summary
+
+    try:  # before the server starts and the run takes its time
+        check_output_paths({"--json": args.json})
+    except BadInput as e:
+        print(f"hermes demo: {e}", file=sys.stderr)
+        return 2
 
     config = ServerConfig(host=args.host, port=args.port, metrics_port=args.metrics_port, log_level="warning")
     jsonlog.setup(config.log_level)

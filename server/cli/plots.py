@@ -15,7 +15,8 @@ def plot_run(sim: Simulation, path: str) -> None:
     import numpy as np
 
     m = request_metrics(sim)
-    arrival = sim.records.arrays()["arrival_ns"][sim.records.arrays()["status"] == 1] / 1e9
+    records = sim.records.arrays()
+    arrival = records["arrival_ns"][records["status"] == 1] / 1e9
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
     for name, color in (("ttft", "C0"), ("e2e", "C2")):
         v = np.sort(m[name])

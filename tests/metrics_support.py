@@ -1,5 +1,6 @@
 """Helpers (no tests) for the metrics, deploy and Node.js tests: a real `hermes serve`
-subprocess, a real Prometheus server, /metrics scraping and a small gRPC driver."""
+subprocess or an in-process server with an Advance gate, a real Prometheus server,
+/metrics scraping and a small gRPC driver."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.parse
 import urllib.request
@@ -59,14 +61,23 @@ def subprocess_env() -> dict[str, str]:
     return env
 
 
+def tools_required() -> bool:
+    """Whether a missing tool fails the test rather than skipping it.
+
+    HERMES_REQUIRE_TOOLS=1/0 when set (scripts/test.sh sets 1 when it could install the
+    tools, as root, and 0 when it could not); otherwise in CI only."""
+    env = os.environ.get("HERMES_REQUIRE_TOOLS")
+    return env == "1" if env is not None else IN_CI
+
+
 def require_tool(name: str, why: str) -> str:
-    """The tool's path; skip without it, except in CI where it must be installed."""
+    """The tool's path; skip without it, unless the tools must be there (CI, root test.sh)."""
     path = shutil.which(name)
     if path:
         return path
-    msg = f"{name} not found ({why}); run scripts/install_test_deps.sh"
-    if IN_CI:
-        pytest.fail(msg + " -- CI must have it")
+    msg = f"{name} not found ({why}); run scripts/install_test_deps.sh as root"
+    if tools_required():
+        pytest.fail(msg + " -- CI must have it (HERMES_REQUIRE_TOOLS=1)")
     pytest.skip(msg)
 
 
@@ -138,6 +149,92 @@ def hermes_server(metrics: bool = True, extra: list[str] | None = None) -> Itera
         yield Server(proc, int(m.group(1)), metrics_port, lines)
     finally:
         stop_process(proc)
+
+
+# ---------------------------------------------------------------- in-process server with an Advance gate
+
+
+class AdvanceGate:
+    """An observer that holds a finished Advance on a held session until the test releases it.
+
+    It runs where every observer runs: under the session's lock, before the reply is sent
+    and before the metrics exporter (registered after it) folds the Advance in. So while
+    held, the Advance RPC is in flight and the session is locked: a test acts "during a
+    long Advance" without sleeping and hoping the call is still running.
+    """
+
+    def __init__(self, timeout: float = 60.0) -> None:
+        self._cond = threading.Condition()
+        self._held: set[str] = set()
+        self._entered: set[str] = set()
+        self.timeout = timeout
+
+    def hold(self, session_id: str) -> None:
+        with self._cond:
+            self._held.add(session_id)
+            self._entered.discard(session_id)
+
+    def release(self, session_id: str) -> None:
+        with self._cond:
+            self._held.discard(session_id)
+            self._cond.notify_all()
+
+    def release_all(self) -> None:
+        with self._cond:
+            self._held.clear()
+            self._cond.notify_all()
+
+    def wait_entered(self, session_id: str, timeout: float = 30.0) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: session_id in self._entered, timeout)
+
+    def on_session_advanced(self, session_id: str, sim: Any, events: Any = (),
+                            wall_seconds: float | None = None) -> None:
+        with self._cond:
+            if session_id not in self._held:
+                return
+            self._entered.add(session_id)
+            self._cond.notify_all()
+            self._cond.wait_for(lambda: session_id not in self._held, self.timeout)
+
+
+@dataclass
+class InProcessServer:
+    server: Any  # server.api.app.HermesServer
+    exporter: Any  # server.metrics.exporter.MetricsExporter
+    gate: AdvanceGate
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.server.port}"
+
+    @property
+    def metrics_port(self) -> int:
+        return self.exporter.port
+
+    @property
+    def metrics_url(self) -> str:
+        return f"http://127.0.0.1:{self.exporter.port}/metrics"
+
+
+@contextmanager
+def in_process_server(**exporter_options: Any) -> Iterator[InProcessServer]:
+    """A gRPC server and its /metrics exporter in this process, with an AdvanceGate observer."""
+    from server.api.app import HermesServer
+    from server.config import ServerConfig
+    from server.metrics.exporter import start_metrics_server
+
+    gate = AdvanceGate()
+    exporter = start_metrics_server(0, "127.0.0.1", **exporter_options)
+    server = HermesServer(ServerConfig(host="127.0.0.1", port=0, log_level="warning"),
+                          observers=[gate, exporter])
+    server.start()
+    try:
+        yield InProcessServer(server, exporter, gate)
+    finally:
+        gate.release_all()
+        server.drain(5.0)
+        exporter.stop()
 
 
 # ---------------------------------------------------------------- scraping
