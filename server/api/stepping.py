@@ -13,6 +13,8 @@ from ..errors import exhausted, invalid, not_found
 from . import slices, validate, wire
 from .base import ApiBase, CallContext
 
+MAX_ANSWERS = 100_000  # answers in one Decide call (checking them holds the GIL)
+
 
 class SteppingApi(ApiBase):
     # ------------------------------------------------------------ inject
@@ -24,7 +26,11 @@ class SteppingApi(ApiBase):
         limit = self.config.max_requests_per_session
         if limit and len(req.requests) > limit:
             raise exhausted("requests", f"{len(req.requests)} requests exceed the limit of {limit} per session")
-        with self.manager.use(sid) as s:
+        per_call = self.config.max_requests_per_call
+        if per_call and len(req.requests) > per_call:
+            raise exhausted("requests", f"{len(req.requests)} requests exceed the limit of {per_call} per call; "
+                            "inject them in several calls")
+        with self.manager.use(sid, call=call) as s:
             if limit and s.requests_injected + len(req.requests) > limit:
                 raise exhausted("requests", f"session would hold more than {limit} injected requests")
             now = int(s.sim.now_ns)
@@ -56,7 +62,7 @@ class SteppingApi(ApiBase):
             validate.non_negative(req.by_ns, "by_ns")  # a negative duration is malformed, not "in the past"
         # the tighter of the caller's bound and the server's cap on events per reply (0: none)
         bound = min((b for b in (req.max_events, self.config.max_events_per_reply) if b), default=None)
-        with self.manager.use(sid) as s:
+        with self.manager.use(sid, call=call) as s:
             now = int(s.sim.now_ns)
             until: int | None = None
             if target == "until_ns":
@@ -64,7 +70,8 @@ class SteppingApi(ApiBase):
             elif target == "by_ns":
                 until = validate.sim_time(now + req.by_ns, now, "by_ns")
             t0 = time.perf_counter()
-            out = slices.advance(s.sim, until, target == "next_event", bound, call.interrupted)
+            out = slices.advance(s.sim, until, target == "next_event", bound,
+                                 lambda: s.closed or call.interrupted(), self._after_slice(s, call))
             wall = time.perf_counter() - t0
             reply = control_pb2.AdvanceReply(
                 time_ns=out.time_ns, reason=common_pb2.StopReason.Value("STOP_REASON_" + out.reason),
@@ -76,12 +83,24 @@ class SteppingApi(ApiBase):
             self.hooks.session_advanced(sid, s.sim, out.events, wall)
             return reply
 
+    def _after_slice(self, s: Any, call: CallContext) -> Any:
+        """Between slices: publish the clock (GetSession reads it unlocked); the test gate, if on."""
+        first = [True]
+
+        def after(time_ns: int) -> None:
+            s.now_ns = int(time_ns)
+            if self.gate is not None and first[0]:
+                first[0] = False
+                self.gate.hold(s.session_id, lambda: s.closed or call.interrupted())
+
+        return after
+
     # ------------------------------------------------------------ decisions
 
     def get_decisions(self, req: control_pb2.GetDecisionsRequest,
                       call: CallContext) -> control_pb2.GetDecisionsReply:
         sid = validate.session_id(req.session_id)
-        with self.manager.use(sid, mutates=False) as s:
+        with self.manager.use(sid, mutates=False, call=call) as s:
             reply = control_pb2.GetDecisionsReply()
             for d in s.sim.pending_decisions():
                 wire.fill_decision(reply.decisions.add(), d)
@@ -91,6 +110,8 @@ class SteppingApi(ApiBase):
         sid = validate.session_id(req.session_id)
         if not req.answers:
             raise invalid("answers", "missing (give at least one answer)")
+        if len(req.answers) > MAX_ANSWERS:
+            raise exhausted("answers", f"{len(req.answers)} answers exceed the limit of {MAX_ANSWERS} per call")
         for i, a in enumerate(req.answers):
             path = f"answers[{i}]"
             validate.required_text(a.decision_id, f"{path}.decision_id")
@@ -104,7 +125,7 @@ class SteppingApi(ApiBase):
             elif a.retry_after_ns:
                 raise invalid(f"{path}.retry_after_ns", "only for action DEFER")
         validate.unique((a.decision_id for a in req.answers), "answers.decision_id")
-        with self.manager.use(sid) as s:
+        with self.manager.use(sid, call=call) as s:
             pending = {str(d.decision_id): d for d in s.sim.pending_decisions()}
             plan = []
             now = int(s.sim.now_ns)
@@ -115,7 +136,7 @@ class SteppingApi(ApiBase):
                 if d is None:
                     raise not_found(f"answers[{i}].decision_id", f"no pending decision {a.decision_id!r}")
                 if a.action == common_pb2.DECISION_ACTION_ROUTE and a.client_id not in {str(c) for c in d.candidates}:
-                    if a.client_id not in self.client_ids(s.sim):
+                    if a.client_id not in self.live_client_ids(s.sim):
                         raise not_found(f"answers[{i}].client_id", f"no client {a.client_id!r}")
                     raise invalid(f"answers[{i}].client_id", f"client {a.client_id!r} cannot serve this stage; "
                                   f"candidates: {', '.join(map(str, d.candidates))}")
@@ -134,7 +155,7 @@ class SteppingApi(ApiBase):
 
     def get_state(self, req: control_pb2.GetStateRequest, call: CallContext) -> control_pb2.GetStateReply:
         sid = validate.session_id(req.session_id)
-        with self.manager.use(sid, mutates=False) as s:
+        with self.manager.use(sid, mutates=False, call=call) as s:
             reply = control_pb2.GetStateReply()
             wire.fill_state(reply.state, s.sim.state(), int(s.sim.now_ns))
             return reply
@@ -143,7 +164,7 @@ class SteppingApi(ApiBase):
         sid = validate.session_id(req.session_id)
         validate.non_negative(req.time_ns, "time_ns")
         tag = validate.short_text(req.tag, "tag")
-        with self.manager.use(sid) as s:
+        with self.manager.use(sid, call=call) as s:
             validate.sim_time(req.time_ns, int(s.sim.now_ns), "time_ns")
             s.sim.add_wakeup(req.time_ns, tag)
             return control_pb2.AddWakeupReply()
@@ -171,14 +192,14 @@ class SteppingApi(ApiBase):
             validate.required_text(client_id, "client_id")
             if req.HasField("client"):
                 raise invalid("client", "only for action ADD")
-        with self.manager.use(sid) as s:
+        with self.manager.use(sid, call=call) as s:
             validate.sim_time(req.time_ns, int(s.sim.now_ns), "time_ns")
             s.sim.change_cluster(req.time_ns, wire.CLUSTER_ACTIONS[req.action], client_id, client=client_doc)
             return control_pb2.ChangeClusterReply()
 
     def get_summary(self, req: control_pb2.GetSummaryRequest, call: CallContext) -> control_pb2.GetSummaryReply:
         sid = validate.session_id(req.session_id)
-        with self.manager.use(sid, mutates=False) as s:
+        with self.manager.use(sid, mutates=False, call=call) as s:
             text = wire.to_json(s.sim.summary())
             reply = control_pb2.GetSummaryReply(summary_json=text, now_ns=int(s.sim.now_ns))
         wire.json_to_struct(text, reply.summary)
