@@ -135,7 +135,7 @@ def _parse_yaml(text: str) -> Any:
 def build_spec(doc: dict, overrides: dict[str, Any], seed: int | None, max_requests: int,
                data_dir: str | None = None) -> Any:
     """Validate `doc` with overrides and seed; cap its request limit at the server's."""
-    _refuse_paths(doc, overrides)
+    refuse_paths(doc, overrides)
     overrides = dict(overrides)
     if seed is not None:
         overrides["seed"] = seed
@@ -157,12 +157,12 @@ def _load(doc: dict, overrides: dict[str, Any], data_dir: str | None) -> Any:
     return sim_engine.load_spec(doc, overrides=overrides)
 
 
-def _refuse_paths(doc: dict, overrides: dict[str, Any]) -> None:
+def refuse_paths(doc: dict, overrides: Mapping[str, Any] | None = None, root: str = "spec") -> None:
     """`base_dir` is the engine's own note of a spec file's folder, never a client's to set; and
     when the engine cannot confine data files to a data dir, only bundled traces are named."""
     bundled = set(getattr(spec_module, "BUNDLED_TRACES", {}))
-    work: list[tuple[str, Any]] = [("spec", doc)] + [(f"overrides[{k!r}]", {k.rsplit(".", 1)[-1]: v})
-                                                      for k, v in overrides.items()]
+    work: list[tuple[str, Any]] = [(root, doc)] + [(f"overrides[{k!r}]", {k.rsplit(".", 1)[-1]: v})
+                                                    for k, v in (overrides or {}).items()]
     while work:
         path, node = work.pop()
         if isinstance(node, list):
@@ -172,6 +172,8 @@ def _refuse_paths(doc: dict, overrides: dict[str, Any]) -> None:
             continue
         for key, value in node.items():
             here = f"{path}.{key}" if path != "spec" else str(key)
+            if not isinstance(key, str):
+                continue
             if key == "base_dir":
                 raise invalid(here, "not accepted over the wire")
             if (key in _PATH_KEYS and isinstance(value, str) and not _LOAD_SPEC_TAKES_DATA_DIR
@@ -205,4 +207,4 @@ def restore_simulation(blob: bytes) -> Any:
 
 
 __all__ = ["build_spec", "check_memory", "document_from_source", "engine_support", "new_simulation",
-           "preset_summaries", "presets", "restore_simulation", "router_policies"]
+           "preset_summaries", "presets", "refuse_paths", "restore_simulation", "router_policies"]

@@ -84,7 +84,9 @@ class SimulatorService:
             with self.lifecycle.call():
                 call.check_live()
                 return self.table[key](request, call)
-        except ApiError:
+        except ApiError as err:
+            if err.code in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED):
+                jsonlog.log(logging.INFO, "call abandoned", command=key, code=err.code.name)
             raise
         except Exception as exc:
             logging.getLogger(jsonlog.LOGGER_NAME).exception("internal error",

@@ -53,6 +53,8 @@ class SessionApi(ApiBase):
             spec = engine.build_spec(doc, overrides, seed, self.config.max_requests_per_session,
                                      self.config.data_dir)
             engine.check_memory(spec, self.config.session_memory_bytes)
+            if self.gate is not None and wanted is not None:
+                self.gate.hold(wanted, lambda: False)  # tests: a CreateSession that outlives its deadline
             call.check_live()  # building a spec can take a while: nobody may be waiting any more
             sim = engine.new_simulation(spec)
         except Exception as exc:

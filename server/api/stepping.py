@@ -10,7 +10,7 @@ import sim_engine
 from hermes.v1 import common_pb2, control_pb2
 
 from ..errors import exhausted, invalid, not_found
-from . import slices, validate, wire
+from . import engine, slices, validate, wire
 from .base import ApiBase, CallContext
 
 MAX_ANSWERS = 100_000  # answers in one Decide call (checking them holds the GIL)
@@ -179,7 +179,11 @@ class SteppingApi(ApiBase):
         if req.action == common_pb2.CLUSTER_ACTION_ADD:
             if not req.HasField("client"):
                 raise invalid("client", "missing (the new client's spec)")
+            if self.config.max_spec_bytes and req.client.ByteSize() > self.config.max_spec_bytes:
+                raise exhausted("client", f"{req.client.ByteSize()} bytes exceed the limit of "
+                                f"{self.config.max_spec_bytes} bytes of spec")
             client_doc = wire.struct_to_plain(req.client, "client")
+            engine.refuse_paths(client_doc, root="client")
             doc_id = client_doc.get("id")
             if client_id and doc_id is not None and doc_id != client_id:
                 raise invalid("client.id", f"{doc_id!r} differs from client_id {client_id!r}")
