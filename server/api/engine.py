@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -105,6 +106,7 @@ def document_from_source(source: Any, max_bytes: int) -> dict:
         doc = _parse_yaml(source.yaml)
         if not isinstance(doc, dict):
             raise invalid("spec.yaml", "must be a mapping")
+        _check_finite(doc)
         return doc
     size = source.document.ByteSize()
     if max_bytes and size > max_bytes:
@@ -113,6 +115,20 @@ def document_from_source(source: Any, max_bytes: int) -> dict:
     if _safe_yaml is not None:
         _safe_yaml.check_plain(doc, "spec.document")
     return doc
+
+
+def _check_finite(doc: dict) -> None:
+    """YAML can spell .nan and .inf; the wire's Struct cannot carry them, so no spec holds them."""
+    work: list[tuple[str, Any]] = [("", doc)]
+    while work:
+        path, node = work.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, value in items:
+            here = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else str(key))
+            if isinstance(value, float) and not math.isfinite(value):
+                raise invalid(here, f"must be a finite number, got {value}")
+            if isinstance(value, (dict, list)):
+                work.append((here, value))
 
 
 def validate_preset_name(name: str) -> str:
@@ -140,6 +156,8 @@ def build_spec(doc: dict, overrides: dict[str, Any], seed: int | None, max_reque
     if seed is not None:
         overrides["seed"] = seed
     spec = _load(doc, overrides, data_dir)
+    if not 0 <= int(spec.seed) < 2**64:  # SessionInfo.seed is a uint64
+        raise invalid("seed", f"must be an integer in [0, 2^64), got {spec.seed}")
     if max_requests:
         wanted = spec.workload.num_requests
         if wanted is not None and wanted > max_requests:
