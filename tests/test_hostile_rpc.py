@@ -14,6 +14,7 @@ in this tree does not offer that guard yet (server.api.engine.engine_support()).
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 import time
@@ -39,8 +40,8 @@ INV, EXH, NF, OOR = (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_
 MAX_CALL_S = 5.0  # loose: a shared 2-core machine; a bomb takes tens of seconds
 MAX_RSS_GROWTH_KB = 300 * 1024
 SUPPORT = engine_support()
-# the engine's range checks come with its memory estimate (both in sim_engine/spec.py)
-SUPPORT["range_checks"] = SUPPORT["memory_estimate"]
+# the engine's documented ranges on every numeric field (sim_engine/limits.py)
+SUPPORT["range_checks"] = importlib.util.find_spec("sim_engine.limits") is not None
 LEAKS = ("root:", "PATH=", "HOME=", "HERMES_", "daemon:", "/bin/")
 SECRET = "hostile-corpus-secret"
 
@@ -115,7 +116,7 @@ class Payload:
     rpc: str  # a unary method name, "raw:<Method>" (bytes) or "stream_raw" (a bytes Command)
     build: Callable[[str, Path], Any]  # (target session id, data dir) -> request
     codes: set[grpc.StatusCode]
-    field: str = ""  # must appear in the message
+    field: str = ""  # must appear in the message ("a|b": one of them)
     needs: str = ""  # an engine guard (engine_support key) it depends on
 
 
@@ -214,9 +215,9 @@ CORPUS: list[Payload] = [
     P("prefix_tokens 1e9", "number", "CreateSession",
       lambda s, d: create(spec_doc(prefix_tokens=1e9)), {INV, EXH}, "prefix_tokens", "range_checks"),
     # ---- YAML
-    P("billion laughs", "yaml", "CreateSession", lambda s, d: create(billion_laughs()), {INV, EXH}, "spec",
+    P("billion laughs", "yaml", "CreateSession", lambda s, d: create(billion_laughs()), {INV, EXH}, "aliases",
       "bounded_yaml"),
-    P("recursive alias", "yaml", "CreateSession", lambda s, d: create("name: &a [*a]\n"), INV, "spec",
+    P("recursive alias", "yaml", "CreateSession", lambda s, d: create("name: &a [*a]\n"), INV, "name",
       "bounded_yaml"),
     P("!!binary tag", "yaml", "CreateSession", lambda s, d: create("name: !!binary aGVsbG8=\n"), INV, "name",
       "bounded_yaml"),
@@ -224,7 +225,7 @@ CORPUS: list[Payload] = [
     P("!!set tag", "yaml", "CreateSession", lambda s, d: create("name: !!set {a, b}\n"), INV, "name",
       "bounded_yaml"),
     P("!!python/object tag", "yaml", "CreateSession",
-      lambda s, d: create("name: !!python/object/apply:os.system ['true']\n"), INV, "spec.yaml"),
+      lambda s, d: create("name: !!python/object/apply:os.system ['true']\n"), INV, "name|spec.yaml"),
     P("50k-deep nesting", "yaml", "CreateSession", lambda s, d: create("a: " + "[" * 50_000 + "]" * 50_000 + "\n"),
       {INV, EXH}, "a", "bounded_yaml"),
     P("YAML text over the size limit", "yaml", "CreateSession",
@@ -277,9 +278,9 @@ CORPUS: list[Payload] = [
           prompt_tokens=1, output_tokens=1, model="m" * 10_000)]), INV, "requests[0].model"),
     P("ChangeCluster client over the size limit", "wire", "ChangeCluster",
       lambda s, d: _change_cluster(s, {"id": "x", "pad": ["y" * 1000] * 400}), EXH, "client"),
-    P("ChangeCluster ADD with 1e6 replicas", "number", "ChangeCluster",
+    P("ChangeCluster ADD with block_size 1e9", "number", "ChangeCluster",
       lambda s, d: _change_cluster(s, {"id": "x", "hardware": "H100-SXM", "model": "Llama-3.1-8B",
-                                       "replicas": 1e6}), {INV, EXH}, "replicas", "range_checks"),
+                                       "scheduler": {"block_size": 1e9}}), {INV, EXH}, "block_size", "range_checks"),
 ]
 
 
@@ -390,7 +391,7 @@ def test_hostile_payload(p: Payload, server: ServerProcess, channel: grpc.Channe
     assert code != grpc.StatusCode.INTERNAL, message
     assert code in p.codes, f"{code.name}: {message}"
     assert code in OK_CODES
-    assert p.field in message, message
+    assert any(f in message for f in p.field.split("|")), message
     assert not any(leak in message for leak in LEAKS) and SECRET not in message, message
     assert after == before, "the call changed the bystander session or the server's sessions"
     assert seconds < MAX_CALL_S, f"took {seconds:.2f} s"

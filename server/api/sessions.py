@@ -47,9 +47,9 @@ class SessionApi(ApiBase):
         overrides = self._overrides(req.overrides)
         self.manager.check_capacity()
         self.manager.check_free(wanted, "session_id")
-        doc = engine.document_from_source(req.spec, self.config.max_spec_bytes)
         seed = req.seed if req.HasField("seed") else None
         try:
+            doc = engine.document_from_source(req.spec, self.config.max_spec_bytes)
             spec = engine.build_spec(doc, overrides, seed, self.config.max_requests_per_session,
                                      self.config.data_dir)
             engine.check_memory(spec, self.config.session_memory_bytes)
