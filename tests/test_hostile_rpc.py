@@ -17,6 +17,7 @@ from __future__ import annotations
 import importlib.util
 import math
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -369,6 +370,40 @@ def _code(value: int) -> grpc.StatusCode:
 
 
 RESULTS: dict[str, dict] = {}
+MAX_HEALTH_WAIT_S = 1.0  # health answered within this while a payload is handled: the GIL was not held long
+
+
+class HealthProbe:
+    """Pings the health service every 10 ms on its own channel; `worst` is the slowest answer.
+
+    Handling a request that holds the GIL (a parser in C, a long Python loop) delays these answers."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self.worst = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with grpc.insecure_channel(self.address) as ch:
+            stub = health_pb2_grpc.HealthStub(ch)
+            stub.Check(health_pb2.HealthCheckRequest(), timeout=30)
+            self._ready.set()
+            while not self._stop.is_set():
+                t0 = time.perf_counter()
+                stub.Check(health_pb2.HealthCheckRequest(), timeout=30)
+                self.worst = max(self.worst, time.perf_counter() - t0)
+                self._stop.wait(0.01)
+
+    def __enter__(self) -> HealthProbe:
+        self._ready = threading.Event()
+        self._thread.start()
+        self._ready.wait(30)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
 
 
 @pytest.mark.parametrize("p", CORPUS, ids=[p.name for p in CORPUS])
@@ -380,13 +415,14 @@ def test_hostile_payload(p: Payload, server: ServerProcess, channel: grpc.Channe
     request = p.build(target, data_dir)
     before = observe(channel, target)
     rss0 = server.rss_kb()
-    t0 = time.perf_counter()
-    code, message = send(channel, p, request)
-    seconds = time.perf_counter() - t0
+    with HealthProbe(server.address) as probe:
+        t0 = time.perf_counter()
+        code, message = send(channel, p, request)
+        seconds = time.perf_counter() - t0
     rss1 = server.rss_kb()
     after = observe(channel, target)
     RESULTS[p.name] = {"code": code.name, "seconds": seconds, "rss_kb": rss1, "rss_growth_kb": rss1 - rss0,
-                       "ok": code in p.codes}
+                       "health_wait_s": probe.worst, "ok": code in p.codes}
     assert server.proc.poll() is None, "the server died"
     assert code != grpc.StatusCode.INTERNAL, message
     assert code in p.codes, f"{code.name}: {message}"
@@ -396,6 +432,7 @@ def test_hostile_payload(p: Payload, server: ServerProcess, channel: grpc.Channe
     assert after == before, "the call changed the bystander session or the server's sessions"
     assert seconds < MAX_CALL_S, f"took {seconds:.2f} s"
     assert rss1 - rss0 < MAX_RSS_GROWTH_KB, f"server RSS grew by {(rss1 - rss0) / 1024:.0f} MiB"
+    assert probe.worst < MAX_HEALTH_WAIT_S, f"a health check waited {probe.worst:.2f} s meanwhile"
 
 
 def test_outside_files_are_indistinguishable(channel: grpc.Channel) -> None:
@@ -428,9 +465,11 @@ def test_corpus_report(server: ServerProcess) -> None:
     correct = sum(v["ok"] for v in ran.values())
     worst_t = max(ran.items(), key=lambda kv: kv[1]["seconds"])
     worst_m = max(ran.items(), key=lambda kv: kv[1]["rss_growth_kb"])
+    worst_h = max(ran.items(), key=lambda kv: kv[1]["health_wait_s"])
     print(f"\nhostile corpus: {len(CORPUS)} payloads, {len(ran)} tried, {correct} rejected correctly, "
           f"{crashes} crashes, {skipped} skipped (engine guard missing); slowest {worst_t[0]!r} "
           f"{worst_t[1]['seconds']:.3f} s; largest RSS growth {worst_m[0]!r} {worst_m[1]['rss_growth_kb']} kB; "
+          f"slowest health answer meanwhile {worst_h[0]!r} {worst_h[1]['health_wait_s']:.3f} s; "
           f"server RSS now {server.rss_kb()} kB")
     assert len(CORPUS) >= 40
     assert crashes == 0

@@ -212,3 +212,67 @@ def test_idle_sessions_are_reaped_busy_ones_are_not() -> None:
             assert c.info().limits.session_idle_timeout_s == 1
     finally:
         assert srv.stop() == 0
+
+
+_KILLED_UNARY = textwrap.dedent("""
+    import sys
+    from client_sdk import Client
+    c = Client(sys.argv[1], timeout=120)
+    c.attach(sys.argv[2]).advance()  # held by the gate when the test kills this process
+""")
+
+
+def test_killed_clients_advance_stops(client: Client, server: ServerProcess) -> None:
+    """A unary Advance whose client dies stops at its next check; the session is free again."""
+    s = client.create_session("hetero-poisson", overrides=BIG)
+    with server.gate.holding(s.id) as gate:  # held past the kill: only the dead client can end it
+        proc = subprocess.Popen([sys.executable, "-c", _KILLED_UNARY, server.address, s.id], cwd=ROOT,
+                                env=env_with_root())
+        try:
+            gate.wait_entered(s.id)
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        # a call that needs the session's step lock gets it: the dead client's Advance has stopped
+        # (otherwise the gate would hold it for two minutes)
+        ids = s.inject([{"prompt_tokens": 16, "output_tokens": 4}])
+        assert len(ids) == 1
+    assert s.get().now_ns > 0
+    s.close()
+
+
+def test_call_budget_interrupts_a_long_advance() -> None:
+    srv = start_server("--max-call-seconds", "1")
+    try:
+        with Client(srv.address, timeout=60) as c:
+            assert c.info().limits.max_call_seconds == 1.0
+            s = c.create_session("hetero-poisson", overrides=BIG)
+            with srv.gate.holding(s.id):  # held until the budget runs out
+                t0 = time.perf_counter()
+                reply = s.advance()
+                took = time.perf_counter() - t0
+            assert reply.reason == pb.STOP_REASON_INTERRUPTED and reply.time_ns > 0
+            assert 1.0 <= took < 30
+            again = s.advance(by_ns=1_000_000)  # the session goes on
+            assert again.time_ns == reply.time_ns + 1_000_000
+    finally:
+        assert srv.stop() == 0
+
+
+def test_session_memory_cap_names_the_field() -> None:
+    from server.api.engine import engine_support
+
+    if not engine_support()["memory_estimate"]:
+        pytest.skip("the engine in this tree has no estimate_memory_bytes yet (sim_engine, engstruct's part)")
+    srv = start_server("--session-memory-mb", "1")
+    try:
+        with Client(srv.address, timeout=60) as c:
+            from client_sdk import ResourceExhausted
+
+            with pytest.raises(ResourceExhausted, match="--session-memory-mb"):
+                c.create_session("hetero-demo")
+            assert c.list_sessions() == []
+    finally:
+        assert srv.stop() == 0
