@@ -202,11 +202,17 @@ def refuse_paths(doc: dict, overrides: Mapping[str, Any] | None = None, root: st
 
 
 def check_memory(spec: Any, cap_bytes: int) -> None:
-    """RESOURCE_EXHAUSTED (naming the largest part) when the spec's estimated memory exceeds the cap."""
+    """RESOURCE_EXHAUSTED, naming the field that dominates, when the spec's estimated memory exceeds the cap.
+
+    The engine's estimate is an object with `total_bytes` and `dominant_field` (a plain number
+    or a {field: bytes} mapping are taken too).
+    """
     if not cap_bytes or _ESTIMATE is None:
         return
     estimate = _ESTIMATE(spec)
-    if isinstance(estimate, Mapping):  # a breakdown: field path -> bytes
+    if hasattr(estimate, "total_bytes"):
+        total, field_name = int(estimate.total_bytes), str(getattr(estimate, "dominant_field", "spec"))
+    elif isinstance(estimate, Mapping):
         total = int(sum(estimate.values()))
         field_name = max(estimate, key=lambda k: estimate[k]) if estimate else "spec"
     else:
