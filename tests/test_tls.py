@@ -60,7 +60,7 @@ def test_tls_client_drives_a_session(tls_server) -> None:
         assert {"tls", "auth"} <= set(info.capabilities)
         with c.create_session("hetero-demo", stream=True) as s:
             s.inject([{"prompt_tokens": 64, "output_tokens": 8}])
-            assert s.advance().time_ns > 0  # the request ran, over TLS
+            assert s.advance().events  # the request arrived (and asks to be routed), over TLS
 
 
 def test_plaintext_and_untrusted_ca_are_refused(tls_server) -> None:
