@@ -20,9 +20,9 @@ class ServerConfig:
     # YAML text or Struct document of one spec (real specs are a few KiB); parsing stays well
     # under a second at this size
     max_spec_kb: int = 256
-    # a session whose spec the engine estimates to need more memory is refused (0: no cap); the
-    # default admits an external-router session at the default 1M requests (estimated ~2.1 GB)
-    session_memory_mb: int = 4096
+    # a session whose spec the engine estimates to need more memory is refused (0: no cap);
+    # requests injected later are bounded by max_requests_per_session instead
+    session_memory_mb: int = 2048
     # a session without a call for this long is closed (0: never)
     session_idle_timeout_s: float = 900.0
     # wall budget of one call: a longer Advance returns INTERRUPTED at a consistent point (0: none)

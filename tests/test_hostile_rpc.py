@@ -215,6 +215,9 @@ CORPUS: list[Payload] = [
       lambda s, d: create(spec_doc(arrival={"process": "poisson", "rate": 1e300})), INV, "rate", "range_checks"),
     P("prefix_tokens 1e9", "number", "CreateSession",
       lambda s, d: create(spec_doc(prefix_tokens=1e9)), {INV, EXH}, "prefix_tokens", "range_checks"),
+    P("num_requests 900k past the memory cap", "number", "CreateSession",
+      lambda s, d: create(preset="hetero-poisson", overrides={"workload.num_requests": 900_000}), EXH,
+      "workload.num_requests", "memory_estimate"),
     # ---- YAML
     P("billion laughs", "yaml", "CreateSession", lambda s, d: create(billion_laughs()), {INV, EXH}, "aliases",
       "bounded_yaml"),

@@ -149,8 +149,14 @@ def _parse_yaml(text: str) -> Any:
 
 
 def build_spec(doc: dict, overrides: dict[str, Any], seed: int | None, max_requests: int,
-               data_dir: str | None = None) -> Any:
-    """Validate `doc` with overrides and seed; cap its request limit at the server's."""
+               data_dir: str | None = None, memory_cap_bytes: int = 0) -> Any:
+    """Validate `doc` with overrides and seed; check its memory; cap its request limit at the server's.
+
+    The memory estimate is of the spec as the client wrote it (what it sets in motion by
+    itself); requests injected later are bounded by the server's per-session request limit,
+    which is applied afterwards (estimating with it would charge every session for a
+    million requests it may never see).
+    """
     refuse_paths(doc, overrides)
     overrides = dict(overrides)
     if seed is not None:
@@ -158,6 +164,7 @@ def build_spec(doc: dict, overrides: dict[str, Any], seed: int | None, max_reque
     spec = _load(doc, overrides, data_dir)
     if not 0 <= int(spec.seed) < 2**64:  # SessionInfo.seed is a uint64
         raise invalid("seed", f"must be an integer in [0, 2^64), got {spec.seed}")
+    check_memory(spec, memory_cap_bytes)
     if max_requests:
         wanted = spec.workload.num_requests
         if wanted is not None and wanted > max_requests:

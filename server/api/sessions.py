@@ -51,8 +51,7 @@ class SessionApi(ApiBase):
         try:
             doc = engine.document_from_source(req.spec, self.config.max_spec_bytes)
             spec = engine.build_spec(doc, overrides, seed, self.config.max_requests_per_session,
-                                     self.config.data_dir)
-            engine.check_memory(spec, self.config.session_memory_bytes)
+                                     self.config.data_dir, self.config.session_memory_bytes)
             if self.gate is not None and wanted is not None:
                 self.gate.hold(wanted, lambda: False)  # tests: a CreateSession that outlives its deadline
             call.check_live()  # building a spec can take a while: nobody may be waiting any more
