@@ -14,7 +14,10 @@ class ServerConfig:
     max_requests_per_session: int = 1_000_000
     # requests in one Inject call: converting a repeated field holds the GIL, so one call stays short
     max_requests_per_call: int = 100_000
-    max_message_mb: int = 64
+    max_message_mb: int = 64  # replies (an Advance may carry many events)
+    # requests: decoding a message holds the GIL (~0.15 s per 10 MiB of small messages), and no
+    # legitimate call needs more (specs are <= max_spec_kb, Inject <= max_requests_per_call)
+    max_request_mb: int = 16
     max_events_per_reply: int = 200_000
     max_snapshots_per_session: int = 16
     # YAML text or Struct document of one spec (real specs are a few KiB); parsing stays well
@@ -43,6 +46,10 @@ class ServerConfig:
     @property
     def max_message_bytes(self) -> int:
         return self.max_message_mb * 1024 * 1024
+
+    @property
+    def max_request_bytes(self) -> int:
+        return self.max_request_mb * 1024 * 1024
 
     @property
     def max_spec_bytes(self) -> int:

@@ -258,6 +258,12 @@ CORPUS: list[Payload] = [
     P("150k requests in one Inject", "wire", "Inject",
       lambda s, d: control_pb2.InjectRequest(session_id=s, requests=[common_pb2.RequestInput(
           prompt_tokens=1, output_tokens=1)] * 150_000), EXH, "requests"),
+    P("3M requests in one Inject (~30 MB)", "wire", "Inject",
+      lambda s, d: control_pb2.InjectRequest(session_id=s, requests=[common_pb2.RequestInput(
+          prompt_tokens=100_000, output_tokens=100_000, model="m")] * 3_000_000), EXH, "larger than max"),
+    P("1.5M requests in one Inject (just under the message limit)", "wire", "Inject",
+      lambda s, d: control_pb2.InjectRequest(session_id=s, requests=[common_pb2.RequestInput(
+          prompt_tokens=1, output_tokens=1)] * 1_500_000), EXH, "requests"),
     P("200k answers in one Decide", "wire", "Decide",
       lambda s, d: control_pb2.DecideRequest(session_id=s, answers=[control_pb2.DecisionAnswer(
           decision_id="x", action=common_pb2.DECISION_ACTION_DROP)] * 200_000), EXH, "answers"),
@@ -347,25 +353,32 @@ def observe(channel: grpc.Channel, sid: str) -> tuple:
             state.SerializeToString(deterministic=True), health)
 
 
-def send(channel: grpc.Channel, p: Payload, request: Any) -> tuple[grpc.StatusCode, str]:
-    """Make the call; (code, message) of the answer (OK, "" on success)."""
+def send(channel: grpc.Channel, p: Payload, request: Any) -> Callable[[], tuple[grpc.StatusCode, str]]:
+    """The call, ready to make: the request is serialised now (so the timing and the health probe
+    see the server's work, not this process'); calling it returns (code, message), (OK, "") on success."""
+    data = request if isinstance(request, bytes) else request.SerializeToString()
     if p.rpc == "stream_raw":
         call = channel.stream_stream("/hermes.v1.Simulator/Session", request_serializer=None,
                                      response_deserializer=simulator_pb2.Reply.FromString)
-        replies = list(call(iter([request]), timeout=60))
-        assert len(replies) == 1
-        st = replies[0].status
-        return (grpc.StatusCode.OK, "") if not st.code else (_code(st.code), st.message)
-    if p.rpc.startswith("raw:"):
-        fn = channel.unary_unary(f"/hermes.v1.Simulator/{p.rpc[4:]}", request_serializer=None,
-                                 response_deserializer=None)
-    else:
-        fn = getattr(simulator_pb2_grpc.SimulatorStub(channel), p.rpc)
-    try:
-        fn(request, timeout=60)
-    except grpc.RpcError as err:
-        return err.code(), err.details() or ""
-    return grpc.StatusCode.OK, ""
+
+        def stream() -> tuple[grpc.StatusCode, str]:
+            replies = list(call(iter([data]), timeout=60))
+            assert len(replies) == 1
+            st = replies[0].status
+            return (grpc.StatusCode.OK, "") if not st.code else (_code(st.code), st.message)
+
+        return stream
+    method = p.rpc[4:] if p.rpc.startswith("raw:") else p.rpc
+    fn = channel.unary_unary(f"/hermes.v1.Simulator/{method}", request_serializer=None, response_deserializer=None)
+
+    def unary() -> tuple[grpc.StatusCode, str]:
+        try:
+            fn(data, timeout=60)
+        except grpc.RpcError as err:
+            return err.code(), err.details() or ""
+        return grpc.StatusCode.OK, ""
+
+    return unary
 
 
 def _code(value: int) -> grpc.StatusCode:
@@ -415,12 +428,12 @@ def test_hostile_payload(p: Payload, server: ServerProcess, channel: grpc.Channe
     if p.needs and not SUPPORT.get(p.needs):
         RESULTS[p.name] = {"skipped": True}
         pytest.skip(f"the engine in this tree has no {p.needs} guard yet (sim_engine, engstruct's part)")
-    request = p.build(target, data_dir)
+    call = send(channel, p, p.build(target, data_dir))
     before = observe(channel, target)
     rss0 = server.rss_kb()
     with HealthProbe(server.address) as probe:
         t0 = time.perf_counter()
-        code, message = send(channel, p, request)
+        code, message = call()
         seconds = time.perf_counter() - t0
     rss1 = server.rss_kb()
     after = observe(channel, target)

@@ -186,7 +186,7 @@ class PresetInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., hardware: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ("max_sessions", "max_requests_per_session", "max_message_bytes", "max_events_per_reply", "max_snapshots_per_session", "session_idle_timeout_s", "max_call_seconds", "session_memory_bytes", "max_spec_bytes")
+    __slots__ = ("max_sessions", "max_requests_per_session", "max_message_bytes", "max_events_per_reply", "max_snapshots_per_session", "session_idle_timeout_s", "max_call_seconds", "session_memory_bytes", "max_spec_bytes", "max_request_bytes")
     MAX_SESSIONS_FIELD_NUMBER: _ClassVar[int]
     MAX_REQUESTS_PER_SESSION_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -196,6 +196,7 @@ class Limits(_message.Message):
     MAX_CALL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SESSION_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_SPEC_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_REQUEST_BYTES_FIELD_NUMBER: _ClassVar[int]
     max_sessions: int
     max_requests_per_session: int
     max_message_bytes: int
@@ -205,7 +206,8 @@ class Limits(_message.Message):
     max_call_seconds: float
     session_memory_bytes: int
     max_spec_bytes: int
-    def __init__(self, max_sessions: _Optional[int] = ..., max_requests_per_session: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_events_per_reply: _Optional[int] = ..., max_snapshots_per_session: _Optional[int] = ..., session_idle_timeout_s: _Optional[int] = ..., max_call_seconds: _Optional[float] = ..., session_memory_bytes: _Optional[int] = ..., max_spec_bytes: _Optional[int] = ...) -> None: ...
+    max_request_bytes: int
+    def __init__(self, max_sessions: _Optional[int] = ..., max_requests_per_session: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_events_per_reply: _Optional[int] = ..., max_snapshots_per_session: _Optional[int] = ..., session_idle_timeout_s: _Optional[int] = ..., max_call_seconds: _Optional[float] = ..., session_memory_bytes: _Optional[int] = ..., max_spec_bytes: _Optional[int] = ..., max_request_bytes: _Optional[int] = ...) -> None: ...
 
 class GetInfoReply(_message.Message):
     __slots__ = ("api_version", "server_version", "capabilities", "presets", "limits", "router_policies")

@@ -58,7 +58,7 @@ class HermesServer:
     def build(self) -> grpc.Server:
         cfg = self.config
         options = [
-            ("grpc.max_receive_message_length", cfg.max_message_bytes),
+            ("grpc.max_receive_message_length", cfg.max_request_bytes),
             ("grpc.max_send_message_length", cfg.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]

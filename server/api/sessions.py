@@ -32,7 +32,7 @@ class SessionApi(ApiBase):
                 max_snapshots_per_session=cfg.max_snapshots_per_session,
                 session_idle_timeout_s=int(cfg.session_idle_timeout_s),
                 max_call_seconds=cfg.max_call_seconds, session_memory_bytes=cfg.session_memory_bytes,
-                max_spec_bytes=cfg.max_spec_bytes),
+                max_spec_bytes=cfg.max_spec_bytes, max_request_bytes=cfg.max_request_bytes),
         )
         for p in engine.preset_summaries():
             reply.presets.add(name=p.name, description=p.description, models=p.models, hardware=p.hardware)

@@ -58,12 +58,13 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         raise ConfigError(f"--data-dir: no directory {args.data_dir}")
     for flag, value in (("--session-idle-timeout", args.session_idle_timeout),
                         ("--max-call-seconds", args.max_call_seconds), ("--session-memory-mb", args.session_memory_mb),
-                        ("--max-spec-kb", args.max_spec_kb)):
+                        ("--max-spec-kb", args.max_spec_kb), ("--max-request-mb", args.max_request_mb)):
         if value < 0:
             raise ConfigError(f"{flag}: must be >= 0 (0: no limit)")
     return ServerConfig(
         host=args.host, port=args.port, metrics_port=args.metrics_port, max_sessions=args.max_sessions,
         max_requests_per_session=args.max_requests_per_session, max_message_mb=args.max_message_mb,
+        max_request_mb=args.max_request_mb,
         max_events_per_reply=args.max_events_per_reply, max_snapshots_per_session=args.max_snapshots,
         max_requests_per_call=args.max_requests_per_call, max_spec_kb=args.max_spec_kb,
         session_memory_mb=args.session_memory_mb, session_idle_timeout_s=args.session_idle_timeout,
@@ -148,6 +149,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-requests-per-session", type=int, default=d.max_requests_per_session,
                    help="requests per session (0: unlimited)")
     p.add_argument("--max-message-mb", type=int, default=d.max_message_mb, help="largest gRPC message, MiB")
+    p.add_argument("--max-request-mb", type=int, default=d.max_request_mb,
+                   help="largest request message, MiB (default %(default)s; replies: --max-message-mb)")
     p.add_argument("--max-events-per-reply", type=int, default=d.max_events_per_reply,
                    help="cap on simulator events per Advance reply (0: none)")
     p.add_argument("--max-snapshots", type=int, default=d.max_snapshots_per_session,
