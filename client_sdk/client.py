@@ -32,14 +32,26 @@ def spec_source(spec: SpecLike) -> session_pb2.SpecSource:
 
 
 class Client:
-    """Connect to `target` ("host:port"). `token` is sent as `authorization: Bearer TOKEN`."""
+    """Connect to `target` ("host:port"). `token` is sent as `authorization: Bearer TOKEN`.
+
+    TLS: `tls=True` verifies the server against the system's CA roots; `tls_ca` (PEM bytes,
+    or a path to a PEM file) against that CA instead; `tls_server_name` overrides the name
+    expected in the certificate (e.g. when connecting by IP address).
+    """
 
     def __init__(self, target: str, token: str | None = None, *, timeout: float | None = None,
-                 max_message_mb: int = 256, options: Iterable[tuple[str, Any]] = ()) -> None:
+                 max_message_mb: int = 256, options: Iterable[tuple[str, Any]] = (), tls: bool = False,
+                 tls_ca: bytes | str | Path | None = None, tls_server_name: str | None = None) -> None:
         size = max_message_mb * 1024 * 1024
         opts = [("grpc.max_receive_message_length", size), ("grpc.max_send_message_length", size), *options]
         self.target = target
-        self.channel = grpc.insecure_channel(target, options=opts)
+        if tls or tls_ca is not None:
+            if tls_server_name:
+                opts.append(("grpc.ssl_target_name_override", tls_server_name))
+            creds = grpc.ssl_channel_credentials(root_certificates=_pem(tls_ca))
+            self.channel = grpc.secure_channel(target, creds, options=opts)
+        else:
+            self.channel = grpc.insecure_channel(target, options=opts)
         self.stub = simulator_pb2_grpc.SimulatorStub(self.channel)
         self.metadata: tuple[tuple[str, str], ...] = (("authorization", f"Bearer {token}"),) if token else ()
         self.unary = UnaryTransport(self.stub, self.metadata, timeout)
@@ -69,14 +81,16 @@ class Client:
 
     def create_session(self, spec: SpecLike, *, seed: int | None = None,
                        overrides: Mapping[str, Any] | None = None, session_id: str = "",
-                       event_kinds: Iterable[int] = (), stream: bool = False) -> Session:
+                       event_kinds: Iterable[int] = (), stream: bool = False, keep: bool = False) -> Session:
         """Create a session from a preset name, YAML text, a spec file or a spec dict.
 
         `overrides` are dotted spec paths ({"router.policy": "external"}); `stream=True`
-        drives the session over a bidirectional stream.
+        drives the session over a bidirectional stream. A session created on a stream is
+        closed by the server when the stream ends (this process exits or dies), unless
+        `keep=True`.
         """
         req = session_pb2.CreateSessionRequest(spec=spec_source(spec), session_id=session_id,
-                                               event_kinds=list(event_kinds))
+                                               event_kinds=list(event_kinds), keep=keep)
         if seed is not None:
             req.seed = seed
         for key, value in (overrides or {}).items():
@@ -97,6 +111,12 @@ class Client:
         else:
             info = session
         return Session(self, info, self.open_stream() if stream else self.unary, owns_transport=stream)
+
+
+def _pem(ca: bytes | str | Path | None) -> bytes | None:
+    if ca is None or isinstance(ca, bytes):
+        return ca
+    return Path(ca).read_bytes()
 
 
 def _value(value: Any) -> struct_pb2.Value:

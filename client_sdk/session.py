@@ -133,9 +133,19 @@ class Session:
 
     # ------------------------------------------------------------ copies
 
-    def fork(self, new_session_id: str = "", stream: bool | None = None) -> Session:
-        info = self._t.call("fork", session_pb2.ForkRequest(session_id=self.id, new_session_id=new_session_id)).session
-        return self.client.attach(info, stream=self.streaming if stream is None else stream)
+    def fork(self, new_session_id: str = "", stream: bool | None = None, keep: bool = False) -> Session:
+        """A copy as a new session; with `stream` (default: as this one) it is made on, and bound
+        to, a new stream of its own (closed by the server when that stream ends, unless `keep`)."""
+        use_stream = self.streaming if stream is None else stream
+        transport = self.client.open_stream() if use_stream else self.client.unary
+        req = session_pb2.ForkRequest(session_id=self.id, new_session_id=new_session_id, keep=keep)
+        try:
+            info = transport.call("fork", req).session
+        except Exception:
+            if use_stream:
+                transport.close()
+            raise
+        return Session(self.client, info, transport, owns_transport=use_stream)
 
     def snapshot(self) -> str:
         return self._t.call("snapshot", session_pb2.SnapshotRequest(session_id=self.id)).snapshot_id

@@ -17,7 +17,9 @@ from typing import Any, Protocol
 
 from . import jsonlog
 
-HOOKS = ("on_session_created", "on_session_advanced", "on_session_closed", "on_rpc")
+HOOKS = ("on_session_created", "on_session_advanced", "on_session_closed", "on_session_reaped", "on_rpc")
+# why the server (not the client) closed a session: on_session_reaped's `reason`
+REAP_REASONS = ("idle", "stream_ended")
 
 
 class Observer(Protocol):
@@ -25,6 +27,7 @@ class Observer(Protocol):
     def on_session_advanced(self, session_id: str, sim: Any, events: Sequence[Any] = (),
                             wall_seconds: float | None = None) -> None: ...
     def on_session_closed(self, session_id: str) -> None: ...
+    def on_session_reaped(self, session_id: str, reason: str) -> None: ...
     def on_rpc(self, method: str, code: str, seconds: float) -> None: ...
 
 
@@ -68,6 +71,11 @@ class Hooks:
     def session_closed(self, session_id: str) -> None:
         if self._calls["on_session_closed"]:
             self._fire("on_session_closed", session_id)
+
+    def session_reaped(self, session_id: str, reason: str) -> None:
+        """The server closed a session on its own (`reason` in REAP_REASONS); on_session_closed follows."""
+        if self._calls["on_session_reaped"]:
+            self._fire("on_session_reaped", session_id, reason)
 
     def rpc(self, method: str, code: str, seconds: float) -> None:
         if self._calls["on_rpc"]:

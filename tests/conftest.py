@@ -2,6 +2,7 @@
 
 import os
 
+import pytest
 from hypothesis import settings
 from server_fixtures import client, hermes_server  # noqa: F401
 
@@ -25,9 +26,7 @@ PROCESS_MODULES = {
 }
 
 
-def pytest_collection_modifyitems(config, items):
-    import pytest
-
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     for item in items:
         module = item.module.__name__.rsplit(".", 1)[-1]
         if module in PROCESS_MODULES or PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):

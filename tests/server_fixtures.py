@@ -1,7 +1,9 @@
 """Fixtures that run a REAL `hermes serve` process on a free loopback port.
 
 Imported by tests/conftest.py. `start_server()` is also used directly by tests that
-need their own server (auth, drain).
+need their own server (auth, drain). Every server started here has the test-only
+Advance gate on (`--test-gate-dir`, see server/api/testgate.py): `server.gate` holds
+an Advance in flight until the test releases it, instead of a sleep that races it.
 """
 
 from __future__ import annotations
@@ -11,9 +13,10 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,11 +32,78 @@ def env_with_root() -> dict[str, str]:
     return env
 
 
+class AdvanceGate:
+    """Holds an Advance on a session at the end of its first slice until released.
+
+    with server.gate.holding(session_id):   # Advances on this session now wait...
+        start the Advance in a thread
+        server.gate.wait_entered(session_id)  # ...it is in flight, and stays so
+        act (SIGTERM, GetSession, CloseSession, scrape, cancel)
+    # leaving the block releases it (so does the call's end: cancel, deadline, close, drain)
+    """
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def hold(self, session_id: str) -> None:
+        (self.directory / f"{session_id}.entered").unlink(missing_ok=True)
+        (self.directory / f"{session_id}.hold").touch()
+
+    def release(self, session_id: str) -> None:
+        (self.directory / f"{session_id}.hold").unlink(missing_ok=True)
+
+    def wait_entered(self, session_id: str, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not (self.directory / f"{session_id}.entered").exists():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no Advance on {session_id} reached the gate in {timeout} s")
+            time.sleep(0.005)
+
+    def holding(self, session_id: str) -> _Holding:
+        return _Holding(self, session_id)
+
+
+class _Holding:
+    def __init__(self, gate: AdvanceGate, session_id: str) -> None:
+        self.gate, self.session_id = gate, session_id
+
+    def __enter__(self) -> AdvanceGate:
+        self.gate.hold(self.session_id)
+        return self.gate
+
+    def __exit__(self, *exc: object) -> None:
+        self.gate.release(self.session_id)
+
+
 @dataclass
 class ServerProcess:
     proc: subprocess.Popen
     address: str
     stderr_lines: list[str] = field(default_factory=list)
+    gate: AdvanceGate | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def rss_kb(self) -> int:
+        """The server's resident memory now (Linux /proc)."""
+        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+        raise RuntimeError("no VmRSS in /proc status")
+
+    def logs(self) -> list[dict]:
+        """The JSON log lines written so far."""
+        import json
+
+        out = []
+        for line in list(self.stderr_lines):
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue
+        return out
 
     def stop(self, timeout: float = 20.0) -> int:
         if self.proc.poll() is None:
@@ -45,10 +115,17 @@ class ServerProcess:
             return self.proc.wait()
 
 
-def start_server(*args: str, timeout: float = 30.0) -> ServerProcess:
-    """Start `python -m server.cli serve --port 0 ARGS` and wait for its listening line."""
-    cmd = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", "0", *args]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env_with_root(), stdout=subprocess.PIPE,
+def start_server(*args: str, timeout: float = 30.0, env: Mapping[str, str] | None = None) -> ServerProcess:
+    """Start `python -m server.cli serve --port 0 ARGS` and wait for its listening line.
+
+    `env` adds environment variables (e.g. HERMES_TOKEN) to the server's environment.
+    """
+    gate_dir = Path(tempfile.mkdtemp(prefix="hermes-gate-"))
+    cmd = [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", "0",
+           "--test-gate-dir", str(gate_dir), *args]
+    full_env = env_with_root()
+    full_env.update(env or {})
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     stderr_lines: list[str] = []
 
@@ -65,7 +142,7 @@ def start_server(*args: str, timeout: float = 30.0) -> ServerProcess:
         m = LISTEN_RE.search(line)
         if m:
             threading.Thread(target=lambda: proc.stdout.read(), daemon=True).start()
-            return ServerProcess(proc, m.group(1), stderr_lines)
+            return ServerProcess(proc, m.group(1), stderr_lines, AdvanceGate(gate_dir))
     proc.kill()
     raise RuntimeError("hermes serve did not start:\n" + "".join(stderr_lines))
 

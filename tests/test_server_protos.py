@@ -5,9 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from server_fixtures import ROOT, env_with_root
 
 
+@pytest.mark.slow  # runs protoc in a subprocess
 def test_committed_stubs_are_fresh() -> None:
     proc = subprocess.run([sys.executable, "scripts/gen_protos.py", "--check"], cwd=ROOT,
                           env=env_with_root(), capture_output=True, text=True, timeout=60)

@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from hermes.v1 import common_pb2 as hermes_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hermes/v1/session.proto\x12\thermes.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x16hermes/v1/common.proto\"e\n\nSpecSource\x12+\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x17.google.protobuf.StructH\x00\x12\x0e\n\x04yaml\x18\x02 \x01(\tH\x00\x12\x10\n\x06preset\x18\x03 \x01(\tH\x00\x42\x08\n\x06source\"\xa3\x02\n\x14\x43reateSessionRequest\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.hermes.v1.SpecSource\x12\x41\n\toverrides\x18\x02 \x03(\x0b\x32..hermes.v1.CreateSessionRequest.OverridesEntry\x12\x11\n\x04seed\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12)\n\x0b\x65vent_kinds\x18\x05 \x03(\x0e\x32\x14.hermes.v1.EventKind\x1aH\n\x0eOverridesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\x42\x07\n\x05_seed\"\x8c\x02\n\x0bSessionInfo\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tspec_name\x18\x02 \x01(\t\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12\x15\n\rrouter_policy\x18\x04 \x01(\t\x12\x0e\n\x06now_ns\x18\x05 \x01(\x03\x12\x19\n\x11requests_injected\x18\x06 \x01(\x03\x12\x19\n\x11pending_decisions\x18\x07 \x01(\x03\x12\x11\n\tsnapshots\x18\x08 \x01(\x03\x12\x12\n\nclient_ids\x18\t \x03(\t\x12\x19\n\x11parent_session_id\x18\n \x01(\t\x12)\n\x0b\x65vent_kinds\x18\x0b \x03(\x0e\x32\x14.hermes.v1.EventKind\"=\n\x12\x43reateSessionReply\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.hermes.v1.SessionInfo\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\":\n\x0fGetSessionReply\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.hermes.v1.SessionInfo\"\x15\n\x13ListSessionsRequest\"=\n\x11ListSessionsReply\x12(\n\x08sessions\x18\x01 \x03(\x0b\x32\x16.hermes.v1.SessionInfo\")\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"7\n\x11\x43loseSessionReply\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06now_ns\x18\x02 \x01(\x03\"9\n\x0b\x46orkRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x16\n\x0enew_session_id\x18\x02 \x01(\t\"4\n\tForkReply\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.hermes.v1.SessionInfo\"%\n\x0fSnapshotRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"I\n\rSnapshotReply\x12\x13\n\x0bsnapshot_id\x18\x01 \x01(\t\x12\x0f\n\x07time_ns\x18\x02 \x01(\x03\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\"9\n\x0eRestoreRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\"7\n\x0cRestoreReply\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.hermes.v1.SessionInfo\">\n\x13\x44ropSnapshotRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\"\x13\n\x11\x44ropSnapshotReply\"\x10\n\x0eGetInfoRequest\"Q\n\nPresetInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06models\x18\x03 \x03(\t\x12\x10\n\x08hardware\x18\x04 \x03(\t\"\x9c\x01\n\x06Limits\x12\x14\n\x0cmax_sessions\x18\x01 \x01(\x03\x12 \n\x18max_requests_per_session\x18\x02 \x01(\x03\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\x03\x12\x1c\n\x14max_events_per_reply\x18\x04 \x01(\x03\x12!\n\x19max_snapshots_per_session\x18\x05 \x01(\x03\"\xb5\x01\n\x0cGetInfoReply\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x16\n\x0eserver_version\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12&\n\x07presets\x18\x04 \x03(\x0b\x32\x15.hermes.v1.PresetInfo\x12!\n\x06limits\x18\x05 \x01(\x0b\x32\x11.hermes.v1.Limits\x12\x17\n\x0frouter_policies\x18\x06 \x03(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hermes/v1/session.proto\x12\thermes.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x16hermes/v1/common.proto\"e\n\nSpecSource\x12+\n\x08\x64ocument\x18\x01 \x01(\x0b\x32\x17.google.protobuf.StructH\x00\x12\x0e\n\x04yaml\x18\x02 \x01(\tH\x00\x12\x10\n\x06preset\x18\x03 \x01(\tH\x00\x42\x08\n\x06source\"\xb1\x02\n\x14\x43reateSessionRequest\x12#\n\x04spec\x18\x01 \x01(\x0b\x32\x15.hermes.v1.SpecSource\x12\x41\n\toverrides\x18\x02 \x03(\x0b\x32..hermes.v1.CreateSessionRequest.OverridesEntry\x12\x11\n\x04seed\x18\x03 \x01(\x04H\x00\x88\x01\x01\x12\x12\n\nsession_id\x18\x04 \x01(\t\x12)\n\x0b\x65vent_kinds\x18\x05 \x03(\x0e\x32\x14.hermes.v1.EventKind\x12\x0c\n\x04keep\x18\x06 \x01(\x08\x1aH\n\x0eOverridesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12%\n\x05value\x18\x02 \x01(\x0b\x32\x16.google.protobuf.Value:\x02\x38\x01\x42\x07\n\x05_seed\"\xa5\x02\n\x0bSessionInfo\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x11\n\tspec_name\x18\x02 \x01(\t\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12\x15\n\rrouter_policy\x18\x04 \x01(\t\x12\x0e\n\x06now_ns\x18\x05 \x01(\x03\x12\x19\n\x11requests_injected\x18\x06 \x01(\x03\x12\x19\n\x11pending_decisions\x18\x07 \x01(\x03\x12\x11\n\tsnapshots\x18\x08 \x01(\x03\x12\x12\n\nclient_ids\x18\t \x03(\t\x12\x19\n\x11parent_session_id\x18\n \x01(\t\x12)\n\x0b\x65vent_kinds\x18\x0b \x03(\x0e\x32\x14.hermes.v1.EventKind\x12\x17\n\x0f\x62ound_to_stream\x18\x0c \x01(\x08\"=\n\x12\x43reateSessionReply\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.hermes.v1.SessionInfo\"\'\n\x11GetSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\":\n\x0fGetSessionReply\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.hermes.v1.SessionInfo\"\x15\n\x13ListSessionsRequest\"=\n\x11ListSessionsReply\x12(\n\x08sessions\x18\x01 \x03(\x0b\x32\x16.hermes.v1.SessionInfo\")\n\x13\x43loseSessionRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"7\n\x11\x43loseSessionReply\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0e\n\x06now_ns\x18\x02 \x01(\x03\"G\n\x0b\x46orkRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x16\n\x0enew_session_id\x18\x02 \x01(\t\x12\x0c\n\x04keep\x18\x03 \x01(\x08\"4\n\tForkReply\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.hermes.v1.SessionInfo\"%\n\x0fSnapshotRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"I\n\rSnapshotReply\x12\x13\n\x0bsnapshot_id\x18\x01 \x01(\t\x12\x0f\n\x07time_ns\x18\x02 \x01(\x03\x12\x12\n\nsize_bytes\x18\x03 \x01(\x03\"9\n\x0eRestoreRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\"7\n\x0cRestoreReply\x12\'\n\x07session\x18\x01 \x01(\x0b\x32\x16.hermes.v1.SessionInfo\">\n\x13\x44ropSnapshotRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0bsnapshot_id\x18\x02 \x01(\t\"\x13\n\x11\x44ropSnapshotReply\"\x10\n\x0eGetInfoRequest\"Q\n\nPresetInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x0e\n\x06models\x18\x03 \x03(\t\x12\x10\n\x08hardware\x18\x04 \x03(\t\"\xa7\x02\n\x06Limits\x12\x14\n\x0cmax_sessions\x18\x01 \x01(\x03\x12 \n\x18max_requests_per_session\x18\x02 \x01(\x03\x12\x19\n\x11max_message_bytes\x18\x03 \x01(\x03\x12\x1c\n\x14max_events_per_reply\x18\x04 \x01(\x03\x12!\n\x19max_snapshots_per_session\x18\x05 \x01(\x03\x12\x1e\n\x16session_idle_timeout_s\x18\x06 \x01(\x03\x12\x18\n\x10max_call_seconds\x18\x07 \x01(\x01\x12\x1c\n\x14session_memory_bytes\x18\x08 \x01(\x03\x12\x16\n\x0emax_spec_bytes\x18\t \x01(\x03\x12\x19\n\x11max_request_bytes\x18\n \x01(\x03\"\xb5\x01\n\x0cGetInfoReply\x12\x13\n\x0b\x61pi_version\x18\x01 \x01(\t\x12\x16\n\x0eserver_version\x18\x02 \x01(\t\x12\x14\n\x0c\x63\x61pabilities\x18\x03 \x03(\t\x12&\n\x07presets\x18\x04 \x03(\x0b\x32\x15.hermes.v1.PresetInfo\x12!\n\x06limits\x18\x05 \x01(\x0b\x32\x11.hermes.v1.Limits\x12\x17\n\x0frouter_policies\x18\x06 \x03(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,47 +38,47 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SPECSOURCE']._serialized_start=92
   _globals['_SPECSOURCE']._serialized_end=193
   _globals['_CREATESESSIONREQUEST']._serialized_start=196
-  _globals['_CREATESESSIONREQUEST']._serialized_end=487
-  _globals['_CREATESESSIONREQUEST_OVERRIDESENTRY']._serialized_start=406
-  _globals['_CREATESESSIONREQUEST_OVERRIDESENTRY']._serialized_end=478
-  _globals['_SESSIONINFO']._serialized_start=490
-  _globals['_SESSIONINFO']._serialized_end=758
-  _globals['_CREATESESSIONREPLY']._serialized_start=760
-  _globals['_CREATESESSIONREPLY']._serialized_end=821
-  _globals['_GETSESSIONREQUEST']._serialized_start=823
-  _globals['_GETSESSIONREQUEST']._serialized_end=862
-  _globals['_GETSESSIONREPLY']._serialized_start=864
-  _globals['_GETSESSIONREPLY']._serialized_end=922
-  _globals['_LISTSESSIONSREQUEST']._serialized_start=924
-  _globals['_LISTSESSIONSREQUEST']._serialized_end=945
-  _globals['_LISTSESSIONSREPLY']._serialized_start=947
-  _globals['_LISTSESSIONSREPLY']._serialized_end=1008
-  _globals['_CLOSESESSIONREQUEST']._serialized_start=1010
-  _globals['_CLOSESESSIONREQUEST']._serialized_end=1051
-  _globals['_CLOSESESSIONREPLY']._serialized_start=1053
-  _globals['_CLOSESESSIONREPLY']._serialized_end=1108
-  _globals['_FORKREQUEST']._serialized_start=1110
-  _globals['_FORKREQUEST']._serialized_end=1167
-  _globals['_FORKREPLY']._serialized_start=1169
-  _globals['_FORKREPLY']._serialized_end=1221
-  _globals['_SNAPSHOTREQUEST']._serialized_start=1223
-  _globals['_SNAPSHOTREQUEST']._serialized_end=1260
-  _globals['_SNAPSHOTREPLY']._serialized_start=1262
-  _globals['_SNAPSHOTREPLY']._serialized_end=1335
-  _globals['_RESTOREREQUEST']._serialized_start=1337
-  _globals['_RESTOREREQUEST']._serialized_end=1394
-  _globals['_RESTOREREPLY']._serialized_start=1396
-  _globals['_RESTOREREPLY']._serialized_end=1451
-  _globals['_DROPSNAPSHOTREQUEST']._serialized_start=1453
-  _globals['_DROPSNAPSHOTREQUEST']._serialized_end=1515
-  _globals['_DROPSNAPSHOTREPLY']._serialized_start=1517
-  _globals['_DROPSNAPSHOTREPLY']._serialized_end=1536
-  _globals['_GETINFOREQUEST']._serialized_start=1538
-  _globals['_GETINFOREQUEST']._serialized_end=1554
-  _globals['_PRESETINFO']._serialized_start=1556
-  _globals['_PRESETINFO']._serialized_end=1637
-  _globals['_LIMITS']._serialized_start=1640
-  _globals['_LIMITS']._serialized_end=1796
-  _globals['_GETINFOREPLY']._serialized_start=1799
-  _globals['_GETINFOREPLY']._serialized_end=1980
+  _globals['_CREATESESSIONREQUEST']._serialized_end=501
+  _globals['_CREATESESSIONREQUEST_OVERRIDESENTRY']._serialized_start=420
+  _globals['_CREATESESSIONREQUEST_OVERRIDESENTRY']._serialized_end=492
+  _globals['_SESSIONINFO']._serialized_start=504
+  _globals['_SESSIONINFO']._serialized_end=797
+  _globals['_CREATESESSIONREPLY']._serialized_start=799
+  _globals['_CREATESESSIONREPLY']._serialized_end=860
+  _globals['_GETSESSIONREQUEST']._serialized_start=862
+  _globals['_GETSESSIONREQUEST']._serialized_end=901
+  _globals['_GETSESSIONREPLY']._serialized_start=903
+  _globals['_GETSESSIONREPLY']._serialized_end=961
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=963
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=984
+  _globals['_LISTSESSIONSREPLY']._serialized_start=986
+  _globals['_LISTSESSIONSREPLY']._serialized_end=1047
+  _globals['_CLOSESESSIONREQUEST']._serialized_start=1049
+  _globals['_CLOSESESSIONREQUEST']._serialized_end=1090
+  _globals['_CLOSESESSIONREPLY']._serialized_start=1092
+  _globals['_CLOSESESSIONREPLY']._serialized_end=1147
+  _globals['_FORKREQUEST']._serialized_start=1149
+  _globals['_FORKREQUEST']._serialized_end=1220
+  _globals['_FORKREPLY']._serialized_start=1222
+  _globals['_FORKREPLY']._serialized_end=1274
+  _globals['_SNAPSHOTREQUEST']._serialized_start=1276
+  _globals['_SNAPSHOTREQUEST']._serialized_end=1313
+  _globals['_SNAPSHOTREPLY']._serialized_start=1315
+  _globals['_SNAPSHOTREPLY']._serialized_end=1388
+  _globals['_RESTOREREQUEST']._serialized_start=1390
+  _globals['_RESTOREREQUEST']._serialized_end=1447
+  _globals['_RESTOREREPLY']._serialized_start=1449
+  _globals['_RESTOREREPLY']._serialized_end=1504
+  _globals['_DROPSNAPSHOTREQUEST']._serialized_start=1506
+  _globals['_DROPSNAPSHOTREQUEST']._serialized_end=1568
+  _globals['_DROPSNAPSHOTREPLY']._serialized_start=1570
+  _globals['_DROPSNAPSHOTREPLY']._serialized_end=1589
+  _globals['_GETINFOREQUEST']._serialized_start=1591
+  _globals['_GETINFOREQUEST']._serialized_end=1607
+  _globals['_PRESETINFO']._serialized_start=1609
+  _globals['_PRESETINFO']._serialized_end=1690
+  _globals['_LIMITS']._serialized_start=1693
+  _globals['_LIMITS']._serialized_end=1988
+  _globals['_GETINFOREPLY']._serialized_start=1991
+  _globals['_GETINFOREPLY']._serialized_end=2172
 # @@protoc_insertion_point(module_scope)

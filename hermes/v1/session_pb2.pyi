@@ -19,7 +19,7 @@ class SpecSource(_message.Message):
     def __init__(self, document: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., yaml: _Optional[str] = ..., preset: _Optional[str] = ...) -> None: ...
 
 class CreateSessionRequest(_message.Message):
-    __slots__ = ("spec", "overrides", "seed", "session_id", "event_kinds")
+    __slots__ = ("spec", "overrides", "seed", "session_id", "event_kinds", "keep")
     class OverridesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -32,15 +32,17 @@ class CreateSessionRequest(_message.Message):
     SEED_FIELD_NUMBER: _ClassVar[int]
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_KINDS_FIELD_NUMBER: _ClassVar[int]
+    KEEP_FIELD_NUMBER: _ClassVar[int]
     spec: SpecSource
     overrides: _containers.MessageMap[str, _struct_pb2.Value]
     seed: int
     session_id: str
     event_kinds: _containers.RepeatedScalarFieldContainer[_common_pb2.EventKind]
-    def __init__(self, spec: _Optional[_Union[SpecSource, _Mapping]] = ..., overrides: _Optional[_Mapping[str, _struct_pb2.Value]] = ..., seed: _Optional[int] = ..., session_id: _Optional[str] = ..., event_kinds: _Optional[_Iterable[_Union[_common_pb2.EventKind, str]]] = ...) -> None: ...
+    keep: bool
+    def __init__(self, spec: _Optional[_Union[SpecSource, _Mapping]] = ..., overrides: _Optional[_Mapping[str, _struct_pb2.Value]] = ..., seed: _Optional[int] = ..., session_id: _Optional[str] = ..., event_kinds: _Optional[_Iterable[_Union[_common_pb2.EventKind, str]]] = ..., keep: _Optional[bool] = ...) -> None: ...
 
 class SessionInfo(_message.Message):
-    __slots__ = ("session_id", "spec_name", "seed", "router_policy", "now_ns", "requests_injected", "pending_decisions", "snapshots", "client_ids", "parent_session_id", "event_kinds")
+    __slots__ = ("session_id", "spec_name", "seed", "router_policy", "now_ns", "requests_injected", "pending_decisions", "snapshots", "client_ids", "parent_session_id", "event_kinds", "bound_to_stream")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     SPEC_NAME_FIELD_NUMBER: _ClassVar[int]
     SEED_FIELD_NUMBER: _ClassVar[int]
@@ -52,6 +54,7 @@ class SessionInfo(_message.Message):
     CLIENT_IDS_FIELD_NUMBER: _ClassVar[int]
     PARENT_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     EVENT_KINDS_FIELD_NUMBER: _ClassVar[int]
+    BOUND_TO_STREAM_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     spec_name: str
     seed: int
@@ -63,7 +66,8 @@ class SessionInfo(_message.Message):
     client_ids: _containers.RepeatedScalarFieldContainer[str]
     parent_session_id: str
     event_kinds: _containers.RepeatedScalarFieldContainer[_common_pb2.EventKind]
-    def __init__(self, session_id: _Optional[str] = ..., spec_name: _Optional[str] = ..., seed: _Optional[int] = ..., router_policy: _Optional[str] = ..., now_ns: _Optional[int] = ..., requests_injected: _Optional[int] = ..., pending_decisions: _Optional[int] = ..., snapshots: _Optional[int] = ..., client_ids: _Optional[_Iterable[str]] = ..., parent_session_id: _Optional[str] = ..., event_kinds: _Optional[_Iterable[_Union[_common_pb2.EventKind, str]]] = ...) -> None: ...
+    bound_to_stream: bool
+    def __init__(self, session_id: _Optional[str] = ..., spec_name: _Optional[str] = ..., seed: _Optional[int] = ..., router_policy: _Optional[str] = ..., now_ns: _Optional[int] = ..., requests_injected: _Optional[int] = ..., pending_decisions: _Optional[int] = ..., snapshots: _Optional[int] = ..., client_ids: _Optional[_Iterable[str]] = ..., parent_session_id: _Optional[str] = ..., event_kinds: _Optional[_Iterable[_Union[_common_pb2.EventKind, str]]] = ..., bound_to_stream: _Optional[bool] = ...) -> None: ...
 
 class CreateSessionReply(_message.Message):
     __slots__ = ("session",)
@@ -108,12 +112,14 @@ class CloseSessionReply(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., now_ns: _Optional[int] = ...) -> None: ...
 
 class ForkRequest(_message.Message):
-    __slots__ = ("session_id", "new_session_id")
+    __slots__ = ("session_id", "new_session_id", "keep")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     NEW_SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    KEEP_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     new_session_id: str
-    def __init__(self, session_id: _Optional[str] = ..., new_session_id: _Optional[str] = ...) -> None: ...
+    keep: bool
+    def __init__(self, session_id: _Optional[str] = ..., new_session_id: _Optional[str] = ..., keep: _Optional[bool] = ...) -> None: ...
 
 class ForkReply(_message.Message):
     __slots__ = ("session",)
@@ -180,18 +186,28 @@ class PresetInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., description: _Optional[str] = ..., models: _Optional[_Iterable[str]] = ..., hardware: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Limits(_message.Message):
-    __slots__ = ("max_sessions", "max_requests_per_session", "max_message_bytes", "max_events_per_reply", "max_snapshots_per_session")
+    __slots__ = ("max_sessions", "max_requests_per_session", "max_message_bytes", "max_events_per_reply", "max_snapshots_per_session", "session_idle_timeout_s", "max_call_seconds", "session_memory_bytes", "max_spec_bytes", "max_request_bytes")
     MAX_SESSIONS_FIELD_NUMBER: _ClassVar[int]
     MAX_REQUESTS_PER_SESSION_FIELD_NUMBER: _ClassVar[int]
     MAX_MESSAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
     MAX_EVENTS_PER_REPLY_FIELD_NUMBER: _ClassVar[int]
     MAX_SNAPSHOTS_PER_SESSION_FIELD_NUMBER: _ClassVar[int]
+    SESSION_IDLE_TIMEOUT_S_FIELD_NUMBER: _ClassVar[int]
+    MAX_CALL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SESSION_MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_SPEC_BYTES_FIELD_NUMBER: _ClassVar[int]
+    MAX_REQUEST_BYTES_FIELD_NUMBER: _ClassVar[int]
     max_sessions: int
     max_requests_per_session: int
     max_message_bytes: int
     max_events_per_reply: int
     max_snapshots_per_session: int
-    def __init__(self, max_sessions: _Optional[int] = ..., max_requests_per_session: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_events_per_reply: _Optional[int] = ..., max_snapshots_per_session: _Optional[int] = ...) -> None: ...
+    session_idle_timeout_s: int
+    max_call_seconds: float
+    session_memory_bytes: int
+    max_spec_bytes: int
+    max_request_bytes: int
+    def __init__(self, max_sessions: _Optional[int] = ..., max_requests_per_session: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_events_per_reply: _Optional[int] = ..., max_snapshots_per_session: _Optional[int] = ..., session_idle_timeout_s: _Optional[int] = ..., max_call_seconds: _Optional[float] = ..., session_memory_bytes: _Optional[int] = ..., max_spec_bytes: _Optional[int] = ..., max_request_bytes: _Optional[int] = ...) -> None: ...
 
 class GetInfoReply(_message.Message):
     __slots__ = ("api_version", "server_version", "capabilities", "presets", "limits", "router_policies")

@@ -1,5 +1,6 @@
-"""Assemble and run the gRPC server: the Simulator service, health, reflection, auth, limits,
-and the drain sequence (health NOT_SERVING -> refuse new calls -> finish in-flight -> stop)."""
+"""Assemble and run the gRPC server: the Simulator service, health, reflection, auth, TLS, limits,
+the idle-session reaper, and the drain sequence (health NOT_SERVING -> refuse new calls ->
+finish in-flight -> stop)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from ..config import ServerConfig
 from ..hooks import Hooks
 from ..lifecycle import Lifecycle
 from ..sessions import SessionManager
-from . import SERVICE, Api
+from . import SERVICE, Api, engine
 from .auth import BearerTokenInterceptor
 from .service import SimulatorService
 
@@ -26,6 +27,15 @@ DRAIN_LINGER_S = 0.3
 
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
+
+
+def tls_credentials(cert_path: str, key_path: str) -> grpc.ServerCredentials:
+    """Server TLS credentials from PEM files the operator named (read once, at start)."""
+    with open(cert_path, "rb") as f:
+        cert = f.read()
+    with open(key_path, "rb") as f:
+        key = f.read()
+    return grpc.ssl_server_credentials([(key, cert)])
 
 
 class HermesServer:
@@ -37,8 +47,8 @@ class HermesServer:
         self.extra_handlers = extra_handlers  # e.g. the benchmark's echo service on the same server
         self.hooks = Hooks(observers)
         self.lifecycle = Lifecycle()
-        self.manager = SessionManager(config.max_sessions, self.hooks)
-        self.service = SimulatorService(Api(self.manager, config, self.hooks), self.lifecycle, self.hooks)
+        self.manager = SessionManager(config.max_sessions, self.hooks, config.session_idle_timeout_s)
+        self.service = SimulatorService(Api(self.manager, config, self.hooks), self.lifecycle, self.hooks, config)
         self.health = health.HealthServicer(
             experimental_non_blocking=True,
             experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="health"))
@@ -48,7 +58,7 @@ class HermesServer:
     def build(self) -> grpc.Server:
         cfg = self.config
         options = [
-            ("grpc.max_receive_message_length", cfg.max_message_bytes),
+            ("grpc.max_receive_message_length", cfg.max_request_bytes),
             ("grpc.max_send_message_length", cfg.max_message_bytes),
             ("grpc.so_reuseport", 0),
         ]
@@ -66,15 +76,24 @@ class HermesServer:
 
     def start(self) -> int:
         """Bind and start serving; returns the bound port (useful with port 0)."""
+        cfg = self.config
         self._server = self.build()
-        self.port = self._server.add_insecure_port(_host_port(self.config.host, self.config.port))
+        address = _host_port(cfg.host, cfg.port)
+        if cfg.tls:
+            self.port = self._server.add_secure_port(address, tls_credentials(cfg.tls_cert, cfg.tls_key))
+        else:
+            self.port = self._server.add_insecure_port(address)
         if not self.port:
-            raise OSError(f"cannot bind {_host_port(self.config.host, self.config.port)}")
+            raise OSError(f"cannot bind {address}")
         self._server.start()
+        self.manager.start_reaper()
         for name in ("", SERVICE.full_name):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
-        jsonlog.log(logging.INFO, "serving", address=self.address, auth=bool(self.config.token),
-                    max_sessions=self.config.max_sessions, workers=self.config.workers)
+        jsonlog.log(logging.INFO, "serving", address=self.address, auth=bool(cfg.token), tls=cfg.tls,
+                    max_sessions=cfg.max_sessions, workers=cfg.workers,
+                    session_idle_timeout_s=cfg.session_idle_timeout_s, max_call_seconds=cfg.max_call_seconds,
+                    session_memory_mb=cfg.session_memory_mb, max_spec_kb=cfg.max_spec_kb,
+                    data_dir=cfg.data_dir, engine_guards=engine.engine_support())
         return self.port
 
     @property
@@ -95,6 +114,7 @@ class HermesServer:
         if self._server is not None:
             # open Session streams hold no call in flight between commands: cancel them now
             self._server.stop(grace=min(1.0, max(0.0, grace - (time.monotonic() - t0)))).wait()
+        self.manager.stop_reaper()
         self.manager.close_all()
         jsonlog.log(logging.INFO, "stopped", clean=clean, seconds=round(time.monotonic() - t0, 3))
         return clean

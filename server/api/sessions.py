@@ -13,8 +13,10 @@ from .base import ApiBase, CallContext
 
 API_VERSION = "hermes.v1"
 SERVER_VERSION = "0.1.0"
+MAX_OVERRIDES = 1000  # dotted-path overrides in one CreateSession
+MAX_EVENT_KINDS = 64  # entries of event_kinds (there are 9 kinds; repeats are harmless up to this)
 CAPABILITIES = ("stream", "fork", "snapshot", "external_routing", "wakeups", "cluster_changes",
-                "event_filter", "batched_events")
+                "event_filter", "batched_events", "stream_bound_sessions", "idle_timeout")
 
 
 class SessionApi(ApiBase):
@@ -22,12 +24,15 @@ class SessionApi(ApiBase):
         cfg = self.config
         reply = session_pb2.GetInfoReply(
             api_version=API_VERSION, server_version=SERVER_VERSION,
-            capabilities=list(CAPABILITIES) + (["auth"] if cfg.token else []),
+            capabilities=list(CAPABILITIES) + (["auth"] if cfg.token else []) + (["tls"] if cfg.tls else []),
             router_policies=list(engine.router_policies()),
             limits=session_pb2.Limits(
                 max_sessions=cfg.max_sessions, max_requests_per_session=cfg.max_requests_per_session,
                 max_message_bytes=cfg.max_message_bytes, max_events_per_reply=cfg.max_events_per_reply,
-                max_snapshots_per_session=cfg.max_snapshots_per_session),
+                max_snapshots_per_session=cfg.max_snapshots_per_session,
+                session_idle_timeout_s=int(cfg.session_idle_timeout_s),
+                max_call_seconds=cfg.max_call_seconds, session_memory_bytes=cfg.session_memory_bytes,
+                max_spec_bytes=cfg.max_spec_bytes, max_request_bytes=cfg.max_request_bytes),
         )
         for p in engine.preset_summaries():
             reply.presets.add(name=p.name, description=p.description, models=p.models, hardware=p.hardware)
@@ -42,25 +47,36 @@ class SessionApi(ApiBase):
         overrides = self._overrides(req.overrides)
         self.manager.check_capacity()
         self.manager.check_free(wanted, "session_id")
-        doc = engine.document_from_source(req.spec)
         seed = req.seed if req.HasField("seed") else None
         try:
-            spec = engine.build_spec(doc, overrides, seed, self.config.max_requests_per_session)
+            doc = engine.document_from_source(req.spec, self.config.max_spec_bytes)
+            spec = engine.build_spec(doc, overrides, seed, self.config.max_requests_per_session,
+                                     self.config.data_dir, self.config.session_memory_bytes)
+            if self.gate is not None and wanted is not None:
+                self.gate.hold(wanted, lambda: False)  # tests: a CreateSession that outlives its deadline
+            call.check_live()  # building a spec can take a while: nobody may be waiting any more
+            sim = engine.new_simulation(spec)
         except Exception as exc:
             mapped = from_engine(exc, "spec")
             if mapped is None:
                 raise
             raise mapped from exc
-        sim = engine.new_simulation(spec)  # load_spec ran every check: a failure here is a bug (INTERNAL)
         session = Session(session_id="", sim=sim, spec_name=spec.name, seed=int(spec.seed),
-                          router_policy=str(spec.router), event_kinds=kinds)
-        self.manager.add(session, wanted)
-        return session_pb2.CreateSessionReply(session=self.session_info(session, self.client_ids(sim)))
+                          router_policy=str(spec.router), event_kinds=kinds,
+                          bound_to_stream=call.claim is not None and not req.keep)
+        self._register(session, wanted, "session_id", call)
+        return session_pb2.CreateSessionReply(session=self.session_info(session, self.client_ids(session)))
+
+    def _register(self, session: Session, wanted: str | None, field_name: str, call: CallContext) -> None:
+        self.manager.add(session, wanted, field_name, call)
+        if session.bound_to_stream and call.claim is not None:
+            call.claim(session.session_id)
 
     def get_session(self, req: session_pb2.GetSessionRequest, call: CallContext) -> session_pb2.GetSessionReply:
+        """Answers at once, even while an Advance runs on the session (from what its last slice left)."""
         sid = validate.session_id(req.session_id)
-        with self.manager.use(sid, mutates=False) as s:
-            return session_pb2.GetSessionReply(session=self.session_info(s, self.client_ids(s.sim)))
+        s = self.manager.get(sid)
+        return session_pb2.GetSessionReply(session=self.session_info(s, self.client_ids(s)))
 
     def list_sessions(self, req: session_pb2.ListSessionsRequest,
                       call: CallContext) -> session_pb2.ListSessionsReply:
@@ -68,7 +84,9 @@ class SessionApi(ApiBase):
 
     def close_session(self, req: session_pb2.CloseSessionRequest,
                       call: CallContext) -> session_pb2.CloseSessionReply:
+        """Closes at once; an Advance running on the session stops at its next slice."""
         sid = validate.session_id(req.session_id)
+        call.check_live()
         s = self.manager.close(sid)
         return session_pb2.CloseSessionReply(session_id=sid, now_ns=s.now_ns)
 
@@ -79,16 +97,17 @@ class SessionApi(ApiBase):
         wanted = validate.optional_id(req.new_session_id, "new_session_id")
         self.manager.check_capacity()
         self.manager.check_free(wanted, "new_session_id")
-        with self.manager.use(sid, mutates=False) as src:
+        with self.manager.use(sid, mutates=False, call=call) as src:
             child = Session(session_id="", sim=src.sim.fork(), spec_name=src.spec_name, seed=src.seed,
                             router_policy=src.router_policy, event_kinds=src.event_kinds,
-                            parent_session_id=sid, requests_injected=src.requests_injected)
-        self.manager.add(child, wanted, "new_session_id")
-        return session_pb2.ForkReply(session=self.session_info(child, self.client_ids(child.sim)))
+                            parent_session_id=sid, requests_injected=src.requests_injected,
+                            bound_to_stream=call.claim is not None and not req.keep)
+        self._register(child, wanted, "new_session_id", call)
+        return session_pb2.ForkReply(session=self.session_info(child, self.client_ids(child)))
 
     def snapshot(self, req: session_pb2.SnapshotRequest, call: CallContext) -> session_pb2.SnapshotReply:
         sid = validate.session_id(req.session_id)
-        with self.manager.use(sid, mutates=False) as s:
+        with self.manager.use(sid, mutates=False, call=call) as s:
             limit = self.config.max_snapshots_per_session
             if limit and len(s.snapshots) >= limit:
                 raise exhausted("snapshots", f"session holds its limit of {limit} snapshots; drop one")
@@ -102,7 +121,7 @@ class SessionApi(ApiBase):
     def restore(self, req: session_pb2.RestoreRequest, call: CallContext) -> session_pb2.RestoreReply:
         sid = validate.session_id(req.session_id)
         snap_id = validate.required_text(req.snapshot_id, "snapshot_id")
-        with self.manager.use(sid) as s:
+        with self.manager.use(sid, call=call) as s:
             held = s.snapshots.get(snap_id)
             if held is None:
                 raise not_found("snapshot_id", f"session {sid!r} holds no snapshot {snap_id!r}")
@@ -110,15 +129,15 @@ class SessionApi(ApiBase):
             s.sim = engine.restore_simulation(blob)
             s.requests_injected = injected
             s.broken = None
-            s.refresh()
+            s.refresh(client_ids=True)
             self.hooks.session_advanced(sid, s.sim)
-            return session_pb2.RestoreReply(session=self.session_info(s, self.client_ids(s.sim)))
+            return session_pb2.RestoreReply(session=self.session_info(s, list(s.client_ids)))
 
     def drop_snapshot(self, req: session_pb2.DropSnapshotRequest,
                       call: CallContext) -> session_pb2.DropSnapshotReply:
         sid = validate.session_id(req.session_id)
         snap_id = validate.required_text(req.snapshot_id, "snapshot_id")
-        with self.manager.use(sid, mutates=False) as s:
+        with self.manager.use(sid, mutates=False, call=call) as s:
             if s.snapshots.pop(snap_id, None) is None:
                 raise not_found("snapshot_id", f"session {sid!r} holds no snapshot {snap_id!r}")
         return session_pb2.DropSnapshotReply()
@@ -129,6 +148,8 @@ class SessionApi(ApiBase):
     def _event_kinds(kinds: Any) -> frozenset[str] | None:
         if not kinds:
             return None
+        if len(kinds) > MAX_EVENT_KINDS:
+            raise exhausted("event_kinds", f"{len(kinds)} entries exceed the limit of {MAX_EVENT_KINDS}")
         names = set()
         for i, k in enumerate(kinds):
             validate.enum_value(common_pb2.EventKind, k, f"event_kinds[{i}]")
@@ -137,6 +158,8 @@ class SessionApi(ApiBase):
 
     @staticmethod
     def _overrides(overrides: Any) -> dict[str, Any]:
+        if len(overrides) > MAX_OVERRIDES:
+            raise exhausted("overrides", f"{len(overrides)} entries exceed the limit of {MAX_OVERRIDES}")
         out = {}
         for key in sorted(overrides):
             if not key or len(key) > 256 or any(ch.isspace() for ch in key):

@@ -11,8 +11,10 @@ from hermes.v1 import common_pb2, control_pb2
 from sim_engine import DecisionAnswer
 
 from ..errors import exhausted, invalid, not_found
-from . import slices, validate, wire
+from . import engine, slices, validate, wire
 from .base import ApiBase, CallContext
+
+MAX_ANSWERS = 100_000  # answers in one Decide call (checking them holds the GIL)
 
 
 class SteppingApi(ApiBase):
@@ -25,7 +27,11 @@ class SteppingApi(ApiBase):
         limit = self.config.max_requests_per_session
         if limit and len(req.requests) > limit:
             raise exhausted("requests", f"{len(req.requests)} requests exceed the limit of {limit} per session")
-        with self.manager.use(sid) as s:
+        per_call = self.config.max_requests_per_call
+        if per_call and len(req.requests) > per_call:
+            raise exhausted("requests", f"{len(req.requests)} requests exceed the limit of {per_call} per call; "
+                            "inject them in several calls")
+        with self.manager.use(sid, call=call) as s:
             if limit and s.requests_injected + len(req.requests) > limit:
                 raise exhausted("requests", f"session would hold more than {limit} injected requests")
             now = int(s.sim.now_ns)
@@ -57,7 +63,7 @@ class SteppingApi(ApiBase):
             validate.non_negative(req.by_ns, "by_ns")  # a negative duration is malformed, not "in the past"
         # the tighter of the caller's bound and the server's cap on events per reply (0: none)
         bound = min((b for b in (req.max_events, self.config.max_events_per_reply) if b), default=None)
-        with self.manager.use(sid) as s:
+        with self.manager.use(sid, call=call) as s:
             now = int(s.sim.now_ns)
             until: int | None = None
             if target == "until_ns":
@@ -65,7 +71,8 @@ class SteppingApi(ApiBase):
             elif target == "by_ns":
                 until = validate.sim_time(now + req.by_ns, now, "by_ns")
             t0 = time.perf_counter()
-            out = slices.advance(s.sim, until, target == "next_event", bound, call.interrupted)
+            out = slices.advance(s.sim, until, target == "next_event", bound,
+                                 lambda: s.closed or call.interrupted(), self._after_slice(s, call))
             wall = time.perf_counter() - t0
             reply = control_pb2.AdvanceReply(
                 time_ns=out.time_ns, reason=wire.STOP_REASONS[out.reason],
@@ -77,12 +84,24 @@ class SteppingApi(ApiBase):
             self.hooks.session_advanced(sid, s.sim, out.events, wall)
             return reply
 
+    def _after_slice(self, s: Any, call: CallContext) -> Any:
+        """Between slices: publish the clock (GetSession reads it unlocked); the test gate, if on."""
+        first = [True]
+
+        def after(time_ns: int) -> None:
+            s.now_ns = int(time_ns)
+            if self.gate is not None and first[0]:
+                first[0] = False
+                self.gate.hold(s.session_id, lambda: s.closed or call.interrupted())
+
+        return after
+
     # ------------------------------------------------------------ decisions
 
     def get_decisions(self, req: control_pb2.GetDecisionsRequest,
                       call: CallContext) -> control_pb2.GetDecisionsReply:
         sid = validate.session_id(req.session_id)
-        with self.manager.use(sid, mutates=False) as s:
+        with self.manager.use(sid, mutates=False, call=call) as s:
             reply = control_pb2.GetDecisionsReply()
             for d in s.sim.pending_decisions():
                 wire.fill_decision(reply.decisions.add(), d)
@@ -92,6 +111,8 @@ class SteppingApi(ApiBase):
         sid = validate.session_id(req.session_id)
         if not req.answers:
             raise invalid("answers", "missing (give at least one answer)")
+        if len(req.answers) > MAX_ANSWERS:
+            raise exhausted("answers", f"{len(req.answers)} answers exceed the limit of {MAX_ANSWERS} per call")
         for i, a in enumerate(req.answers):
             path = f"answers[{i}]"
             validate.required_text(a.decision_id, f"{path}.decision_id")
@@ -111,7 +132,11 @@ class SteppingApi(ApiBase):
                 raise not_found(f"answers[{i}].decision_id", f"no pending decision {a.decision_id!r}")
             answers.append(DecisionAnswer(int(a.decision_id), wire.DECISION_ACTIONS[a.action],
                                           a.client_id or None, a.retry_after_ns or None))
-        with self.manager.use(sid) as s:
+        with self.manager.use(sid, call=call) as s:
+            now = int(s.sim.now_ns)
+            for i, a in enumerate(req.answers):
+                if a.retry_after_ns:
+                    validate.sim_time(now + a.retry_after_ns, now, f"answers[{i}].retry_after_ns")
             s.sim.decide_many(answers)  # atomic: every answer is checked before any is applied
             return control_pb2.DecideReply(pending_decisions=len(s.sim.pending_decisions()))
 
@@ -119,7 +144,7 @@ class SteppingApi(ApiBase):
 
     def get_state(self, req: control_pb2.GetStateRequest, call: CallContext) -> control_pb2.GetStateReply:
         sid = validate.session_id(req.session_id)
-        with self.manager.use(sid, mutates=False) as s:
+        with self.manager.use(sid, mutates=False, call=call) as s:
             reply = control_pb2.GetStateReply()
             wire.fill_state(reply.state, s.sim.state(), int(s.sim.now_ns))
             return reply
@@ -128,7 +153,7 @@ class SteppingApi(ApiBase):
         sid = validate.session_id(req.session_id)
         validate.non_negative(req.time_ns, "time_ns")
         tag = validate.short_text(req.tag, "tag")
-        with self.manager.use(sid) as s:
+        with self.manager.use(sid, call=call) as s:
             validate.sim_time(req.time_ns, int(s.sim.now_ns), "time_ns")
             s.sim.add_wakeup(req.time_ns, tag)
             return control_pb2.AddWakeupReply()
@@ -143,7 +168,11 @@ class SteppingApi(ApiBase):
         if req.action == common_pb2.CLUSTER_ACTION_ADD:
             if not req.HasField("client"):
                 raise invalid("client", "missing (the new client's spec)")
+            if self.config.max_spec_bytes and req.client.ByteSize() > self.config.max_spec_bytes:
+                raise exhausted("client", f"{req.client.ByteSize()} bytes exceed the limit of "
+                                f"{self.config.max_spec_bytes} bytes of spec")
             client_doc = wire.struct_to_plain(req.client, "client")
+            engine.refuse_paths(client_doc, root="client")
             doc_id = client_doc.get("id")
             if client_id and doc_id is not None and doc_id != client_id:
                 raise invalid("client.id", f"{doc_id!r} differs from client_id {client_id!r}")
@@ -156,14 +185,14 @@ class SteppingApi(ApiBase):
             validate.required_text(client_id, "client_id")
             if req.HasField("client"):
                 raise invalid("client", "only for action ADD")
-        with self.manager.use(sid) as s:
+        with self.manager.use(sid, call=call) as s:
             validate.sim_time(req.time_ns, int(s.sim.now_ns), "time_ns")
             s.sim.change_cluster(req.time_ns, wire.CLUSTER_ACTIONS[req.action], client_id, client=client_doc)
             return control_pb2.ChangeClusterReply()
 
     def get_summary(self, req: control_pb2.GetSummaryRequest, call: CallContext) -> control_pb2.GetSummaryReply:
         sid = validate.session_id(req.session_id)
-        with self.manager.use(sid, mutates=False) as s:
+        with self.manager.use(sid, mutates=False, call=call) as s:
             text = wire.to_json(s.sim.summary())
             reply = control_pb2.GetSummaryReply(summary_json=text, now_ns=int(s.sim.now_ns))
         wire.json_to_struct(text, reply.summary)

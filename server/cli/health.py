@@ -13,12 +13,24 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 
-def check(target: str, service: str = "", timeout: float = 3.0) -> tuple[bool, str]:
+def _channel(target: str, tls_ca: str | None, server_name: str | None) -> grpc.Channel:
+    if tls_ca is None:
+        return grpc.insecure_channel(target)
+    with open(tls_ca, "rb") as f:
+        creds = grpc.ssl_channel_credentials(root_certificates=f.read())
+    options = [("grpc.ssl_target_name_override", server_name)] if server_name else []
+    return grpc.secure_channel(target, creds, options=options)
+
+
+def check(target: str, service: str = "", timeout: float = 3.0, tls_ca: str | None = None,
+          server_name: str | None = None) -> tuple[bool, str]:
     """Ask `target` for the health of `service`; return (serving, status text)."""
     try:
-        with grpc.insecure_channel(target) as channel:
+        with _channel(target, tls_ca, server_name) as channel:
             stub = health_pb2_grpc.HealthStub(channel)
             reply = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout)
+    except OSError as err:
+        return False, f"ERROR: {err}"
     except grpc.RpcError as err:
         code = err.code() if hasattr(err, "code") else None
         name = code.name if code is not None else "ERROR"
@@ -28,7 +40,7 @@ def check(target: str, service: str = "", timeout: float = 3.0) -> tuple[bool, s
 
 
 def _run(args: argparse.Namespace) -> int:
-    ok, status = check(args.target, args.service, args.timeout)
+    ok, status = check(args.target, args.service, args.timeout, args.tls_ca, args.tls_server_name)
     label = args.service or "(server)"
     print(f"{args.target} {label}: {status}", file=sys.stdout if ok else sys.stderr)
     return 0 if ok else 1
@@ -47,4 +59,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--timeout", type=float, default=3.0, help="seconds to wait for the reply (default %(default)s)"
     )
+    p.add_argument("--tls-ca", default=None, help="PEM CA bundle: talk TLS to a server started with --tls-cert")
+    p.add_argument("--tls-server-name", default=None, help="expected name in the server's certificate")
     p.set_defaults(func=_run)
