@@ -34,6 +34,7 @@ class ServerConfig:
     token: str | None = None
     # bearer token of /metrics; the CLI defaults it to `token`
     metrics_token: str | None = None
+    metrics_aggregate: bool = False  # /metrics without the session label
     tls_cert: str | None = None  # PEM file paths, named by the operator (never by a client)
     tls_key: str | None = None
     # the only directory from which a spec may name data files (traces); None: bundled data only

@@ -111,3 +111,19 @@ def test_stream_commands_are_timed_per_method(server: Server, driver: Driver) ->
     methods = {(lab["method"], lab["code"]) for n, lab, _ in samples(text) if n == "hermes_rpc_duration_seconds_count"}
     assert ("Session.GetInfo", "OK") in methods
     assert ("Session.GetSession", "NOT_FOUND") in methods
+
+
+def test_aggregate_flag_drops_the_session_label_and_sums_sessions() -> None:
+    spec = yaml.safe_load(MULTISTAGE.read_text())
+    spec["workload"]["num_requests"] = 10
+    with hermes_server(metrics=True, extra=["--metrics-aggregate"]) as srv:
+        d = Driver(srv.target)
+        try:
+            for sid in ("agg-a", "agg-b"):
+                d.run_to_idle(d.create(yaml.safe_dump(spec), session_id=sid))
+            text = scrape(srv.metrics_url)
+        finally:
+            d.close()
+    hermes = [(n, lab) for n, lab, _ in samples(text) if n.startswith(("hermes_", "vllm:"))]
+    assert hermes and not [n for n, lab in hermes if "session" in lab]
+    assert value(text, "hermes_requests_completed_total") == 20

@@ -12,7 +12,6 @@ the gRPC token).
 from __future__ import annotations
 
 import argparse
-import inspect
 import os
 import signal
 import sys
@@ -69,6 +68,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_requests_per_call=args.max_requests_per_call, max_spec_kb=args.max_spec_kb,
         session_memory_mb=args.session_memory_mb, session_idle_timeout_s=args.session_idle_timeout,
         max_call_seconds=args.max_call_seconds, workers=args.workers, token=token, metrics_token=metrics_token,
+        metrics_aggregate=args.metrics_aggregate,
         tls_cert=args.tls_cert, tls_key=args.tls_key,
         data_dir=os.path.realpath(args.data_dir) if args.data_dir else None,
         drain_grace_s=args.drain_grace, log_level=args.log_level, test_gate_dir=args.test_gate_dir,
@@ -78,19 +78,15 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
 def start_metrics(config: ServerConfig) -> Any:
     """The Prometheus exporter as an observer (None without --metrics-port).
 
-    With a metrics token, /metrics asks for it (`start_metrics_server(..., token=)`); an
-    exporter that cannot check a token is not started open instead.
+    With a metrics token, /metrics asks for it; `--metrics-aggregate` drops the session
+    label (series bounded by clients, not sessions: for servers with many short sessions).
     """
     if config.metrics_port is None:
         return None
     from ..metrics.exporter import start_metrics_server
 
-    if config.metrics_token is None:
-        return start_metrics_server(config.metrics_port, config.host)
-    if "token" not in inspect.signature(start_metrics_server).parameters:
-        raise ConfigError("this build's metrics exporter cannot require a token; refusing to serve "
-                          "/metrics open while a token is set")
-    return start_metrics_server(config.metrics_port, config.host, token=config.metrics_token)
+    return start_metrics_server(config.metrics_port, config.host, token=config.metrics_token,
+                                aggregate_sessions=config.metrics_aggregate)
 
 
 SWITCH_INTERVAL_S = 0.001  # Python's default is 0.005
@@ -145,6 +141,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--host", default=d.host, help="address to bind (default %(default)s)")
     p.add_argument("--port", type=int, default=d.port, help="port (0 picks a free one; default %(default)s)")
     p.add_argument("--metrics-port", type=int, default=None, help="serve Prometheus /metrics on this port")
+    p.add_argument("--metrics-aggregate", action="store_true",
+                   help="sum series over sessions (no session label): bounded series for many short sessions")
     p.add_argument("--max-sessions", type=int, default=d.max_sessions, help="open sessions (0: unlimited)")
     p.add_argument("--max-requests-per-session", type=int, default=d.max_requests_per_session,
                    help="requests per session (0: unlimited)")
