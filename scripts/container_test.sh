@@ -171,8 +171,10 @@ check_container() {
     local gport mport uid user code health took
     gport="$(free_port)"
     mport="$(free_port)"
+    # (podman's complaints that it cannot add systemd healthcheck timers go to the log:
+    #  there is no systemd here, the healthcheck is run by hand below)
     podman run -d --name "$RUN_ID" -p "127.0.0.1:$gport:50051" -p "127.0.0.1:$mport:9400" "$IMAGE" \
-        >/dev/null || fail "podman run $IMAGE"
+        >"$LOG/run.log" 2>&1 || { cat "$LOG/run.log" >&2; fail "podman run $IMAGE"; }
 
     wait_healthy_from_host "$gport"
     say "ok: hermes health from the host: SERVING (127.0.0.1:$gport)"
@@ -216,12 +218,12 @@ EOF
     say "ok: podman healthcheck run passes (status ${health:-?})"
 
     took=$SECONDS
-    podman stop -t 45 "$RUN_ID" >/dev/null || fail "podman stop"
+    podman stop -t 45 "$RUN_ID" >>"$LOG/run.log" 2>&1 || { cat "$LOG/run.log" >&2; fail "podman stop"; }
     took=$((SECONDS - took))
     code="$(podman inspect --format '{{.State.ExitCode}}' "$RUN_ID")"
     [ "$code" = 0 ] || { podman logs --tail 20 "$RUN_ID" >&2; fail "SIGTERM: exit code $code (want 0) after ${took}s"; }
     say "ok: SIGTERM (podman stop) drains and exits 0 in ${took}s"
-    podman rm "$RUN_ID" >/dev/null
+    podman rm "$RUN_ID" >>"$LOG/run.log" 2>&1 || fail "podman rm $RUN_ID"
 }
 
 # ---------------------------------------------------------------- compose
@@ -271,7 +273,15 @@ check_compose() {
         [ $SECONDS -lt $deadline ] || fail "compose: hermes never SERVING on :$HERMES_GRPC_PORT"
         sleep 1
     done
-    say "ok: compose: hermes SERVING"
+    local cid
+    cid="$(podman ps -q --filter "label=io.podman.compose.project=$COMPOSE_PROJECT" \
+        --filter "label=com.docker.compose.service=hermes")"
+    [ -n "$cid" ] || fail "compose: no hermes container"
+    [ "$(podman inspect --format '{{.HostConfig.ReadonlyRootfs}}' "$cid")" = true ] \
+        || fail "compose: hermes' root filesystem is not read-only (read_only: true)"
+    podman healthcheck run "$cid" >"$LOG/compose-healthcheck.txt" 2>&1 \
+        || { cat "$LOG/compose-healthcheck.txt" >&2; fail "compose: podman healthcheck run on hermes"; }
+    say "ok: compose: hermes SERVING (from the host and its HEALTHCHECK), read-only root filesystem"
     python3 - "$pport" <<'EOF' || fail "compose: Prometheus does not scrape hermes (up{job=\"hermes\"} != 1)"
 import json, sys, time, urllib.parse, urllib.request
 url = f"http://127.0.0.1:{sys.argv[1]}/api/v1/query?" + urllib.parse.urlencode({"query": 'up{job="hermes"}'})
