@@ -11,7 +11,7 @@
 # Environment (all optional):
 #   HERMES_CT_PYTHON_IMAGE  use this base image instead of building one (e.g. python:3.11.11-slim-bookworm
 #                           when a registry is reachable)
-#   HERMES_CT_MIRROR        Debian mirror for debootstrap (default http://deb.debian.org/debian)
+#   HERMES_CT_MIRROR        Debian mirror for debootstrap (default: the host's apt source, else deb.debian.org)
 #   HERMES_CT_STATE         state directory: containers.conf, logs (default /var/tmp/hermes-container-test)
 #   HERMES_CT_REBUILD=1     drop the cached base and Prometheus images and build them again
 #   HERMES_CT_NO_CACHE=1    build the HERMES image without podman's layer cache (a cold build)
@@ -23,7 +23,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 STATE="${HERMES_CT_STATE:-/var/tmp/hermes-container-test}"
-MIRROR="${HERMES_CT_MIRROR:-http://deb.debian.org/debian}"
+MIRROR="${HERMES_CT_MIRROR:-}"
 SUITE="bookworm"
 BASE_PACKAGES="python3,python3-venv,python-is-python3,ca-certificates"
 IMAGE="localhost/hermes-sim:0.1.0"
@@ -95,9 +95,33 @@ cgroup_manager = "cgroupfs"
 events_logger = "file"
 EOF
     export CONTAINERS_CONF="$STATE/containers.conf"
+    host_network_setup
     podman info --format '{{.Host.OCIRuntime.Name}} {{.Host.CgroupManager}} {{.Store.GraphDriverName}}' \
         >"$LOG/podman-info.txt" 2>&1 || { cat "$LOG/podman-info.txt" >&2; fail "podman info"; }
     say "podman $(podman version --format '{{.Client.Version}}'): $(cat "$LOG/podman-info.txt")"
+}
+
+# Reach Debian and PyPI from inside the build the way this host does: its apt mirror and
+# proxy for debootstrap; its pip index and CA bundle for pip (a pip.conf mounted read-only at
+# /etc/pip.conf during the build; podman passes the *_proxy variables through by itself).
+host_network_setup() {
+    local proxy index
+    if [ -z "$MIRROR" ]; then
+        MIRROR="$(awk '/^URIs:/ && $2 !~ /security/ {print $2; exit}' /etc/apt/sources.list.d/*.sources 2>/dev/null)"
+        [ -n "$MIRROR" ] || MIRROR="$(awk '$1 == "deb" && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null)"
+        MIRROR="${MIRROR:-http://deb.debian.org/debian}"
+    fi
+    proxy="$(apt-config shell P Acquire::http::Proxy 2>/dev/null | sed -n "s/^P='\(.*\)'$/\1/p")"
+    if [ -n "$proxy" ] && [ -z "${http_proxy:-}" ]; then
+        export http_proxy="$proxy"
+    fi
+    index="${PIP_INDEX_URL:-$(python3 -m pip config get global.index-url 2>/dev/null || true)}"
+    {
+        echo "[global]"
+        echo "cert = /etc/ssl/certs/ca-certificates.crt"
+        case "$index" in http://* | https://*) echo "index-url = $index" ;; esac
+    } >"$STATE/pip.conf"
+    say "debootstrap mirror $MIRROR; pip in the build: $(tr '\n' ' ' <"$STATE/pip.conf")"
 }
 
 # ---------------------------------------------------------------- base image
@@ -117,7 +141,12 @@ build_base() {
     fi
     BASE="$(base_tag)"
     if [ "${HERMES_CT_REBUILD:-0}" = 1 ]; then
+        # the images built on the base go first, or podman keeps the base for them
+        podman rmi -f "$IMAGE" >/dev/null 2>&1 || true
+        podman images -q --filter reference='localhost/hermes-prometheus' | xargs -r podman rmi -f >/dev/null 2>&1 || true
         podman rmi -f "$BASE" >/dev/null 2>&1 || true
+        podman image prune -f >/dev/null 2>&1 || true
+        ! podman image exists "$BASE" || fail "HERMES_CT_REBUILD: could not remove $BASE"
     fi
     if podman image exists "$BASE"; then
         say "base image $BASE is cached"
@@ -147,10 +176,10 @@ build_image() {
     local cache=()
     [ "${HERMES_CT_NO_CACHE:-0}" = 1 ] && cache=(--no-cache)
     # pip inside the build reaches PyPI through this machine's network with its CA bundle
-    # (read-only bind mount, not copied into any layer).
+    # and index (read-only bind mounts, not copied into any layer).
     podman build "${cache[@]}" --format docker --network=host \
         --build-arg PYTHON_IMAGE="$BASE" \
-        --volume /etc/ssl/certs:/etc/ssl/certs:ro \
+        --volume /etc/ssl/certs:/etc/ssl/certs:ro --volume "$STATE/pip.conf:/etc/pip.conf:ro" \
         -t "$IMAGE" -f Dockerfile . >"$LOG/build.log" 2>&1 \
         || { tail -n 40 "$LOG/build.log" >&2; fail "podman build of the Dockerfile (full log: $LOG/build.log)"; }
 }
@@ -232,7 +261,6 @@ build_prometheus_image() {
     local version
     version="$(prometheus --version 2>&1 | head -n1 | awk '{print $3}')"
     PROM_IMAGE="localhost/hermes-prometheus:${version%%+*}-debian"
-    [ "${HERMES_CT_REBUILD:-0}" = 1 ] && podman rmi -f "$PROM_IMAGE" >/dev/null 2>&1
     if podman image exists "$PROM_IMAGE"; then
         say "Prometheus image $PROM_IMAGE is cached"
         return
