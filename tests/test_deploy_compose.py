@@ -39,8 +39,17 @@ PROMQL_WORDS = {
 }
 
 
+VARIABLE = re.compile(r"\$\{(\w+)(?::-([^}]*))?\}")
+
+
+def compose_text() -> str:
+    return (COMPOSE_DIR / "docker-compose.yml").read_text()
+
+
 def compose() -> dict:
-    return yaml.safe_load((COMPOSE_DIR / "docker-compose.yml").read_text())
+    """The compose file as `docker compose up` reads it with no variables set: every ${VAR:-default}
+    replaced by its default (scripts/container_test.sh sets them to pick ports and local images)."""
+    return yaml.safe_load(VARIABLE.sub(lambda m: m.group(2) or "", compose_text()))
 
 
 def host_path(volume: str) -> tuple[Path, str]:
@@ -87,6 +96,13 @@ def test_metric_name_extraction() -> None:
     expr = ('histogram_quantile(0.9, sum by (le, session) (rate(vllm:x_bucket{session=~"$session"}[$__rate_interval])))'
             ' / on (session) group_left () clamp_min(hermes_y{a="b"}, 1e-9)')
     assert metric_names(expr) == {"vllm:x_bucket", "hermes_y"}
+
+
+def test_compose_variables_have_defaults() -> None:
+    found = VARIABLE.findall(compose_text())
+    assert found, "expected ${VAR:-default} for the host ports and images"
+    assert all(default for _, default in found), f"variables without a default: {found}"
+    assert "$" not in VARIABLE.sub("", compose_text()).replace("$$", ""), "a variable not in ${VAR:-default} form"
 
 
 def test_compose_file() -> None:

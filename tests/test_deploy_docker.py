@@ -1,8 +1,8 @@
-"""The Dockerfile: conventions, and its CMD and HEALTHCHECK run as the container would run them.
+"""The Dockerfile's conventions, checked statically.
 
-No Docker engine runs here, so the image is not built; the commands the image
-would run are executed against a real process instead (the ports the container
-publishes are remapped to free loopback ports).
+The image itself is built and run by scripts/container_test.sh (podman; CI runs it after
+this suite from .ci/run): it proves the CMD serves, the HEALTHCHECK passes, the server runs
+as uid 10001 and SIGTERM exits 0. These tests keep the cheap checks that need no engine.
 """
 
 from __future__ import annotations
@@ -10,25 +10,14 @@ from __future__ import annotations
 import json
 import re
 import shlex
-import signal
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from metrics_support import (  # noqa: E402
-    ROOT,
-    free_port,
-    hermes_argv,
-    start_process,
-    stop_process,
-    subprocess_env,
-    wait_for_line,
-)
+from metrics_support import ROOT, hermes_argv, subprocess_env  # noqa: E402
 
 DOCKERFILE = ROOT / "Dockerfile"
 
@@ -125,44 +114,17 @@ def test_copied_paths_exist_and_are_not_dockerignored() -> None:
             assert src.rstrip("/").split("/")[0] not in ignored, f"{src} is excluded by .dockerignore"
 
 
-def test_dockerfile_cmd_and_healthcheck_run_as_in_the_container() -> None:
-    grpc_port, metrics_port = free_port(), free_port()
-    remap = {"50051": str(grpc_port), "9400": str(metrics_port)}
-
-    def localize(argv: list[str]) -> list[str]:
-        """`hermes` -> this checkout's CLI; the container's ports -> free loopback ports."""
-        out = []
-        for a in argv[1:]:
-            for cport, lport in remap.items():
-                a = re.sub(rf"(^|:){cport}$", rf"\g<1>{lport}", a)
-            out.append(a)
-        return hermes_argv() + out
-
-    opts, check = healthcheck()
-    check_timeout = seconds(opts["timeout"])
-
-    def run_check() -> tuple[int, float]:
-        t0 = time.monotonic()
-        rc = subprocess.run(localize(check), cwd=ROOT, env=subprocess_env(), capture_output=True,
-                            timeout=check_timeout + 30).returncode
-        return rc, time.monotonic() - t0
-
-    assert run_check()[0] == 1, "HEALTHCHECK must fail while nothing serves"
-    proc = start_process(localize(cmd_argv()))
-    lines: list[str] = []
-    try:
-        wait_for_line(proc, r"listening on", 60, lines)
-        rc, took = run_check()
-        assert rc == 0, "HEALTHCHECK must pass once the server is up"
-        assert took < check_timeout + 5, f"HEALTHCHECK took {took:.1f}s (timeout {check_timeout}s)"
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10) as resp:
-            assert b"hermes_sessions_open" in resp.read()
-        # exec-form CMD: SIGTERM reaches the server itself, which drains and exits 0
-        proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=45) == 0
-        assert run_check()[0] == 1
-    finally:
-        stop_process(proc)
+def test_container_check_is_valid_bash_and_runs_in_ci() -> None:
+    scripts = [ROOT / "scripts" / "container_test.sh", ROOT / "scripts" / "install_test_deps.sh", ROOT / ".ci" / "run"]
+    for script in scripts:
+        out = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, timeout=30)
+        assert out.returncode == 0, f"{script.name}: {out.stderr}"
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert "scripts/test.sh" in ci and "scripts/container_test.sh" in ci
+    # the script builds this Dockerfile, overriding only the base image
+    script = (ROOT / "scripts" / "container_test.sh").read_text()
+    assert "--build-arg PYTHON_IMAGE=" in script and "-f Dockerfile" in script
+    assert "ARG PYTHON_IMAGE" in DOCKERFILE.read_text()
 
 
 @pytest.mark.parametrize("flag", ["--help"])
