@@ -139,3 +139,43 @@ def test_process_pool_and_local_ray_give_identical_rows(tmp_path: Path) -> None:
     assert not pool.errors and not ray_.errors
     assert (tmp_path / "pool" / "runs.csv").read_text() == (tmp_path / "ray" / "runs.csv").read_text()
     assert len(pool.rows) == 4
+
+
+def test_rayjob_manifest_runs_a_valid_sweep_on_the_ray_backend() -> None:
+    """Static check of deploy/k8s/rayjob-sweep.yaml: a KubeRay RayJob whose entrypoint is a `hermes sweep`
+    command line on the Ray backend, reading a sweep file the mounted ConfigMap holds and that validates."""
+    import shlex
+
+    from server.cli import build_parser
+
+    k8s = ROOT / "deploy" / "k8s"
+    job = yaml.safe_load((k8s / "rayjob-sweep.yaml").read_text())
+    cm = yaml.safe_load((k8s / "configmap-sweeps.yaml").read_text())
+    assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
+    spec = job["spec"]
+    argv = shlex.split(spec["entrypoint"])
+    assert argv[0] == "hermes"
+    args = build_parser().parse_args(argv[1:])
+    assert args.command == "sweep" and args.backend == "ray" and args.address == "auto"
+    head = spec["rayClusterSpec"]["headGroupSpec"]
+    workers = spec["rayClusterSpec"]["workerGroupSpecs"]
+    assert head["rayStartParams"]["num-cpus"] == "0" and workers and workers[0]["replicas"] >= 1
+    head_pod = head["template"]["spec"]
+    container = head_pod["containers"][0]
+    mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
+    volumes = {v["name"]: v for v in head_pod["volumes"]}
+    sweep_path = Path(args.sweep)
+    volume = volumes[mounts[str(sweep_path.parent)]]
+    assert volume["configMap"]["name"] == cm["metadata"]["name"]
+    assert any(args.out == m or args.out.startswith(m + "/") for m in mounts), "results dir must be mounted"
+    plan = parse(yaml.safe_load(cm["data"][sweep_path.name]))
+    assert len(plan.runs) > 1
+    images = {container["image"]} | {g["template"]["spec"]["containers"][0]["image"] for g in workers}
+    assert len(images) == 1  # head and workers run the same (Ray-enabled) image
+    dockerfile = (k8s / "Dockerfile.ray").read_text()
+    assert f"ray[default]=={spec['rayClusterSpec']['rayVersion']}" in dockerfile
+    for g in workers:
+        res = g["template"]["spec"]["containers"][0]["resources"]
+        assert res["requests"]["cpu"] == res["limits"]["cpu"]
+    kustomization = yaml.safe_load((k8s / "kustomization.yaml").read_text())
+    assert "configmap-sweeps.yaml" in kustomization["resources"]
