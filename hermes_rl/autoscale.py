@@ -70,6 +70,8 @@ class AutoscaleEnv(gym.Env):
                  reward: AutoscaleReward | Mapping[str, Any] | None = None, max_steps: int | None = None) -> None:
         if backend not in ("local", "remote"):
             raise ValueError(f"backend: unknown value {backend!r}; expected local or remote")
+        if spec is not None and not isinstance(spec, Mapping):
+            raise ValueError("spec: must be a spec mapping (its clients are replaced by the initial kinds)")
         self.spec_doc = dict(spec if spec is not None else autoscale_spec())
         self.kinds = {k: dict(v) for k, v in (kinds if kinds is not None else autoscale_kinds()).items()}
         if not self.kinds:

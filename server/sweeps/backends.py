@@ -26,15 +26,16 @@ def map_local(fn: Callable[[Any], Any], tasks: Sequence[Any], workers: int) -> I
     """(task index, result) pairs in completion order, from a pool of `workers` processes."""
     saved = {v: os.environ.get(v) for v in THREAD_VARS}
     _one_thread()  # spawned workers read these when they import numpy
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_one_thread)
     try:
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_one_thread) as pool:
-            pending = {pool.submit(fn, t): i for i, t in enumerate(tasks)}
-            while pending:
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    yield pending.pop(fut), fut.result()
+        pending = {pool.submit(fn, t): i for i, t in enumerate(tasks)}
+        while pending:
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for fut in done:
+                yield pending.pop(fut), fut.result()
     finally:
+        pool.shutdown(wait=True, cancel_futures=True)  # on an interrupt, queued runs are not started
         for var, value in saved.items():
             if value is None:
                 os.environ.pop(var, None)
