@@ -9,7 +9,7 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 
-from hermes.v1 import session_pb2, simulator_pb2_grpc
+from hermes.v1 import estimate_pb2, session_pb2, simulator_pb2_grpc
 
 from .session import Session, _struct
 from .transport import StreamTransport, UnaryTransport
@@ -103,6 +103,18 @@ class Client:
                 transport.close()
             raise
         return Session(self, info, transport, owns_transport=stream)
+
+    def estimate_step(self, client: Mapping[str, Any], prefills: Iterable[tuple[int, int]] = (),
+                      decode_context_tokens: Iterable[int] = ()) -> estimate_pb2.EstimateStepReply:
+        """Time and energy of one batch step on a serving instance (a spec `clients` entry), no session.
+
+        `prefills`: (cached_tokens, new_tokens) per prefill chunk; `decode_context_tokens`: the KV
+        context of each request decoding one token.
+        """
+        req = estimate_pb2.EstimateStepRequest(
+            client=_struct(client), decode_context_tokens=list(decode_context_tokens),
+            prefills=[estimate_pb2.PrefillChunk(cached_tokens=c, new_tokens=n) for c, n in prefills])
+        return self.unary.call("estimate_step", req)
 
     def attach(self, session: str | session_pb2.SessionInfo, stream: bool = False) -> Session:
         """A Session object for an existing session (by id or SessionInfo)."""

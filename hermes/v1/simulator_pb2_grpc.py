@@ -4,6 +4,7 @@ import grpc
 import warnings
 
 from hermes.v1 import control_pb2 as hermes_dot_v1_dot_control__pb2
+from hermes.v1 import estimate_pb2 as hermes_dot_v1_dot_estimate__pb2
 from hermes.v1 import session_pb2 as hermes_dot_v1_dot_session__pb2
 from hermes.v1 import simulator_pb2 as hermes_dot_v1_dot_simulator__pb2
 
@@ -121,6 +122,11 @@ class SimulatorStub:
                 request_serializer=hermes_dot_v1_dot_control__pb2.GetSummaryRequest.SerializeToString,
                 response_deserializer=hermes_dot_v1_dot_control__pb2.GetSummaryReply.FromString,
                 _registered_method=True)
+        self.EstimateStep = channel.unary_unary(
+                '/hermes.v1.Simulator/EstimateStep',
+                request_serializer=hermes_dot_v1_dot_estimate__pb2.EstimateStepRequest.SerializeToString,
+                response_deserializer=hermes_dot_v1_dot_estimate__pb2.EstimateStepReply.FromString,
+                _registered_method=True)
         self.Session = channel.stream_stream(
                 '/hermes.v1.Simulator/Session',
                 request_serializer=hermes_dot_v1_dot_simulator__pb2.Command.SerializeToString,
@@ -236,6 +242,13 @@ class SimulatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EstimateStep(self, request, context):
+        """Stateless cost model: one batch step's time and energy on a serving instance.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Session(self, request_iterator, context):
         """The same commands on one bidirectional stream: exactly one Reply per
         Command, in order. Clients may pipeline commands.
@@ -331,6 +344,11 @@ def add_SimulatorServicer_to_server(servicer, server):
                     servicer.GetSummary,
                     request_deserializer=hermes_dot_v1_dot_control__pb2.GetSummaryRequest.FromString,
                     response_serializer=hermes_dot_v1_dot_control__pb2.GetSummaryReply.SerializeToString,
+            ),
+            'EstimateStep': grpc.unary_unary_rpc_method_handler(
+                    servicer.EstimateStep,
+                    request_deserializer=hermes_dot_v1_dot_estimate__pb2.EstimateStepRequest.FromString,
+                    response_serializer=hermes_dot_v1_dot_estimate__pb2.EstimateStepReply.SerializeToString,
             ),
             'Session': grpc.stream_stream_rpc_method_handler(
                     servicer.Session,
@@ -797,6 +815,33 @@ class Simulator:
             '/hermes.v1.Simulator/GetSummary',
             hermes_dot_v1_dot_control__pb2.GetSummaryRequest.SerializeToString,
             hermes_dot_v1_dot_control__pb2.GetSummaryReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EstimateStep(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hermes.v1.Simulator/EstimateStep',
+            hermes_dot_v1_dot_estimate__pb2.EstimateStepRequest.SerializeToString,
+            hermes_dot_v1_dot_estimate__pb2.EstimateStepReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,6 +9,7 @@ from typing import Any
 from hermes.v1 import simulator_pb2
 
 from .base import CallContext
+from .estimate import EstimateApi
 from .sessions import SessionApi
 from .stepping import SteppingApi
 
@@ -22,7 +23,7 @@ COMMAND_KEYS = {m.name: _COMMAND_FIELDS[m.input_type.full_name] for m in SERVICE
 Handler = Callable[[Any, CallContext], Any]
 
 
-class Api(SessionApi, SteppingApi):
+class Api(SessionApi, SteppingApi, EstimateApi):
     """Every command handler; `table()` maps each command key to its bound method."""
 
     def table(self) -> dict[str, Handler]:

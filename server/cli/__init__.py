@@ -14,6 +14,8 @@ COMMAND_MODULES = [
     "server.cli.serve",
     "server.cli.demo",
     "server.cli.health",
+    "server.cli.sweep",
+    "server.cli.capacity",
 ]
 
 
