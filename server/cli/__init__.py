@@ -14,6 +14,7 @@ COMMAND_MODULES = [
     "server.cli.serve",
     "server.cli.demo",
     "server.cli.health",
+    "server.cli.fleet",
 ]
 
 
