@@ -27,6 +27,8 @@ from .responses import SSE_DONE, Shaper, error_response, sse_error
 
 DEFAULT_OUTPUT_TOKENS = 16  # OpenAI's default max_tokens for completions, when the spec has no distribution
 LOAD_FORMATS = ("vllm", "sglang")
+INSTANCE: web.AppKey[Instance] = web.AppKey("instance")
+INSTANCE_HEADER = "x-hermes-instance"  # names the simulated client that served a call
 # engine drop reasons -> (HTTP status, what the caller did)
 DROP_STATUS = {
     "exceeds_max_model_len": 400,
@@ -99,7 +101,7 @@ class Fleet:
         self.pacer.start()
         for i, inst in enumerate(self.instances):
             app = web.Application(client_max_size=self.limits.max_body_bytes)
-            app["instance"] = inst
+            app[INSTANCE] = inst
             self._routes(app)
             runner = web.AppRunner(app, access_log=None, handle_signals=False)
             await runner.setup()
@@ -134,35 +136,35 @@ class Fleet:
         return self.pacer.client_status.get(inst.client_id, "active")
 
     async def _health(self, request: web.Request) -> web.Response:
-        inst = request.app["instance"]
+        inst = request.app[INSTANCE]
         if self._status(inst) != "active":
             return error_response(503, f"simulated instance {inst.client_id} is {self._status(inst)}")
         return web.Response(status=200)
 
     async def _models(self, request: web.Request) -> web.Response:
-        inst = request.app["instance"]
+        inst = request.app[INSTANCE]
         return web.json_response({"object": "list", "data": [{
             "id": inst.model, "object": "model", "created": int(time.time()), "owned_by": "hermes",
             "root": inst.model, "parent": None, "max_model_len": inst.max_model_len}]})
 
     async def _model_info(self, request: web.Request) -> web.Response:
-        inst = request.app["instance"]
+        inst = request.app[INSTANCE]
         return web.json_response({"model_path": inst.model, "tokenizer_path": inst.model, "is_generation": True})
 
     async def _server_info(self, request: web.Request) -> web.Response:
-        inst = request.app["instance"]
+        inst = request.app[INSTANCE]
         return web.json_response({"model_path": inst.model, "served_model_name": inst.model,
                                   "max_total_num_tokens": inst.kv_tokens, "page_size": inst.block_size,
                                   "context_length": inst.max_model_len, "hermes_client": inst.client_id,
                                   "time_scale": self.pacer.scale})
 
     async def _metrics(self, request: web.Request) -> web.Response:
-        inst = request.app["instance"]
+        inst = request.app[INSTANCE]
         body = self.metrics.render(inst.client_id)
         return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
     async def _get_load(self, request: web.Request) -> web.Response:
-        inst = request.app["instance"]
+        inst = request.app[INSTANCE]
         st = next(c for c in self.sim.state().clients if c.id == inst.client_id)
         if self.load_format == "vllm":
             return web.json_response({"load": st.num_running + st.num_waiting})
@@ -197,7 +199,7 @@ class Fleet:
                              f"{inst.kv_tokens} tokens")
 
     async def _generate(self, request: web.Request, chat: bool) -> web.StreamResponse:
-        inst: Instance = request.app["instance"]
+        inst: Instance = request.app[INSTANCE]
         try:
             if request.content_length is not None and request.content_length > self.limits.max_body_bytes:
                 raise BadRequest(None, f"request body exceeds {self.limits.max_body_bytes} bytes", 413)
@@ -228,8 +230,8 @@ class Fleet:
         try:
             shaper = Shaper(chat, inst.model)
             if g.stream:
-                return await self._stream(request, call, g, shaper, finish)
-            return await self._full(call, g, shaper, finish)
+                return await self._stream(request, call, g, shaper, finish, inst)
+            return await self._full(call, g, shaper, finish, inst)
         finally:
             inst.inflight -= count
 
@@ -241,17 +243,17 @@ class Fleet:
                 return status, f"the simulated instance refused the request ({job.error})"
         return None
 
-    async def _full(self, call: Call, g: GenRequest, shaper: Shaper, finish: str) -> web.Response:
+    async def _full(self, call: Call, g: GenRequest, shaper: Shaper, finish: str, inst: Instance) -> web.Response:
         while not call.finished:
             await call.wait()
         fail = self._failure(call)
         if fail is not None:
             return error_response(*fail)
         choices = [(j.index, j.output, finish) for j in call.jobs]
-        return web.json_response(shaper.full(choices, sum(g.prompt_tokens)))
+        return web.json_response(shaper.full(choices, sum(g.prompt_tokens)), headers={INSTANCE_HEADER: inst.client_id})
 
     async def _stream(self, request: web.Request, call: Call, g: GenRequest, shaper: Shaper,
-                      finish: str) -> web.StreamResponse:
+                      finish: str, inst: Instance) -> web.StreamResponse:
         jobs = call.jobs
         sent = [0] * len(jobs)
         plain = [shaper.token_chunk(j.index) for j in jobs]
@@ -264,7 +266,8 @@ class Fleet:
                 fail = self._failure(call) if not any(j.released for j in jobs) else None
                 if fail is not None:
                     return error_response(*fail)
-                resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"})
+                resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                                   INSTANCE_HEADER: inst.client_id})
                 await resp.prepare(request)
                 if g.chat:
                     await resp.write(b"".join(shaper.role_chunk(j.index) for j in jobs))
