@@ -116,6 +116,7 @@ def fleet():
 # ---------------------------------------------------------------- OpenAI shapes
 
 
+@pytest.mark.slow
 def test_completion_counts_tokens_and_usage(fleet):
     status, body, headers = post(fleet.url(0) + "/v1/completions",
                                  {"model": MODEL, "prompt": "x" * 40, "max_tokens": 7, "ignore_eos": True})
@@ -127,6 +128,7 @@ def test_completion_counts_tokens_and_usage(fleet):
     assert headers["x-hermes-instance"] == "h100-0"
 
 
+@pytest.mark.slow
 def test_prompt_token_ids_set_the_prompt_length_and_n_gives_choices(fleet):
     status, body, _ = post(fleet.url(1) + "/v1/completions",
                            {"prompt": list(range(123)), "max_tokens": 3, "n": 3})
@@ -137,6 +139,7 @@ def test_prompt_token_ids_set_the_prompt_length_and_n_gives_choices(fleet):
     assert status == 200 and body["usage"]["prompt_tokens"] == 50
 
 
+@pytest.mark.slow
 def test_chat_stream_releases_one_chunk_per_token_then_usage_and_done(fleet):
     status, text, headers = post(fleet.url(2) + "/v1/chat/completions", {
         "model": MODEL, "messages": [{"role": "user", "content": "hello there"}], "max_tokens": 12,
@@ -154,6 +157,7 @@ def test_chat_stream_releases_one_chunk_per_token_then_usage_and_done(fleet):
     assert chunks[-1]["usage"]["prompt_tokens"] == 3 + 4 + 3  # reply primer + per-message + ceil(11 / 4)
 
 
+@pytest.mark.slow
 def test_streamed_tokens_arrive_paced_by_the_simulated_clock(fleet):
     """At time scale 20, a 200-token stream on the L40S lasts its simulated time / 20, spread out."""
     url = fleet.url(2) + "/v1/completions"
@@ -172,6 +176,7 @@ def test_streamed_tokens_arrive_paced_by_the_simulated_clock(fleet):
     assert stamps[100] - stamps[0] > 0.3 * wall_expected  # tokens are spread, not sent in one burst
 
 
+@pytest.mark.slow
 def test_models_health_and_get_load_formats():
     with FleetThread(time_scale=1.0, load_format="sglang") as ft:
         status, body = get(ft.url(0) + "/v1/models")
@@ -200,6 +205,7 @@ def test_models_health_and_get_load_formats():
         assert json.loads(get(ft.url(0) + "/get_load")[1]) == {"load": 0}
 
 
+@pytest.mark.slow
 def test_metrics_are_per_instance_and_match_the_calls_served():
     with FleetThread(time_scale=50.0) as ft:
         served = {0: 0, 1: 0, 2: 0}
@@ -223,6 +229,7 @@ def test_metrics_are_per_instance_and_match_the_calls_served():
             assert metric(text, "hermes_fleet_time_scale") == 50.0
 
 
+@pytest.mark.slow
 def test_a_prompt_longer_than_the_context_is_a_400_and_changes_nothing(fleet):
     before = fleet.on_loop(lambda: fleet.fleet.sim.injected)
     status, body, _ = post(fleet.url(0) + "/v1/completions", {"prompt": [1] * 1000, "max_tokens": 131072})
@@ -231,6 +238,7 @@ def test_a_prompt_longer_than_the_context_is_a_400_and_changes_nothing(fleet):
     assert fleet.on_loop(lambda: fleet.fleet.sim.injected) == before
 
 
+@pytest.mark.slow
 def test_a_full_instance_answers_429():
     with FleetThread(time_scale=1.0, max_inflight=2) as ft:
         results = []
