@@ -14,6 +14,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from server.fleet.app import Fleet, fleet_spec
 from server.fleet.pacer import Pacer
@@ -224,7 +225,10 @@ def test_metrics_are_per_instance_and_match_the_calls_served():
             assert metric(text, "vllm:cache_config_info", block_size="16") == 1
             blocks = re.search(r'num_gpu_blocks="(\d+)"', text)
             assert blocks and int(blocks.group(1)) > 0
-            assert {m for m in re.findall(r'client="([^"]+)"', text)} == {inst.client_id}
+            assert metric(text, "vllm:request_success_total", finished_reason="length") == served[i]
+            families = {f.name for f in text_string_to_metric_families(text)}  # valid exposition text
+            assert {"vllm:num_requests_waiting", "vllm:kv_cache_usage_perc", "vllm:time_to_first_token_seconds",
+                    "vllm:cache_config_info"} <= families
             assert metric(text, "hermes_fleet_lag_seconds") >= 0
             assert metric(text, "hermes_fleet_time_scale") == 50.0
 

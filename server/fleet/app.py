@@ -20,7 +20,7 @@ from sim_engine.errors import LimitError
 from sim_engine.spec import SimSpec
 from sim_engine.workload import LengthSampler
 
-from .metrics import FleetMetrics
+from .metrics import CONTENT_TYPE, FleetMetrics
 from .pacer import FLEET_PIPELINE, Call, Pacer
 from .requests import BadRequest, GenRequest, Limits, parse_json, parse_request
 from .responses import SSE_DONE, Shaper, error_response, sse_error
@@ -160,8 +160,7 @@ class Fleet:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         inst = request.app[INSTANCE]
-        body = self.metrics.render(inst.client_id)
-        return web.Response(body=body, headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
+        return web.Response(body=self.metrics.render(inst.client_id), headers={"Content-Type": CONTENT_TYPE})
 
     async def _get_load(self, request: web.Request) -> web.Response:
         inst = request.app[INSTANCE]
@@ -250,6 +249,8 @@ class Fleet:
         if fail is not None:
             return error_response(*fail)
         choices = [(j.index, j.output, finish) for j in call.jobs]
+        if finish == "stop":
+            self.metrics.note_stopped(inst.client_id, len(call.jobs))
         return web.json_response(shaper.full(choices, sum(g.prompt_tokens)), headers={INSTANCE_HEADER: inst.client_id})
 
     async def _stream(self, request: web.Request, call: Call, g: GenRequest, shaper: Shaper,
@@ -286,7 +287,9 @@ class Fleet:
                 fail = self._failure(call)
                 if fail is not None:
                     parts.append(sse_error(*fail))
-                elif g.include_usage:
+                elif finish == "stop":
+                    self.metrics.note_stopped(inst.client_id, len(jobs))
+                if fail is None and g.include_usage:
                     parts.append(shaper.usage_chunk(sum(g.prompt_tokens), sum(j.output for j in jobs)))
                 parts.append(SSE_DONE)
             try:

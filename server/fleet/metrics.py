@@ -1,79 +1,130 @@
-"""Per-instance `/metrics`: the exporter's vLLM series for one simulated client, and the fleet's own.
+"""Per-instance `/metrics`: the vLLM series of one simulated client, plus the fleet's own gauges.
 
-The series come from server.metrics.exporter (one session, ``fleet``), refreshed at scrape
-time and filtered to the listener's client, so names, types and buckets are the exporter's
-(vLLM's). Added here: ``vllm:cache_config_info`` (block size and number of blocks, the labels
-the Gateway API endpoint picker reads) and ``hermes_fleet_lag_seconds``.
+A scrape runs on the front's event loop, so it must be cheap: completions are folded in
+incrementally (server.metrics.exporter's `read_simulation` and histogram folding, so the
+definitions are the exporter's) and only the scraped client's series are formatted, by hand,
+in Prometheus text format 0.0.4. Names, help texts and buckets come from the exporter (that
+is, from vLLM). Labels are vLLM's (`model_name`, `engine`). Added here:
+``vllm:cache_config_info`` (block size and number of blocks, which the Gateway API endpoint
+picker reads), ``hermes_fleet_lag_seconds``, ``hermes_fleet_time_scale`` and
+``hermes_simulated_time_seconds``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+import numpy as np
 
 from sim_engine import Simulation
 
-from ..metrics.exporter import MetricsExporter
+from ..metrics.exporter import (
+    FAMILIES,
+    FINISHED_REASONS,
+    REQUEST_HISTOGRAMS,
+    VLLM_STATE_FIELDS,
+    Hist,
+    read_simulation,
+)
+from ..metrics.exporter import _observe_client as observe_client  # the exporter's folding, shared
 from .pacer import Pacer
 
-SESSION = "fleet"
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+@dataclass
+class _Cursor:
+    """What `read_simulation` needs to read only what is new (the exporter's per-session cursor)."""
+
+    cursor: int = 0
+    stage_cursor: int = 0
+    clock_s: float = 0.0
+    llm_client: dict = field(default_factory=dict)
+
+
+@dataclass
+class _Instance:
+    labels: str
+    hists: dict = field(default_factory=lambda: {n: Hist(b) for n, (_, b) in REQUEST_HISTOGRAMS.items()})
+    completed: int = 0
+    stopped: int = 0  # completions that ended before max_tokens (lengths drawn from the spec)
+
+
+def _escape(v: str) -> str:
+    return v.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _num(v: float) -> str:
+    return repr(float(v))
 
 
 class FleetMetrics:
-    """One exporter for the fleet's simulation; `render(client_id)` answers one listener's scrape."""
+    """Folds the simulation's completions per client; `render(client_id)` answers one listener's scrape."""
 
     def __init__(self, sim: Simulation, pacer: Pacer):
         self.sim, self.pacer = sim, pacer
-        self.exporter = MetricsExporter()
-        self.exporter.on_session_created(SESSION, sim)
-        self._registries: dict[str, CollectorRegistry] = {}
+        self._cur = _Cursor()
+        self._index = [c.id for c in sim.clients]
+        self._inst: dict[str, _Instance] = {}
+        for c in sim.clients:
+            if c.spec.is_llm:
+                self._inst[c.id] = _Instance(f'model_name="{_escape(c.model)}",engine="0"')
+        self._state = None
+
+    def refresh(self) -> None:
+        r = read_simulation(self.sim, self._cur)
+        self._cur.cursor, self._cur.stage_cursor = r.ends
+        self._cur.clock_s = r.clock_s
+        self._state = {c.id: c for c in r.state.clients}
+        lat = r.requests
+        if lat:
+            for idx in np.unique(lat["client"]).tolist():
+                inst = self._inst.get(self._index[idx]) if 0 <= idx < len(self._index) else None
+                if inst is not None:
+                    observe_client(inst, lat, lat["client"] == idx)
+
+    def note_stopped(self, client_id: str, n: int) -> None:
+        """The front drew these completions' lengths (finish_reason stop, not length)."""
+        self._inst[client_id].stopped += n
 
     def render(self, client_id: str) -> bytes:
-        self.exporter.on_session_advanced(SESSION, self.sim)
-        reg = self._registries.get(client_id)
-        if reg is None:
-            reg = self._registries[client_id] = CollectorRegistry(auto_describe=False)
-            reg.register(_InstanceCollector(self, client_id))
-        return generate_latest(reg)
+        self.refresh()
+        inst = self._inst[client_id]
+        st = self._state.get(client_id)
+        lab = inst.labels
+        out: list[str] = []
 
+        def family(name: str, kind: str | None = None, doc: str | None = None) -> None:
+            if kind is None:
+                kind, doc, _ = FAMILIES[name]
+            out.append(f"# HELP {name} {doc}\n# TYPE {name} {kind}\n")
 
-class _InstanceCollector(Collector):
-    def __init__(self, fleet: FleetMetrics, client_id: str):
-        self.fleet, self.client_id = fleet, client_id
-
-    def describe(self) -> list[Metric]:
-        return []
-
-    def collect(self) -> Iterator[Metric]:
-        cid = self.fleet.sim.client_by_id[self.client_id]
-        for fam in self.fleet.exporter.collect():
-            if not (fam.name.startswith("vllm:") or fam.name.startswith("hermes_client_")):
-                continue
-            samples = [s for s in fam.samples if s.labels.get("client") == self.client_id]
-            if samples:
-                out = Metric(fam.name, fam.documentation, fam.type, fam.unit)
-                out.samples = samples
-                yield out
-        spec = cid.spec
-        state = next((c for c in self.fleet.sim.state().clients if c.id == self.client_id), None)
-        info = GaugeMetricFamily("vllm:cache_config_info", "Information of the LLMEngine CacheConfig",
-                                 labels=["block_size", "num_gpu_blocks", "num_cpu_blocks", "gpu_memory_utilization",
-                                         "enable_prefix_caching", "engine", "model_name"])
-        blocks = state.kv_total_blocks if state is not None else 0
-        info.add_metric([str(spec.scheduler.block_size), str(blocks), "0", str(spec.scheduler.gpu_memory_utilization),
-                         "False", self.client_id, spec.model.name], 1.0)
-        yield info
-        lag = GaugeMetricFamily("hermes_fleet_lag_seconds",
-                                "Worst delay (wall seconds) of the simulation behind its scaled clock over the "
-                                "last one to two seconds.")
-        lag.add_metric([], self.fleet.pacer.lag_gauge())
-        yield lag
-        scale = GaugeMetricFamily("hermes_fleet_time_scale", "Simulated seconds per wall-clock second.")
-        scale.add_metric([], self.fleet.pacer.scale)
-        yield scale
-        clock = GaugeMetricFamily("hermes_simulated_time_seconds", "The fleet's simulated clock (seconds).")
-        clock.add_metric([], self.fleet.sim.now_ns / 1e9)
-        yield clock
+        for name, f in VLLM_STATE_FIELDS.items():
+            kind = FAMILIES[name][0]
+            family(name)
+            value = getattr(st, f) if st is not None else 0.0
+            out.append(f"{name}{'_total' if kind == 'counter' else ''}{{{lab}}} {_num(value)}\n")
+        family("vllm:request_success")
+        stopped = min(inst.stopped, inst.completed)
+        for reason in FINISHED_REASONS:
+            n = stopped if reason == "stop" else inst.completed - stopped if reason == "length" else 0
+            out.append(f'vllm:request_success_total{{{lab},finished_reason="{reason}"}} {_num(n)}\n')
+        for name, h in inst.hists.items():
+            family(name)
+            for le, count in h.exposition():
+                out.append(f'{name}_bucket{{{lab},le="{le}"}} {_num(count)}\n')
+            out.append(f"{name}_count{{{lab}}} {_num(h.count)}\n{name}_sum{{{lab}}} {_num(h.total)}\n")
+        spec = self.sim.client_by_id[client_id].spec
+        blocks = st.kv_total_blocks if st is not None else 0
+        family("vllm:cache_config_info", "gauge", "Information of the LLMEngine CacheConfig")
+        out.append(f'vllm:cache_config_info{{block_size="{spec.scheduler.block_size}",'
+                   f'gpu_memory_utilization="{spec.scheduler.gpu_memory_utilization}",num_gpu_blocks="{blocks}",'
+                   f'num_cpu_blocks="0",enable_prefix_caching="False",{lab}}} 1.0\n')
+        family("hermes_fleet_lag_seconds", "gauge",
+               "Worst delay (wall seconds) of the simulation behind its scaled clock over the last 1-2 s.")
+        out.append(f"hermes_fleet_lag_seconds {_num(self.pacer.lag_gauge())}\n")
+        family("hermes_fleet_time_scale", "gauge", "Simulated seconds per wall-clock second.")
+        out.append(f"hermes_fleet_time_scale {_num(self.pacer.scale)}\n")
+        family("hermes_simulated_time_seconds", "gauge", "The fleet's simulated clock (simulated seconds).")
+        out.append(f"hermes_simulated_time_seconds {_num(self.sim.now_ns / 1e9)}\n")
+        return "".join(out).encode()
