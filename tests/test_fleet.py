@@ -196,7 +196,7 @@ def test_models_health_and_get_load_formats():
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             load = json.loads(get(ft.url(0) + "/get_load")[1])
-            if load[0]["num_reqs"] == 4:
+            if load[0]["num_reqs"] == 4 and load[0]["num_tokens"] >= 40:  # prompts (10 each) in the KV cache
                 break
             time.sleep(0.01)
         assert load[0]["num_reqs"] == 4 and load[0]["num_tokens"] >= 40

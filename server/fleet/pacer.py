@@ -52,6 +52,7 @@ class Job:
     prompt: int
     output: int
     released: int = 0  # tokens handed to the HTTP side so far
+    sent: int = 0  # tokens the HTTP side has written
     clock_ns: int = -1  # simulated time of the last released token
     first_ns: int = -1
     done_ns: int = -1
@@ -65,6 +66,10 @@ class Call:
 
     jobs: list[Job] = field(default_factory=list)
     arrival_ns: int = 0
+    pending: int = 0  # jobs not ended
+    # set by a streaming handler: writes a job's newly released tokens at once (True), or declines
+    # (False: the handler is woken instead); saves a task switch per token
+    sink: Callable[[Job], bool] | None = None
     _waiter: asyncio.Future | None = None
 
     def notify(self) -> None:
@@ -82,7 +87,7 @@ class Call:
 
     @property
     def finished(self) -> bool:
-        return all(j.done for j in self.jobs)
+        return self.pending == 0
 
 
 class Pacer:
@@ -138,6 +143,7 @@ class Pacer:
                 call.jobs.append(Job(rid, client_id, call, k, p, outputs[k]))
                 k += 1
         self.sim.inject(inputs)  # raises (SpecError/LimitError) before adding anything
+        call.pending = len(call.jobs)
         for job in call.jobs:
             self.jobs[job.rid] = job
         self.wake()
@@ -261,7 +267,9 @@ class Pacer:
             job.released = 1
             if job.released < job.output - 1:
                 self._push(job)
-            job.call.notify()
+            sink = job.call.sink
+            if sink is None or not sink(job):
+                job.call.notify()
         elif kind == "completed":
             job.done_ns = ev.time_ns
             job.released = job.output
@@ -275,6 +283,7 @@ class Pacer:
     def _end(self, job: Job) -> None:
         job.done = True
         del self.jobs[job.rid]
+        job.call.pending -= 1
         job.call.notify()
 
     def _push(self, job: Job) -> None:
@@ -290,7 +299,9 @@ class Pacer:
                 continue
             job.released += 1
             job.clock_ns = t
-            job.call.notify()
+            sink = job.call.sink
+            if sink is None or not sink(job):
+                job.call.notify()
             if job.released < job.output - 1:
                 self._push(job)
 
