@@ -10,6 +10,10 @@ a rate is sustained when every stream comes back with its 256 tokens and the fro
 Before that, at light load (one stream at a time), it compares client-measured TTFT and
 inter-token latency with the simulated ones (from the instances' vLLM histograms).
 
+Each step also reports the front's CPU time per stream (from /proc), which does not depend on
+what else the machine runs: one core divided by it bounds the front's capacity. The lag
+criterion does depend on it: on a shared machine the front is descheduled now and then.
+
 Prints per-step results and, last, `fleet_max_requests_per_s=<x>` (0 when even the first
 rate fails). Goal (issue 10): at least 200 requests/s.
 
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import statistics
 import subprocess
@@ -53,8 +58,8 @@ class Front:
     def __init__(self, spec_path: Path):
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "server.cli", "fleet", str(spec_path), "--base-port", "0", "--time-scale", "1",
-             "--log-level", "warning"],
-            cwd=ROOT, stdout=subprocess.PIPE, stderr=None, text=True)
+             "--log-level", "error"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.urls: list[str] = []
         for line in self.proc.stdout:
             if line.startswith("hermes fleet ready"):
@@ -62,6 +67,14 @@ class Front:
             self.urls.append(line.split()[-1])
         if not self.urls:
             raise RuntimeError("hermes fleet did not start")
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the front has used (Linux /proc; 0 elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -151,16 +164,21 @@ async def rate_step(session: aiohttp.ClientSession, urls: list[str], rate: float
     return ok == count and worst <= LAG_LIMIT_S, worst, ok, count
 
 
-async def main_async(args: argparse.Namespace, urls: list[str]) -> float:
+async def main_async(args: argparse.Namespace, front: Front) -> float:
+    urls = front.urls
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         await light_load(session, urls, args.light_requests, args.light_tokens)
         best = 0.0
         for rate in args.rates:
+            cpu0 = front.cpu_s()
             sustained, lag, ok, sent = await rate_step(session, urls, rate, args.step_s, args.tokens)
-            print(f"rate {rate:6.1f} req/s: {ok}/{sent} streams complete, worst lag {lag * 1e3:6.1f} ms -> "
-                  f"{'sustained' if sustained else 'NOT sustained'}", flush=True)
+            cpu = (front.cpu_s() - cpu0) / max(sent, 1)
+            print(f"rate {rate:6.1f} req/s: {ok}/{sent} streams complete, worst lag {lag * 1e3:6.1f} ms, "
+                  f"front CPU {cpu * 1e3:.2f} ms per stream (one core's worth: {1 / cpu if cpu else 0:.0f} req/s), "
+                  f"load average {os.getloadavg()[0]:.1f} -> {'sustained' if sustained else 'NOT sustained'}",
+                  flush=True)
             if not sustained:
                 break
             best = rate
@@ -186,7 +204,7 @@ def main() -> int:
         try:
             print(f"front: {len(front.urls)} instances ({SPEC['clients'][0]['hardware']}, "
                   f"{SPEC['clients'][0]['model']}), time scale 1, {args.tokens} output tokens per stream")
-            best = asyncio.run(main_async(args, front.urls))
+            best = asyncio.run(main_async(args, front))
         finally:
             front.stop()
     print(f"fleet_max_requests_per_s={best:g}")

@@ -28,7 +28,6 @@ from .responses import SSE_DONE, Shaper, error_response, sse_error
 DEFAULT_OUTPUT_TOKENS = 16  # OpenAI's default max_tokens for completions, when the spec has no distribution
 LOAD_FORMATS = ("vllm", "sglang")
 INSTANCE: web.AppKey[Instance] = web.AppKey("instance")
-SINK_BUFFER_LIMIT = 256 << 10  # bytes queued on a streaming socket before writes wait for it to drain
 INSTANCE_HEADER = "x-hermes-instance"  # names the simulated client that served a call
 # engine drop reasons -> (HTTP status, what the caller did)
 DROP_STATUS = {
@@ -257,86 +256,49 @@ class Fleet:
     async def _stream(self, request: web.Request, call: Call, g: GenRequest, shaper: Shaper,
                       finish: str, inst: Instance) -> web.StreamResponse:
         jobs = call.jobs
+        sent = [0] * len(jobs)
         plain = [shaper.token_chunk(j.index) for j in jobs]
         resp: web.StreamResponse | None = None
-        try:
-            while True:
-                if not call.finished and all(j.sent >= j.released for j in jobs):
-                    await call.wait()
+        while True:
+            if not call.finished and all(sent[i] >= j.released for i, j in enumerate(jobs)):
+                await call.wait()
+                continue
+            if resp is None:
+                fail = self._failure(call) if not any(j.released for j in jobs) else None
+                if fail is not None:
+                    return error_response(*fail)
+                resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                                   INSTANCE_HEADER: inst.client_id})
+                await resp.prepare(request)
+                if g.chat:
+                    await resp.write(b"".join(shaper.role_chunk(j.index) for j in jobs))
+            parts = []
+            for i, j in enumerate(jobs):
+                k = j.released - sent[i]
+                if k <= 0:
                     continue
-                if resp is None:
-                    fail = self._failure(call) if not any(j.released for j in jobs) else None
-                    if fail is not None:
-                        return error_response(*fail)
-                    resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
-                                                       "Cache-Control": "no-cache", INSTANCE_HEADER: inst.client_id})
-                    direct = request.version >= (1, 1) and request.transport is not None
-                    if direct:
-                        resp.enable_chunked_encoding()
-                    await resp.prepare(request)
-                    if g.chat:
-                        await resp.write(b"".join(shaper.role_chunk(j.index) for j in jobs))
-                    if direct and request.transport is not None:
-                        call.sink = _Sink(call, request.transport, plain)
-                parts = []
-                for i, j in enumerate(jobs):
-                    k = j.released - j.sent
-                    if k <= 0:
-                        continue
-                    if j.done and not j.error:
-                        parts.append(plain[i] * (k - 1))
-                        parts.append(shaper.token_chunk(j.index, finish))
-                    else:
-                        parts.append(plain[i] * k)
-                    j.sent = j.released
-                if call.finished:
-                    call.sink = None
-                    fail = self._failure(call)
-                    if fail is not None:
-                        parts.append(sse_error(*fail))
-                    elif finish == "stop":
-                        self.metrics.note_stopped(inst.client_id, len(jobs))
-                    if fail is None and g.include_usage:
-                        parts.append(shaper.usage_chunk(sum(g.prompt_tokens), sum(j.output for j in jobs)))
-                    parts.append(SSE_DONE)
-                try:
-                    await resp.write(b"".join(parts))
-                except ConnectionResetError:
-                    return resp  # the caller left; the simulated request runs to its end (no abort in the engine)
-                if call.finished:
-                    await resp.write_eof()
-                    return resp
-        finally:
-            call.sink = None
-
-
-class _Sink:
-    """Writes released tokens straight to a streaming call's socket, framed as HTTP chunks.
-
-    The response is prepared with chunked encoding, so each write is one chunk of SSE events,
-    exactly what aiohttp's writer would send. It declines (the handler then writes, waiting for
-    the socket to drain) once the socket's send buffer holds more than SINK_BUFFER_LIMIT bytes or
-    is closing.
-    """
-
-    __slots__ = ("call", "transport", "framed")
-
-    def __init__(self, call: Call, transport, plain: list[bytes]):
-        self.call, self.transport = call, transport
-        self.framed = [b"%x\r\n" % len(c) + c + b"\r\n" for c in plain]
-
-    def __call__(self, job) -> bool:
-        t = self.transport
-        if t.is_closing() or t.get_write_buffer_size() > SINK_BUFFER_LIMIT:
-            self.call.sink = None
-            return False
-        k = job.released - job.sent
-        if k == 1:
-            t.write(self.framed[job.index])
-        elif k > 1:
-            t.write(self.framed[job.index] * k)
-        job.sent = job.released
-        return True
+                if j.done and not j.error:
+                    parts.append(plain[i] * (k - 1))
+                    parts.append(shaper.token_chunk(j.index, finish))
+                else:
+                    parts.append(plain[i] * k)
+                sent[i] = j.released
+            if call.finished:
+                fail = self._failure(call)
+                if fail is not None:
+                    parts.append(sse_error(*fail))
+                elif finish == "stop":
+                    self.metrics.note_stopped(inst.client_id, len(jobs))
+                if fail is None and g.include_usage:
+                    parts.append(shaper.usage_chunk(sum(g.prompt_tokens), sum(j.output for j in jobs)))
+                parts.append(SSE_DONE)
+            try:
+                await resp.write(b"".join(parts))
+            except ConnectionResetError:
+                return resp  # the caller left; the simulated request runs to its end (no abort in the engine)
+            if call.finished:
+                await resp.write_eof()
+                return resp
 
 
 class _RoundRobin:

@@ -52,7 +52,6 @@ class Job:
     prompt: int
     output: int
     released: int = 0  # tokens handed to the HTTP side so far
-    sent: int = 0  # tokens the HTTP side has written
     clock_ns: int = -1  # simulated time of the last released token
     first_ns: int = -1
     done_ns: int = -1
@@ -67,9 +66,6 @@ class Call:
     jobs: list[Job] = field(default_factory=list)
     arrival_ns: int = 0
     pending: int = 0  # jobs not ended
-    # set by a streaming handler: writes a job's newly released tokens at once (True), or declines
-    # (False: the handler is woken instead); saves a task switch per token
-    sink: Callable[[Job], bool] | None = None
     _waiter: asyncio.Future | None = None
 
     def notify(self) -> None:
@@ -267,9 +263,7 @@ class Pacer:
             job.released = 1
             if job.released < job.output - 1:
                 self._push(job)
-            sink = job.call.sink
-            if sink is None or not sink(job):
-                job.call.notify()
+            job.call.notify()
         elif kind == "completed":
             job.done_ns = ev.time_ns
             job.released = job.output
@@ -299,9 +293,7 @@ class Pacer:
                 continue
             job.released += 1
             job.clock_ns = t
-            sink = job.call.sink
-            if sink is None or not sink(job):
-                job.call.notify()
+            job.call.notify()
             if job.released < job.output - 1:
                 self._push(job)
 
