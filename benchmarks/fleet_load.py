@@ -194,7 +194,7 @@ def main() -> int:
         args.rates, args.step_s, args.tokens, args.pause_s = [5.0], 1.0, 32, 0.0
         args.light_requests, args.light_tokens = 2, 16
     else:
-        args.rates = [25.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0, 400.0]
+        args.rates = [5.0, 10.0, 25.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0, 400.0]
         args.step_s, args.tokens, args.pause_s = 8.0, OUTPUT_TOKENS, 3.0
         args.light_requests, args.light_tokens = 20, 128
     with tempfile.TemporaryDirectory() as tmp:
