@@ -43,8 +43,16 @@ async def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _not_bad_http(record: logging.LogRecord) -> bool:
+    """Drop aiohttp's tracebacks for malformed requests (they get a 400): sglang-router probes each
+    worker for HTTP/2 (gRPC) first, which would log one per worker at start."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not (exc is not None and type(exc).__name__ == "BadHttpMessage")
+
+
 def _run(args: argparse.Namespace) -> int:
     jsonlog.setup(args.log_level)
+    logging.getLogger("aiohttp.server").addFilter(_not_bad_http)
     logging.getLogger("hermes.fleet").setLevel(args.log_level.upper())
     if not args.time_scale > 0:
         print("hermes fleet: --time-scale must be > 0", file=sys.stderr)

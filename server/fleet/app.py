@@ -98,7 +98,6 @@ class Fleet:
 
     async def start(self) -> list[Instance]:
         """Open the listeners (ports base, base+1, ... in client order; base 0 picks free ports)."""
-        self.pacer.start()
         for i, inst in enumerate(self.instances):
             app = web.Application(client_max_size=self.limits.max_body_bytes)
             app[INSTANCE] = inst
@@ -112,6 +111,7 @@ class Fleet:
             inst.port = site._server.sockets[0].getsockname()[1] if port == 0 else port  # type: ignore[union-attr]
             host = f"[{self.host}]" if ":" in self.host else self.host
             inst.url = f"http://{host}:{inst.port}"
+        self.pacer.start()  # after the listeners are up: their setup must not count as lag
         return self.instances
 
     async def stop(self) -> None:

@@ -154,6 +154,8 @@ class Pacer:
             w.set_result(None)
 
     def start(self) -> None:
+        """Start pacing: simulated time now runs with the wall clock from here."""
+        self.wall0, self.sim0 = self.clock(), self.sim.now_ns
         self._task = asyncio.get_running_loop().create_task(self._run(), name="hermes-fleet-pacer")
 
     async def stop(self) -> None:
