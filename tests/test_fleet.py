@@ -349,3 +349,19 @@ def test_hermes_fleet_command_prints_listeners_and_writes_the_endpoints_file(tmp
         for p in procs:
             p.terminate()
             assert p.wait(15) == 0
+
+
+def test_workload_flag_keeps_the_spec_generator_and_spreads_it_round_robin():
+    from server.fleet.app import _RoundRobin
+
+    sim = Simulation(fleet_spec("hetero-poisson", workload=True), record_events=True)
+    clock = FakeClock()
+    pacer = Pacer(sim, time_scale=1.0, clock=clock)
+    pacer.background = _RoundRobin()
+    for _ in range(2000):  # 2 simulated seconds
+        clock.t += 0.001
+        pacer.step(clock.t)
+    assert sim.injected > 10 and sim.completed > 0 and sim.dropped == 0
+    done = [c.requests_completed_total for c in sim.state().clients]
+    assert all(n > 0 for n in done), done
+    assert Simulation(fleet_spec("hetero-poisson"), record_events=True).source is None  # off by default
