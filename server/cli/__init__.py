@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "server.cli.health",
     "server.cli.sweep",
     "server.cli.capacity",
+    "server.cli.fleet",
 ]
 
 

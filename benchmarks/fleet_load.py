@@ -1,0 +1,215 @@
+"""How much streaming traffic the HTTP front (`hermes fleet`) sustains at time scale 1.
+
+The front runs in its own process (one Python thread: the front is single-threaded, so this
+is its one-core capacity) serving 8 simulated H100s with Llama-3.1-8B, so the simulated
+cluster is not the bottleneck. This process sends open-loop streaming completions (256
+output tokens each, `ignore_eos`) round robin over the instances, at rising request rates;
+a rate is sustained when every stream comes back with its 256 tokens and the front's
+`hermes_fleet_lag_seconds` (polled twice a second) stays at or below 50 ms.
+
+Before that, at light load (one stream at a time), it compares client-measured TTFT and
+inter-token latency with the simulated ones (from the instances' vLLM histograms).
+
+Each step also reports the front's CPU time per stream (from /proc), which does not depend on
+what else the machine runs: one core divided by it bounds the front's capacity. The lag
+criterion does depend on it: on a shared machine the front is descheduled now and then.
+
+Prints per-step results and, last, `fleet_max_requests_per_s=<x>` (0 when even the first
+rate fails). Goal (issue 10): at least 200 requests/s.
+
+    PYTHONPATH=. python benchmarks/fleet_load.py            # full run (~2 min)
+    PYTHONPATH=. python benchmarks/fleet_load.py --smoke    # seconds; asserts nothing about timing
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import aiohttp
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+SPEC = {
+    "name": "fleet-load",
+    "seed": 0,
+    "clients": [{"id": "h100", "hardware": "H100-SXM", "model": "Llama-3.1-8B", "replicas": 8,
+                 "scheduler": {"batching": "chunked"}}],
+    "workload": {"arrival": {"process": "none"}},
+}
+LAG_LIMIT_S = 0.05
+OUTPUT_TOKENS = 256
+PROMPT_TOKENS = 128
+
+
+class Front:
+    """`hermes fleet` in a subprocess; its listener URLs."""
+
+    def __init__(self, spec_path: Path):
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "fleet", str(spec_path), "--base-port", "0", "--time-scale", "1",
+             "--log-level", "error"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        self.urls: list[str] = []
+        for line in self.proc.stdout:
+            if line.startswith("hermes fleet ready"):
+                break
+            self.urls.append(line.split()[-1])
+        if not self.urls:
+            raise RuntimeError("hermes fleet did not start")
+
+    def cpu_s(self) -> float:
+        """User + system CPU seconds the front has used (Linux /proc; 0 elsewhere)."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return 0.0
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(15)
+
+
+def _metric_sum(text: str, name: str) -> float:
+    return sum(float(m) for m in re.findall(rf"^{re.escape(name)}(?:{{[^}}]*}})? (\S+)$", text, re.M))
+
+
+async def _scrape(session: aiohttp.ClientSession, url: str) -> str:
+    async with session.get(url + "/metrics") as r:
+        return await r.text()
+
+
+async def _stream(session: aiohttp.ClientSession, url: str, tokens: int) -> tuple[int, float, float, float]:
+    """One streaming completion: (content chunks, start, first chunk, last chunk) in monotonic seconds."""
+    body = {"prompt": [1] * PROMPT_TOKENS, "max_tokens": tokens, "stream": True, "ignore_eos": True}
+    start = time.monotonic()
+    first = last = 0.0
+    got = 0
+    async with session.post(url + "/v1/completions", json=body) as r:
+        if r.status != 200:
+            return -r.status, start, start, start
+        async for data in r.content.iter_any():
+            n = data.count(b'"text"')
+            if n:
+                last = time.monotonic()
+                if not got:
+                    first = last
+                got += n
+    return got, start, first, last
+
+
+async def light_load(session: aiohttp.ClientSession, urls: list[str], n: int, tokens: int) -> None:
+    """One stream at a time on instance 0: client-measured vs simulated TTFT and inter-token latency."""
+    before = await _scrape(session, urls[0])
+    ttft, itl = [], []
+    for _ in range(n):
+        got, start, first, last = await _stream(session, urls[0], tokens)
+        assert got == tokens, got
+        ttft.append(first - start)
+        itl.append((last - first) / (tokens - 1))
+        await asyncio.sleep(0.05)
+    after = await _scrape(session, urls[0])
+
+    def mean(name: str) -> float:
+        s = _metric_sum(after, name + "_sum") - _metric_sum(before, name + "_sum")
+        c = _metric_sum(after, name + "_count") - _metric_sum(before, name + "_count")
+        return s / c if c else float("nan")
+
+    sim_ttft, sim_itl = mean("vllm:time_to_first_token_seconds"), mean("vllm:inter_token_latency_seconds")
+    c_ttft, c_itl = statistics.fmean(ttft), statistics.fmean(itl)
+    print(f"light load ({n} streams of {tokens} tokens, one at a time):")
+    print(f"  TTFT  client {c_ttft * 1e3:7.2f} ms  simulated {sim_ttft * 1e3:7.2f} ms  "
+          f"(client - simulated {1e3 * (c_ttft - sim_ttft):+.2f} ms)")
+    print(f"  ITL   client {c_itl * 1e3:7.2f} ms  simulated {sim_itl * 1e3:7.2f} ms  (ratio {c_itl / sim_itl:.3f})")
+
+
+async def rate_step(session: aiohttp.ClientSession, urls: list[str], rate: float, seconds: float,
+                    tokens: int) -> tuple[bool, float, int, int]:
+    """Open-loop arrivals at `rate` for `seconds`; (sustained, worst lag, ok streams, sent)."""
+    tasks = []
+    lags: list[float] = []
+    stop = asyncio.Event()
+
+    async def watch_lag() -> None:
+        await asyncio.sleep(1.0)  # the gauge covers the last one to two seconds
+        while not stop.is_set():
+            lags.append(_metric_sum(await _scrape(session, urls[0]), "hermes_fleet_lag_seconds"))
+            await asyncio.sleep(0.5)
+
+    watcher = asyncio.create_task(watch_lag())
+    t0 = time.monotonic()
+    count = int(rate * seconds)
+    for i in range(count):
+        delay = t0 + i / rate - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        tasks.append(asyncio.create_task(_stream(session, urls[i % len(urls)], tokens)))
+    results = await asyncio.gather(*tasks)
+    stop.set()
+    await watcher
+    lags.append(_metric_sum(await _scrape(session, urls[0]), "hermes_fleet_lag_seconds"))
+    ok = sum(1 for got, *_ in results if got == tokens)
+    worst = max(lags)
+    return ok == count and worst <= LAG_LIMIT_S, worst, ok, count
+
+
+async def main_async(args: argparse.Namespace, front: Front) -> float:
+    urls = front.urls
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=300)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+        await light_load(session, urls, args.light_requests, args.light_tokens)
+        best = 0.0
+        for rate in args.rates:
+            cpu0 = front.cpu_s()
+            sustained, lag, ok, sent = await rate_step(session, urls, rate, args.step_s, args.tokens)
+            cpu = (front.cpu_s() - cpu0) / max(sent, 1)
+            print(f"rate {rate:6.1f} req/s: {ok}/{sent} streams complete, worst lag {lag * 1e3:6.1f} ms, "
+                  f"front CPU {cpu * 1e3:.2f} ms per stream (one core's worth: {1 / cpu if cpu else 0:.0f} req/s), "
+                  f"load average {os.getloadavg()[0]:.1f} -> {'sustained' if sustained else 'NOT sustained'}",
+                  flush=True)
+            if not sustained:
+                break
+            best = rate
+            await asyncio.sleep(args.pause_s)  # let the previous step's streams drain from the engine
+        return best
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--smoke", action="store_true", help="a few seconds; no timing is asserted")
+    args = p.parse_args()
+    if args.smoke:
+        args.rates, args.step_s, args.tokens, args.pause_s = [5.0], 1.0, 32, 0.0
+        args.light_requests, args.light_tokens = 2, 16
+    else:
+        args.rates = [5.0, 10.0, 25.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0, 400.0]
+        args.step_s, args.tokens, args.pause_s = 8.0, OUTPUT_TOKENS, 3.0
+        args.light_requests, args.light_tokens = 20, 128
+    with tempfile.TemporaryDirectory() as tmp:
+        spec_path = Path(tmp) / "fleet-load.yaml"
+        spec_path.write_text(yaml.safe_dump(SPEC))
+        front = Front(spec_path)
+        try:
+            print(f"front: {len(front.urls)} instances ({SPEC['clients'][0]['hardware']}, "
+                  f"{SPEC['clients'][0]['model']}), time scale 1, {args.tokens} output tokens per stream")
+            best = asyncio.run(main_async(args, front))
+        finally:
+            front.stop()
+    print(f"fleet_max_requests_per_s={best:g}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

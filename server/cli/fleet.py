@@ -1,0 +1,92 @@
+"""`hermes fleet SPEC`: serve the spec's LLM clients over HTTP as vLLM-like instances, paced by the wall clock.
+
+Prints one line per listener (`hermes fleet CLIENT MODEL URL`), then `hermes fleet ready`,
+and runs until SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+
+from sim_engine import SpecError
+
+from .. import jsonlog
+from .simulate import parse_overrides
+
+
+async def _serve(args: argparse.Namespace) -> int:
+    from ..fleet.app import Fleet, fleet_spec
+    from ..fleet.endpoints import endpoint_entries, write_endpoints
+    from ..fleet.requests import Limits
+
+    spec = fleet_spec(args.spec, parse_overrides(args.set or []), workload=args.workload)
+    limits = Limits(max_body_bytes=args.max_body_mb << 20, max_n=args.max_n, max_tokens=args.max_tokens)
+    fleet = Fleet(spec, time_scale=args.time_scale, host=args.host, base_port=args.base_port,
+                  load_format=args.load_format, limits=limits, max_inflight=args.max_inflight,
+                  background=args.workload)
+    instances = await fleet.start()
+    for inst in instances:
+        print(f"hermes fleet {inst.client_id} {inst.model} {inst.url}", flush=True)
+    if args.endpoints_file:
+        write_endpoints(args.endpoints_file, endpoint_entries(instances, spec, args.host))
+    print(f"hermes fleet ready: {len(instances)} instances, time scale {args.time_scale:g}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await fleet.stop()
+    return 0
+
+
+def _not_bad_http(record: logging.LogRecord) -> bool:
+    """Drop aiohttp's tracebacks for malformed requests (they get a 400): sglang-router probes each
+    worker for HTTP/2 (gRPC) first, which would log one per worker at start."""
+    exc = record.exc_info[1] if record.exc_info else None
+    return not (exc is not None and type(exc).__name__ == "BadHttpMessage")
+
+
+def _run(args: argparse.Namespace) -> int:
+    jsonlog.setup(args.log_level)
+    logging.getLogger("aiohttp.server").addFilter(_not_bad_http)
+    logging.getLogger("hermes.fleet").setLevel(args.log_level.upper())
+    if not args.time_scale > 0:
+        print("hermes fleet: --time-scale must be > 0", file=sys.stderr)
+        return 2
+    try:
+        return asyncio.run(_serve(args))
+    except SpecError as e:
+        print(f"hermes fleet: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        print(f"hermes fleet: {e}", file=sys.stderr)
+        return 1
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("fleet", help="serve the spec's LLM clients as OpenAI/vLLM-like HTTP instances",
+                       description="Run the spec's cluster against the wall clock with one OpenAI-compatible, "
+                                   "vLLM-shaped HTTP listener per LLM client (docs/FLEET.md).")
+    p.add_argument("spec", help="spec file, preset name or YAML text")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
+    p.add_argument("--base-port", type=int, default=8100,
+                   help="first listener's port; the others follow in client order (0: free ports)")
+    p.add_argument("--time-scale", type=float, default=1.0,
+                   help="simulated seconds per wall second (default %(default)s)")
+    p.add_argument("--endpoints-file", default=None,
+                   help="write the listeners here (.yaml/.json: endpoint list; else one URL per line)")
+    p.add_argument("--load-format", choices=["vllm", "sglang"], default="vllm",
+                   help="/get_load body: vllm-router's {\"load\": N} or sglang-router's per-rank list")
+    p.add_argument("--workload", action="store_true",
+                   help="also run the spec's workload generator (its requests are spread round robin)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec field (repeatable)")
+    p.add_argument("--max-inflight", type=int, default=4096, help="requests per instance before 429")
+    p.add_argument("--max-body-mb", type=int, default=8, help="largest request body, MiB")
+    p.add_argument("--max-n", type=int, default=16, help="largest n (choices per prompt)")
+    p.add_argument("--max-tokens", type=int, default=1 << 20, help="largest max_tokens accepted")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.set_defaults(func=_run)

@@ -1,0 +1,308 @@
+"""Run one Simulation against the wall clock and track the requests the HTTP front put into it.
+
+Simulated time is ``sim0 + (wall - wall0) x time_scale``; the engine is only ever advanced
+to the simulated time of *now*, never past it, so everything it reports has happened.
+Requests arrive by ``Simulation.inject`` at the current simulated time and reach the
+listener's client through the engine's external-routing decisions (the fleet's spec is
+switched to ``router: external``), so the front uses only the public co-simulation API.
+
+Token times. The engine reports a request's first token and its completion exactly, but
+advances runs of decode steps in closed form, so it has no event per token. The pacer
+releases the tokens in between at the client's current step time (``est_step_s`` of the
+engine's client state, refreshed whenever the engine moved): token k+1 comes one step
+after token k, never more than ``output - 1`` tokens before the completion, and whatever is
+left is released at the simulated completion time. At light load this matches the engine's
+step times; when other requests join or leave the batch it follows the new step time from
+the next token on (docs/FLEET.md).
+
+Lag is how late the pacer delivered what was due: the wall time after a pass over the
+engine minus the wall time the pass was due at.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from sim_engine import Simulation
+from sim_engine.request import RequestInput
+from sim_engine.views import StopReason
+
+NS = 1_000_000_000
+MAX_TICK_S = 0.02  # longest wall-clock gap between passes when nothing is due (an idle front costs ~nothing)
+LAG_WARN_S = 0.05
+LAG_WARN_EVERY_S = 10.0
+LAG_WINDOW_S = 1.0
+
+log = logging.getLogger("hermes.fleet")
+
+
+@dataclass(eq=False)
+class Job:
+    """One engine request (one choice of one prompt of an HTTP call)."""
+
+    rid: str
+    client_id: str
+    call: Call
+    index: int  # choice index in the response
+    prompt: int
+    output: int
+    released: int = 0  # tokens handed to the HTTP side so far
+    clock_ns: int = -1  # simulated time of the last released token
+    first_ns: int = -1
+    done_ns: int = -1
+    error: str = ""  # drop reason
+    done: bool = False
+
+
+@dataclass(eq=False)
+class Call:
+    """One HTTP request: its jobs and a waker for the handler."""
+
+    jobs: list[Job] = field(default_factory=list)
+    arrival_ns: int = 0
+    pending: int = 0  # jobs not ended
+    _waiter: asyncio.Future | None = None
+
+    def notify(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            w.set_result(None)
+
+    async def wait(self) -> None:
+        """Until the pacer has news for this call (new tokens, an end)."""
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    @property
+    def finished(self) -> bool:
+        return self.pending == 0
+
+
+class Pacer:
+    """The wall-clock driver of one Simulation (single asyncio thread: no locks)."""
+
+    def __init__(self, sim: Simulation, time_scale: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        if not time_scale > 0:
+            raise ValueError("time_scale must be > 0")
+        self.sim, self.scale, self.clock = sim, float(time_scale), clock
+        self.wall0 = clock()
+        self.sim0 = sim.now_ns
+        self.jobs: dict[str, Job] = {}
+        self._due: list[tuple[int, int, Job]] = []  # (simulated due time of next token, seq, job)
+        self._seq = 0
+        self._next_id = 0
+        self.step_ns: dict[str, int] = {}  # client id -> current step estimate
+        self.client_status: dict[str, str] = {}
+        self.lag_last_s = 0.0
+        self.lag_max_s = 0.0  # worst lag ever (benchmarks reset it)
+        self._win = (clock(), 0.0, 0.0)  # (window start, worst lag in it, worst in the previous window)
+        self.passes = 0
+        self._last_warn = -1e18
+        self._waiter: asyncio.Future | None = None
+        self._wake_due_wall: float | None = None
+        self._task: asyncio.Task | None = None
+        self._stopping = False
+        self.background: Callable[[object], str | None] | None = None  # answers decisions for the workload
+        self._refresh_clients()
+
+    # ---------------------------------------------------------------- clock
+
+    def sim_now_target(self, wall: float | None = None) -> int:
+        wall = self.clock() if wall is None else wall
+        return self.sim0 + int((wall - self.wall0) * self.scale * NS)
+
+    def wall_of(self, sim_ns: int) -> float:
+        return self.wall0 + (sim_ns - self.sim0) / NS / self.scale
+
+    # ---------------------------------------------------------------- intake
+
+    def submit(self, client_id: str, model: str, prompts: tuple[int, ...], outputs: list[int], n: int) -> Call:
+        """Inject one HTTP call's requests at the current simulated time (atomic: all or none)."""
+        arrival = max(self.sim.now_ns, self.sim_now_target())
+        call = Call(arrival_ns=arrival)
+        inputs = []
+        k = 0
+        for p in prompts:
+            for _ in range(n):
+                rid = f"f{self._next_id}"
+                self._next_id += 1
+                inputs.append(RequestInput(arrival, p, outputs[k], model=model, pipeline=FLEET_PIPELINE,
+                                           request_id=rid))
+                call.jobs.append(Job(rid, client_id, call, k, p, outputs[k]))
+                k += 1
+        self.sim.inject(inputs)  # raises (SpecError/LimitError) before adding anything
+        call.pending = len(call.jobs)
+        for job in call.jobs:
+            self.jobs[job.rid] = job
+        self.wake()
+        return call
+
+    # ---------------------------------------------------------------- the loop
+
+    def wake(self) -> None:
+        w = self._waiter
+        if w is not None and not w.done():
+            self._wake_due_wall = self.clock()
+            w.set_result(None)
+
+    def start(self) -> None:
+        """Start pacing: simulated time now runs with the wall clock from here."""
+        self.wall0, self.sim0 = self.clock(), self.sim.now_ns
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="hermes-fleet-pacer")
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.wake()
+        if self._task is not None:
+            await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        due_wall = self.clock()
+        while not self._stopping:
+            self.step(due_wall)
+            next_wall = self._next_wake_wall()
+            delay = next_wall - self.clock()
+            self._wake_due_wall = None
+            if delay > 0:
+                self._waiter = loop.create_future()
+                handle = loop.call_at(loop.time() + delay, _resolve, self._waiter)
+                await self._waiter
+                handle.cancel()
+                self._waiter = None
+            else:
+                await asyncio.sleep(0)  # let the HTTP side run between passes
+            due_wall = self._wake_due_wall if self._wake_due_wall is not None else next_wall
+
+    def _next_wake_wall(self) -> float:
+        t = self.clock() + MAX_TICK_S
+        nxt = self.sim.kernel.next_time()
+        if nxt is not None:
+            t = min(t, self.wall_of(nxt))
+        if self._due:
+            t = min(t, self.wall_of(self._due[0][0]))
+        return t
+
+    def step(self, due_wall: float | None = None) -> None:
+        """One pass: advance the engine to now, hand out what happened, measure the lag."""
+        target = self.sim_now_target()
+        if target < self.sim.now_ns:
+            target = self.sim.now_ns
+        sim = self.sim
+        events = []
+        moved = False
+        while True:
+            self._answer_decisions()
+            res = sim.advance(until_ns=target)
+            events.extend(res.events)
+            moved = moved or res.events_processed > 0
+            if res.reason is not StopReason.DECISION_NEEDED:
+                break
+        if moved:
+            self._refresh_clients()
+        for ev in events:
+            self._on_event(ev)
+        self._release_due(target)
+        self.passes += 1
+        if due_wall is not None:
+            lag = max(0.0, self.clock() - due_wall)
+            self._note_lag(lag)
+            if lag > LAG_WARN_S:
+                now = self.clock()
+                if now - self._last_warn > LAG_WARN_EVERY_S:
+                    self._last_warn = now
+                    log.warning("fleet is %.0f ms behind the wall clock (time scale %g): the host cannot keep up",
+                                lag * 1e3, self.scale)
+
+    def _note_lag(self, lag: float) -> None:
+        self.lag_last_s = lag
+        self.lag_max_s = max(self.lag_max_s, lag)
+        start, cur, prev = self._win
+        now = self.clock()
+        if now - start >= LAG_WINDOW_S:
+            start, prev, cur = now, (cur if now - start < 2 * LAG_WINDOW_S else 0.0), 0.0
+        self._win = (start, max(cur, lag), prev)
+
+    def lag_gauge(self) -> float:
+        """The worst lag over the last one to two seconds (the gauge's value)."""
+        start, cur, prev = self._win
+        if self.clock() - start >= 2 * LAG_WINDOW_S:
+            return self.lag_last_s
+        return max(cur, prev)
+
+    def _answer_decisions(self) -> None:
+        sim = self.sim
+        for d in sim.pending_decisions():  # usually none: an empty list
+            job = self.jobs.get(d.request_id)
+            target = job.client_id if job is not None else (self.background(d) if self.background else None)
+            if target is not None and target in d.candidates:
+                sim.decide(d.decision_id, "route", target)
+            else:
+                sim.decide(d.decision_id, "drop")
+
+    def _refresh_clients(self) -> None:
+        for c in self.sim.state().clients:
+            if c.est_step_s > 0:
+                self.step_ns[c.id] = max(1, int(c.est_step_s * NS))
+            self.client_status[c.id] = c.status
+
+    def _on_event(self, ev) -> None:
+        job = self.jobs.get(ev.request_id)
+        if job is None:
+            return
+        kind = ev.kind
+        if kind == "first_token":
+            job.first_ns = job.clock_ns = ev.time_ns
+            job.released = 1
+            if job.released < job.output - 1:
+                self._push(job)
+            job.call.notify()
+        elif kind == "completed":
+            job.done_ns = ev.time_ns
+            job.released = job.output
+            if job.first_ns < 0:
+                job.first_ns = ev.time_ns
+            self._end(job)
+        elif kind == "dropped":
+            job.error = (ev.data or {}).get("reason", "dropped")
+            self._end(job)
+
+    def _end(self, job: Job) -> None:
+        job.done = True
+        del self.jobs[job.rid]
+        job.call.pending -= 1
+        job.call.notify()
+
+    def _push(self, job: Job) -> None:
+        step = self.step_ns.get(job.client_id, 1)
+        self._seq += 1
+        heapq.heappush(self._due, (job.clock_ns + step, self._seq, job))
+
+    def _release_due(self, now_ns: int) -> None:
+        due = self._due
+        while due and due[0][0] <= now_ns:
+            t, _, job = heapq.heappop(due)
+            if job.done:
+                continue
+            job.released += 1
+            job.clock_ns = t
+            job.call.notify()
+            if job.released < job.output - 1:
+                self._push(job)
+
+
+def _resolve(fut: asyncio.Future) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+FLEET_PIPELINE = "_fleet_direct"

@@ -1,0 +1,90 @@
+"""OpenAI-shaped response bodies and server-sent-event chunks for simulated generations.
+
+The simulator models time, not content: every generated token is the placeholder text
+``TOKEN_TEXT``, so a response carries exactly as many tokens as the engine generated.
+Chunks are built once per choice and repeated per token, so streaming costs one write
+of prepared bytes per release.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+TOKEN_TEXT = " tok"
+SSE_DONE = b"data: [DONE]\n\n"
+STATUS_TYPES = {400: "BadRequestError", 404: "NotFoundError", 413: "BadRequestError",
+                429: "RateLimitError", 503: "ServiceUnavailableError", 500: "InternalServerError"}
+
+
+def error_response(status: int, message: str, param: str | None = None) -> web.Response:
+    """The OpenAI error body (`{"error": {message, type, param, code}}`)."""
+    body = {"error": {"message": message, "type": STATUS_TYPES.get(status, "APIError"), "param": param,
+                      "code": status}}
+    return web.json_response(body, status=status)
+
+
+def sse_error(status: int, message: str) -> bytes:
+    return _sse({"error": {"message": message, "type": STATUS_TYPES.get(status, "APIError"), "param": None,
+                           "code": status}})
+
+
+def _sse(obj: Any) -> bytes:
+    return b"data: " + json.dumps(obj, separators=(",", ":")).encode() + b"\n\n"
+
+
+class Shaper:
+    """Builds the bodies of one call (completion or chat) with one id and creation time."""
+
+    def __init__(self, chat: bool, model: str):
+        self.chat, self.model = chat, model
+        self.id = ("chatcmpl-" if chat else "cmpl-") + uuid.uuid4().hex
+        self.created = int(time.time())
+        self.object = "chat.completion" if chat else "text_completion"
+        self.chunk_object = "chat.completion.chunk" if chat else "text_completion"
+
+    def usage(self, prompt_tokens: int, completion_tokens: int) -> dict:
+        return {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + completion_tokens,
+                "completion_tokens": completion_tokens}
+
+    def full(self, choices: list[tuple[int, int, str]], prompt_tokens: int) -> dict:
+        """A non-streaming body; choices are (index, tokens, finish_reason)."""
+        out = []
+        for index, tokens, finish in choices:
+            text = TOKEN_TEXT * tokens
+            if self.chat:
+                out.append({"index": index, "message": {"role": "assistant", "content": text},
+                            "logprobs": None, "finish_reason": finish, "stop_reason": None})
+            else:
+                out.append({"index": index, "text": text, "logprobs": None, "finish_reason": finish,
+                            "stop_reason": None})
+        return {"id": self.id, "object": self.object, "created": self.created, "model": self.model,
+                "choices": out, "usage": self.usage(prompt_tokens, sum(c[1] for c in choices))}
+
+    def _chunk(self, choice: dict, usage: dict | None = None) -> bytes:
+        obj: dict[str, Any] = {"id": self.id, "object": self.chunk_object, "created": self.created,
+                               "model": self.model, "choices": [choice] if choice else []}
+        if usage is not None:
+            obj["usage"] = usage
+        return _sse(obj)
+
+    def role_chunk(self, index: int) -> bytes:
+        """A chat stream opens each choice with the assistant role (as vLLM does)."""
+        return self._chunk({"index": index, "delta": {"role": "assistant", "content": ""}, "logprobs": None,
+                            "finish_reason": None})
+
+    def token_chunk(self, index: int, finish: str | None = None) -> bytes:
+        if self.chat:
+            choice = {"index": index, "delta": {"content": TOKEN_TEXT}, "logprobs": None, "finish_reason": finish}
+        else:
+            choice = {"index": index, "text": TOKEN_TEXT, "logprobs": None, "finish_reason": finish}
+        if finish is not None:
+            choice["stop_reason"] = None
+        return self._chunk(choice)
+
+    def usage_chunk(self, prompt_tokens: int, completion_tokens: int) -> bytes:
+        return self._chunk({}, self.usage(prompt_tokens, completion_tokens))

@@ -1,0 +1,122 @@
+"""Hostile input to the HTTP front: every bad body gets a 4xx naming the field, in bounded time, and
+leaves the simulation untouched; nothing (fuzzed JSON included) produces a 500."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from test_fleet import MODEL, FleetThread, post
+
+from server.fleet.requests import BadRequest, Limits, parse_json, parse_request
+
+LIMITS = Limits(max_body_bytes=1 << 20)
+
+# (name, endpoint, body, status, param): body is a dict (sent as JSON) or raw bytes
+CORPUS = [
+    ("not json", "completions", b"{", 400, None),
+    ("json array", "completions", b"[]", 400, None),
+    ("json string", "completions", b'"prompt"', 400, None),
+    ("deep nesting", "completions", b"[" * 100_000, 400, None),
+    ("body over the limit", "completions", b'{"prompt": "' + b"x" * (1100 << 10) + b'"}', 413, None),
+    ("no prompt", "completions", {"max_tokens": 3}, 400, "prompt"),
+    ("prompt is a number", "completions", {"prompt": 5}, 400, "prompt"),
+    ("prompt is empty", "completions", {"prompt": []}, 400, "prompt"),
+    ("negative token id", "completions", {"prompt": [1, -2, 3]}, 400, "prompt"),
+    ("float token id", "completions", {"prompt": [[1.5]]}, 400, "prompt"),
+    ("bool token id", "completions", {"prompt": [[True]]}, 400, "prompt"),
+    ("too many prompts", "completions", {"prompt": ["a"] * 17}, 400, "prompt"),
+    ("prompt list of objects", "completions", {"prompt": [{"a": 1}]}, 400, "prompt"),
+    ("prompt_token_ids not a list", "completions", {"prompt_token_ids": "1 2 3"}, 400, "prompt_token_ids"),
+    ("prompt_token_ids empty", "completions", {"prompt_token_ids": []}, 400, "prompt_token_ids"),
+    ("max_tokens string", "completions", {"prompt": "a", "max_tokens": "10"}, 400, "max_tokens"),
+    ("max_tokens zero", "completions", {"prompt": "a", "max_tokens": 0}, 400, "max_tokens"),
+    ("max_tokens negative", "completions", {"prompt": "a", "max_tokens": -1}, 400, "max_tokens"),
+    ("max_tokens float", "completions", {"prompt": "a", "max_tokens": 1.5}, 400, "max_tokens"),
+    ("max_tokens bool", "completions", {"prompt": "a", "max_tokens": True}, 400, "max_tokens"),
+    ("max_tokens huge", "completions", {"prompt": "a", "max_tokens": 2 ** 70}, 400, "max_tokens"),
+    ("max_tokens NaN", "completions", b'{"prompt": "a", "max_tokens": NaN}', 400, "max_tokens"),
+    ("max_tokens past the context", "completions", {"prompt": "a", "max_tokens": 1_000_000}, 400, "max_tokens"),
+    ("prompt past the context", "completions", {"prompt_token_ids": [7] * 140_000}, 400, "prompt"),
+    ("n zero", "completions", {"prompt": "a", "n": 0}, 400, "n"),
+    ("n too large", "completions", {"prompt": "a", "n": 17}, 400, "n"),
+    ("n huge", "completions", {"prompt": "a", "n": 2 ** 64}, 400, "n"),
+    ("n string", "completions", {"prompt": "a", "n": "2"}, 400, "n"),
+    ("n x prompts too many", "completions", {"prompt": ["a"] * 16, "n": 16}, 400, "n"),
+    ("stream string", "completions", {"prompt": "a", "stream": "yes"}, 400, "stream"),
+    ("stream_options list", "completions", {"prompt": "a", "stream_options": []}, 400, "stream_options"),
+    ("include_usage string", "completions", {"prompt": "a", "stream_options": {"include_usage": "1"}}, 400,
+     "include_usage"),
+    ("ignore_eos string", "completions", {"prompt": "a", "ignore_eos": "true"}, 400, "ignore_eos"),
+    ("model number", "completions", {"prompt": "a", "model": 5}, 400, "model"),
+    ("unknown model", "completions", {"prompt": "a", "model": "gpt-nope"}, 404, "model"),
+    ("no messages", "chat/completions", {"max_tokens": 2}, 400, "messages"),
+    ("messages object", "chat/completions", {"messages": {"role": "user"}}, 400, "messages"),
+    ("messages empty", "chat/completions", {"messages": []}, 400, "messages"),
+    ("message not an object", "chat/completions", {"messages": [5]}, 400, "messages[0]"),
+    ("message without role", "chat/completions", {"messages": [{"content": "x"}]}, 400, "messages[0]"),
+    ("content number", "chat/completions", {"messages": [{"role": "user", "content": 5}]}, 400,
+     "messages[0].content"),
+    ("content part not an object", "chat/completions",
+     {"messages": [{"role": "user", "content": ["x"]}]}, 400, "messages[0].content"),
+    ("max_completion_tokens negative", "chat/completions",
+     {"messages": [{"role": "user", "content": "x"}], "max_completion_tokens": -5}, 400, "max_completion_tokens"),
+]
+IDS = [c[0] for c in CORPUS]
+
+
+def _body(body) -> bytes:
+    return body if isinstance(body, bytes) else json.dumps(body).encode()
+
+
+@pytest.mark.parametrize(("name", "endpoint", "body", "status", "param"),
+                         [c for c in CORPUS if c[3] == 400 and c[0] not in ("max_tokens past the context",
+                                                                           "prompt past the context")],
+                         ids=[c[0] for c in CORPUS if c[3] == 400 and c[0] not in (
+                             "max_tokens past the context", "prompt past the context")])
+def test_parser_rejects_with_the_field(name, endpoint, body, status, param):
+    with pytest.raises(BadRequest) as e:
+        parse_request(parse_json(_body(body), LIMITS), endpoint.startswith("chat"), LIMITS)
+    assert e.value.status == status and e.value.param == param, (e.value.param, e.value.message)
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    with FleetThread(time_scale=1000.0, limits=LIMITS) as ft:
+        yield ft
+
+
+@pytest.mark.slow
+def test_every_hostile_body_gets_its_error_and_changes_nothing(fleet):
+    before = fleet.on_loop(lambda: (fleet.fleet.sim.injected, fleet.fleet.sim.now_ns >= 0))
+    for name, endpoint, body, status, param in CORPUS:
+        got, reply, _ = post(fleet.url(0) + "/v1/" + endpoint, _body(body))
+        assert got == status, (name, got, reply)
+        err = reply["error"]
+        assert err["code"] == status and err["param"] == param and err["message"], (name, err)
+    assert fleet.on_loop(lambda: (fleet.fleet.sim.injected, True)) == (before[0], True)
+    assert all(i.inflight == 0 for i in fleet.fleet.instances)
+    status, reply, _ = post(fleet.url(0) + "/v1/completions", {"model": MODEL, "prompt": "ok", "max_tokens": 2})
+    assert status == 200 and reply["usage"]["completion_tokens"] == 2
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+                    lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
+                    max_leaves=12)
+FIELDS = st.fixed_dictionaries({}, optional={
+    "prompt": JSON, "messages": JSON, "max_tokens": JSON, "n": JSON, "stream": JSON, "model": JSON,
+    "stream_options": JSON, "prompt_token_ids": JSON, "ignore_eos": JSON, "max_completion_tokens": JSON})
+
+
+@pytest.mark.slow
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=FIELDS, chat=st.booleans())
+def test_fuzzed_bodies_never_cause_a_server_error(fleet, doc, chat):
+    if isinstance(doc.get("max_tokens"), int) and doc["max_tokens"] > 4096:
+        doc["max_tokens"] = 4096  # a valid but long request would only slow the test down
+    got, reply, _ = post(fleet.url(1) + ("/v1/chat/completions" if chat else "/v1/completions"), doc)
+    assert got in (200, 400, 404), (got, reply)
+    if got != 200:
+        assert reply["error"]["code"] == got and reply["error"]["message"]
