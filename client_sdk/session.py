@@ -15,6 +15,7 @@ from google.protobuf import struct_pb2
 from hermes.v1 import common_pb2, control_pb2, session_pb2
 
 from .errors import NotFound
+from .replay import ReplayTransport
 from .transport import StreamTransport
 
 _ACTIONS = {
@@ -66,7 +67,11 @@ class Session:
 
     @property
     def streaming(self) -> bool:
-        return isinstance(self._t, StreamTransport)
+        return isinstance(self._t, StreamTransport) or (isinstance(self._t, ReplayTransport) and self._t.stream)
+
+    def digest(self) -> str:
+        """A hash of the session's simulated state (equal states, equal digests, in any process)."""
+        return self._t.call("get_digest", session_pb2.GetDigestRequest(session_id=self.id)).digest
 
     def stream(self) -> Session:
         """The same session driven over a new bidirectional stream (faster lockstep)."""
@@ -135,7 +140,8 @@ class Session:
 
     def fork(self, new_session_id: str = "", stream: bool | None = None) -> Session:
         info = self._t.call("fork", session_pb2.ForkRequest(session_id=self.id, new_session_id=new_session_id)).session
-        return self.client.attach(info, stream=self.streaming if stream is None else stream)
+        log = self._t.log.forked() if isinstance(self._t, ReplayTransport) else None
+        return self.client.attach(info, stream=self.streaming if stream is None else stream, log=log)
 
     def snapshot(self) -> str:
         return self._t.call("snapshot", session_pb2.SnapshotRequest(session_id=self.id)).snapshot_id

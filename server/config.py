@@ -18,6 +18,11 @@ class ServerConfig:
     workers: int = 128  # gRPC handler threads = concurrent calls + open Session streams
     token: str | None = None
     drain_grace_s: float = 30.0
+    # "stop": refuse every call at once and interrupt in-flight Advances; "handoff": keep
+    # serving open sessions for the grace period (no new ones), then refuse with UNAVAILABLE
+    drain_mode: str = "stop"
+    # scale-out: server-chosen session ids are "<shard_id>.<local>" ("" -> plain ids)
+    shard_id: str = ""
     log_level: str = "info"
 
     @property

@@ -53,8 +53,9 @@ class Session:
 
 
 class SessionManager:
-    def __init__(self, max_sessions: int, hooks: Hooks | None = None) -> None:
+    def __init__(self, max_sessions: int, hooks: Hooks | None = None, shard_id: str = "") -> None:
         self.max_sessions = max_sessions
+        self.shard_id = shard_id
         self.hooks = hooks or Hooks()
         self._sessions: dict[str, Session] = {}
         self._lock = threading.Lock()
@@ -91,13 +92,18 @@ class SessionManager:
 
     def _fresh_id(self) -> str:
         while True:
-            sid = f"s-{secrets.token_hex(4)}"
+            local = f"s-{secrets.token_hex(4)}"
+            sid = f"{self.shard_id}.{local}" if self.shard_id else local
             if sid not in self._sessions:
                 return sid
 
     def get(self, session_id: str) -> Session:
         session = self._sessions.get(session_id)
         if session is None:
+            owner = session_id.split(".", 1)[0] if "." in session_id else ""
+            if self.shard_id and owner and owner != self.shard_id:
+                raise precondition("session_id", f"session {session_id!r} is owned by shard {owner!r}, "
+                                   f"not by this shard {self.shard_id!r}: send its calls there")
             raise not_found("session_id", f"no session {session_id!r}")
         return session
 

@@ -121,6 +121,11 @@ class SimulatorStub:
                 request_serializer=hermes_dot_v1_dot_control__pb2.GetSummaryRequest.SerializeToString,
                 response_deserializer=hermes_dot_v1_dot_control__pb2.GetSummaryReply.FromString,
                 _registered_method=True)
+        self.GetDigest = channel.unary_unary(
+                '/hermes.v1.Simulator/GetDigest',
+                request_serializer=hermes_dot_v1_dot_session__pb2.GetDigestRequest.SerializeToString,
+                response_deserializer=hermes_dot_v1_dot_session__pb2.GetDigestReply.FromString,
+                _registered_method=True)
         self.Session = channel.stream_stream(
                 '/hermes.v1.Simulator/Session',
                 request_serializer=hermes_dot_v1_dot_simulator__pb2.Command.SerializeToString,
@@ -236,6 +241,13 @@ class SimulatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDigest(self, request, context):
+        """Scale-out: a hash of the session's state, for replay checks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Session(self, request_iterator, context):
         """The same commands on one bidirectional stream: exactly one Reply per
         Command, in order. Clients may pipeline commands.
@@ -331,6 +343,11 @@ def add_SimulatorServicer_to_server(servicer, server):
                     servicer.GetSummary,
                     request_deserializer=hermes_dot_v1_dot_control__pb2.GetSummaryRequest.FromString,
                     response_serializer=hermes_dot_v1_dot_control__pb2.GetSummaryReply.SerializeToString,
+            ),
+            'GetDigest': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDigest,
+                    request_deserializer=hermes_dot_v1_dot_session__pb2.GetDigestRequest.FromString,
+                    response_serializer=hermes_dot_v1_dot_session__pb2.GetDigestReply.SerializeToString,
             ),
             'Session': grpc.stream_stream_rpc_method_handler(
                     servicer.Session,
@@ -797,6 +814,33 @@ class Simulator:
             '/hermes.v1.Simulator/GetSummary',
             hermes_dot_v1_dot_control__pb2.GetSummaryRequest.SerializeToString,
             hermes_dot_v1_dot_control__pb2.GetSummaryReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDigest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hermes.v1.Simulator/GetDigest',
+            hermes_dot_v1_dot_session__pb2.GetDigestRequest.SerializeToString,
+            hermes_dot_v1_dot_session__pb2.GetDigestReply.FromString,
             options,
             channel_credentials,
             insecure,

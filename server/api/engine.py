@@ -97,3 +97,9 @@ def new_simulation(spec: Any) -> Any:
 
 def restore_simulation(blob: bytes) -> Any:
     return sim_engine.Simulation.restore(blob)
+
+
+def state_digest(sim: Any) -> str:
+    from sim_engine.digest import state_digest as digest
+
+    return digest(sim)

@@ -49,7 +49,7 @@ class SimulatorService:
     def run(self, key: str, request: Any, interrupted: Callable[[], bool]) -> Any:
         """Run one command; raises ApiError (internal failures become INTERNAL)."""
         try:
-            with self.lifecycle.call():
+            with self.lifecycle.call(key):
                 return self.table[key](request, CallContext(interrupted))
         except ApiError:
             raise

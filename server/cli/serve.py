@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
+import socket
 import sys
 import threading
 from typing import Any
@@ -25,8 +27,22 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         max_requests_per_session=args.max_requests_per_session, max_message_mb=args.max_message_mb,
         max_events_per_reply=args.max_events_per_reply, max_snapshots_per_session=args.max_snapshots,
         workers=args.workers, token=args.token or os.environ.get(TOKEN_ENV) or None,
-        drain_grace_s=args.drain_grace, log_level=args.log_level,
+        drain_grace_s=args.drain_grace, log_level=args.log_level, drain_mode=args.drain_mode,
+        shard_id=validate_shard_id(default_shard_id() if args.shard_id is None else args.shard_id),
     )
+
+
+def default_shard_id() -> str:
+    """The host name's first label with characters outside the shard alphabet replaced."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname().split(".")[0])[:40] or "shard"
+
+
+def validate_shard_id(name: str) -> str:
+    """A shard id is the first part of session ids: the session-id characters, no dot."""
+    if not SHARD_RE.fullmatch(name):
+        raise SystemExit(f"hermes serve: --shard-id: {name!r} must be 1-40 characters of "
+                         "letters, digits, '-' and '_'")
+    return name
 
 
 def start_metrics(config: ServerConfig) -> Any:
@@ -38,6 +54,7 @@ def start_metrics(config: ServerConfig) -> Any:
     return start_metrics_server(config.metrics_port, config.host)
 
 
+SHARD_RE = re.compile(r"[A-Za-z0-9_-]{1,40}")
 SWITCH_INTERVAL_S = 0.001  # Python's default is 0.005
 
 
@@ -97,5 +114,13 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"require 'authorization: Bearer TOKEN' on every call but health (or set {TOKEN_ENV})")
     p.add_argument("--drain-grace", type=float, default=d.drain_grace_s,
                    help="seconds to let in-flight calls finish on SIGTERM")
+    p.add_argument("--shard-id", default=None,
+                   help="this replica's shard name: server-chosen session ids become SHARD.LOCAL and calls "
+                        "for another shard's sessions get FAILED_PRECONDITION naming the owner "
+                        "(default: the host name, which is the pod name in a StatefulSet)")
+    p.add_argument("--drain-mode", choices=["stop", "handoff"], default=d.drain_mode,
+                   help="on SIGTERM: 'stop' refuses every call at once; 'handoff' keeps serving open "
+                        "sessions (no new ones) for the grace period so clients can finish or re-home "
+                        "(default %(default)s)")
     p.add_argument("--log-level", default=d.log_level, choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=_run)
