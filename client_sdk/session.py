@@ -15,6 +15,7 @@ from google.protobuf import struct_pb2
 from hermes.v1 import common_pb2, control_pb2, session_pb2
 
 from .errors import NotFound
+from .replay import ReplayTransport
 from .transport import StreamTransport
 
 _ACTIONS = {
@@ -66,7 +67,11 @@ class Session:
 
     @property
     def streaming(self) -> bool:
-        return isinstance(self._t, StreamTransport)
+        return isinstance(self._t, StreamTransport) or (isinstance(self._t, ReplayTransport) and self._t.stream)
+
+    def digest(self) -> str:
+        """A hash of the session's simulated state (equal states, equal digests, in any process)."""
+        return self._t.call("get_digest", session_pb2.GetDigestRequest(session_id=self.id)).digest
 
     def stream(self) -> Session:
         """The same session driven over a new bidirectional stream (faster lockstep)."""
@@ -135,10 +140,14 @@ class Session:
 
     def fork(self, new_session_id: str = "", stream: bool | None = None, keep: bool = False) -> Session:
         """A copy as a new session; with `stream` (default: as this one) it is made on, and bound
-        to, a new stream of its own (closed by the server when that stream ends, unless `keep`)."""
+        to, a new stream of its own (closed by the server when that stream ends, unless `keep`).
+        On a sharded client the fork stays on its parent's replica and inherits its replay log."""
         use_stream = self.streaming if stream is None else stream
-        transport = self.client.open_stream() if use_stream else self.client.unary
         req = session_pb2.ForkRequest(session_id=self.id, new_session_id=new_session_id, keep=keep)
+        if isinstance(self._t, ReplayTransport):
+            info = self._t.call("fork", req).session
+            return self.client.attach(info, stream=use_stream, log=self._t.log.forked())
+        transport = self.client.open_stream() if use_stream else self.client.unary
         try:
             info = transport.call("fork", req).session
         except Exception:

@@ -40,6 +40,11 @@ class ServerConfig:
     # the only directory from which a spec may name data files (traces); None: bundled data only
     data_dir: str | None = None
     drain_grace_s: float = 30.0
+    # "stop": refuse every call at once and interrupt in-flight Advances; "handoff": keep
+    # serving open sessions for the grace period (no new ones), then refuse with UNAVAILABLE
+    drain_mode: str = "stop"
+    # scale-out: server-chosen session ids are "<shard_id>.<local>" ("" -> plain ids)
+    shard_id: str = ""
     log_level: str = "info"
     # test-only: a directory of gate files that hold an Advance (see server/api/testgate.py)
     test_gate_dir: str | None = None

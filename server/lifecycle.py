@@ -11,19 +11,30 @@ import grpc
 
 from .errors import ApiError
 
+# commands that make a new session: refused first when a replica drains
+NEW_SESSION_COMMANDS = frozenset({"create_session", "fork"})
+
 
 class Lifecycle:
+    """`draining` refuses every call; `handing_off` (a handoff drain's grace period) refuses
+    only calls that make new sessions, so open sessions keep being served."""
+
     def __init__(self) -> None:
         self.draining = False
+        self.handing_off = False
         self._inflight = 0
         self._cond = threading.Condition()
 
     @contextmanager
-    def call(self) -> Iterator[None]:
+    def call(self, key: str = "") -> Iterator[None]:
         """Wrap one command: UNAVAILABLE while draining, otherwise counted until it returns."""
         with self._cond:
             if self.draining:
-                raise ApiError(grpc.StatusCode.UNAVAILABLE, "server: draining, not accepting new calls")
+                raise ApiError(grpc.StatusCode.UNAVAILABLE,
+                               "server: draining, not accepting new calls; re-home the session elsewhere")
+            if self.handing_off and key in NEW_SESSION_COMMANDS:
+                raise ApiError(grpc.StatusCode.UNAVAILABLE,
+                               "server: draining, not accepting new sessions; create it on another replica")
             self._inflight += 1
         try:
             yield

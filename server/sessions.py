@@ -81,8 +81,10 @@ class Session:
 
 
 class SessionManager:
-    def __init__(self, max_sessions: int, hooks: Hooks | None = None, idle_timeout_s: float = 0.0) -> None:
+    def __init__(self, max_sessions: int, hooks: Hooks | None = None, idle_timeout_s: float = 0.0,
+                 shard_id: str = "") -> None:
         self.max_sessions = max_sessions
+        self.shard_id = shard_id
         self.hooks = hooks or Hooks()
         self.idle_timeout_s = idle_timeout_s
         self._sessions: dict[str, Session] = {}
@@ -131,7 +133,8 @@ class SessionManager:
 
     def _fresh_id(self) -> str:
         while True:
-            sid = f"s-{secrets.token_hex(4)}"
+            local = f"s-{secrets.token_hex(4)}"
+            sid = f"{self.shard_id}.{local}" if self.shard_id else local
             if sid not in self._sessions:
                 return sid
 
@@ -139,6 +142,10 @@ class SessionManager:
         """The open session `session_id` (no lock taken: read only what `refresh` keeps)."""
         session = self._sessions.get(session_id)
         if session is None or session.closed:
+            owner = session_id.split(".", 1)[0] if "." in session_id else ""
+            if self.shard_id and owner and owner != self.shard_id:
+                raise precondition("session_id", f"session {session_id!r} is owned by shard {owner!r}, "
+                                   f"not by this shard {self.shard_id!r}: send its calls there")
             raise not_found("session_id", f"no session {session_id!r}")
         session.touch()
         return session

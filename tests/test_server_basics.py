@@ -204,21 +204,11 @@ def test_session_ids_are_isolated(client: Client) -> None:
     assert pb.STOP_REASON_IDLE  # enum re-exported for SDK users
 
 
-def _metrics_exporter_takes_token() -> bool:
-    import inspect
-
-    from server.metrics.exporter import start_metrics_server
-
-    return "token" in inspect.signature(start_metrics_server).parameters
-
-
 def test_metrics_endpoint_requires_the_token_when_one_is_set(tmp_path) -> None:
     import socket
     import urllib.error
     import urllib.request
 
-    if not _metrics_exporter_takes_token():
-        pytest.skip("this tree's exporter has no token check yet (server/metrics, srvmetrics' part)")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
@@ -239,16 +229,3 @@ def test_metrics_endpoint_requires_the_token_when_one_is_set(tmp_path) -> None:
                 assert resp.status == 200
     finally:
         assert server.stop() == 0
-
-
-def test_a_token_without_an_exporter_that_checks_it_does_not_start_metrics_open(monkeypatch) -> None:
-    if _metrics_exporter_takes_token():
-        pytest.skip("the exporter checks the token (see the test above)")
-    from server.cli import build_parser
-    from server.cli.serve import ConfigError, config_from_args, start_metrics
-
-    monkeypatch.setenv("HERMES_TOKEN", "t")
-    cfg = config_from_args(build_parser().parse_args(["serve", "--metrics-port", "0"]))
-    assert cfg.metrics_token == "t"  # /metrics defaults to the gRPC token
-    with pytest.raises(ConfigError, match="metrics"):
-        start_metrics(cfg)

@@ -210,17 +210,43 @@ class Limits(_message.Message):
     def __init__(self, max_sessions: _Optional[int] = ..., max_requests_per_session: _Optional[int] = ..., max_message_bytes: _Optional[int] = ..., max_events_per_reply: _Optional[int] = ..., max_snapshots_per_session: _Optional[int] = ..., session_idle_timeout_s: _Optional[int] = ..., max_call_seconds: _Optional[float] = ..., session_memory_bytes: _Optional[int] = ..., max_spec_bytes: _Optional[int] = ..., max_request_bytes: _Optional[int] = ...) -> None: ...
 
 class GetInfoReply(_message.Message):
-    __slots__ = ("api_version", "server_version", "capabilities", "presets", "limits", "router_policies")
+    __slots__ = ("api_version", "server_version", "capabilities", "presets", "limits", "router_policies", "shard_id", "sessions", "busy_workers", "accepting_sessions")
     API_VERSION_FIELD_NUMBER: _ClassVar[int]
     SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
     CAPABILITIES_FIELD_NUMBER: _ClassVar[int]
     PRESETS_FIELD_NUMBER: _ClassVar[int]
     LIMITS_FIELD_NUMBER: _ClassVar[int]
     ROUTER_POLICIES_FIELD_NUMBER: _ClassVar[int]
+    SHARD_ID_FIELD_NUMBER: _ClassVar[int]
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    BUSY_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTING_SESSIONS_FIELD_NUMBER: _ClassVar[int]
     api_version: str
     server_version: str
     capabilities: _containers.RepeatedScalarFieldContainer[str]
     presets: _containers.RepeatedCompositeFieldContainer[PresetInfo]
     limits: Limits
     router_policies: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, api_version: _Optional[str] = ..., server_version: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., presets: _Optional[_Iterable[_Union[PresetInfo, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., router_policies: _Optional[_Iterable[str]] = ...) -> None: ...
+    shard_id: str
+    sessions: int
+    busy_workers: int
+    accepting_sessions: bool
+    def __init__(self, api_version: _Optional[str] = ..., server_version: _Optional[str] = ..., capabilities: _Optional[_Iterable[str]] = ..., presets: _Optional[_Iterable[_Union[PresetInfo, _Mapping]]] = ..., limits: _Optional[_Union[Limits, _Mapping]] = ..., router_policies: _Optional[_Iterable[str]] = ..., shard_id: _Optional[str] = ..., sessions: _Optional[int] = ..., busy_workers: _Optional[int] = ..., accepting_sessions: _Optional[bool] = ...) -> None: ...
+
+class GetDigestRequest(_message.Message):
+    __slots__ = ("session_id",)
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    def __init__(self, session_id: _Optional[str] = ...) -> None: ...
+
+class GetDigestReply(_message.Message):
+    __slots__ = ("digest", "time_ns", "events_processed", "server_version")
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    EVENTS_PROCESSED_FIELD_NUMBER: _ClassVar[int]
+    SERVER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    digest: str
+    time_ns: int
+    events_processed: int
+    server_version: str
+    def __init__(self, digest: _Optional[str] = ..., time_ns: _Optional[int] = ..., events_processed: _Optional[int] = ..., server_version: _Optional[str] = ...) -> None: ...

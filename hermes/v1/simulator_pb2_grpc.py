@@ -127,6 +127,11 @@ class SimulatorStub:
                 request_serializer=hermes_dot_v1_dot_estimate__pb2.EstimateStepRequest.SerializeToString,
                 response_deserializer=hermes_dot_v1_dot_estimate__pb2.EstimateStepReply.FromString,
                 _registered_method=True)
+        self.GetDigest = channel.unary_unary(
+                '/hermes.v1.Simulator/GetDigest',
+                request_serializer=hermes_dot_v1_dot_session__pb2.GetDigestRequest.SerializeToString,
+                response_deserializer=hermes_dot_v1_dot_session__pb2.GetDigestReply.FromString,
+                _registered_method=True)
         self.Session = channel.stream_stream(
                 '/hermes.v1.Simulator/Session',
                 request_serializer=hermes_dot_v1_dot_simulator__pb2.Command.SerializeToString,
@@ -249,6 +254,13 @@ class SimulatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetDigest(self, request, context):
+        """Scale-out: a hash of the session's state, for replay checks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Session(self, request_iterator, context):
         """The same commands on one bidirectional stream: exactly one Reply per
         Command, in order. Clients may pipeline commands.
@@ -349,6 +361,11 @@ def add_SimulatorServicer_to_server(servicer, server):
                     servicer.EstimateStep,
                     request_deserializer=hermes_dot_v1_dot_estimate__pb2.EstimateStepRequest.FromString,
                     response_serializer=hermes_dot_v1_dot_estimate__pb2.EstimateStepReply.SerializeToString,
+            ),
+            'GetDigest': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetDigest,
+                    request_deserializer=hermes_dot_v1_dot_session__pb2.GetDigestRequest.FromString,
+                    response_serializer=hermes_dot_v1_dot_session__pb2.GetDigestReply.SerializeToString,
             ),
             'Session': grpc.stream_stream_rpc_method_handler(
                     servicer.Session,
@@ -842,6 +859,33 @@ class Simulator:
             '/hermes.v1.Simulator/EstimateStep',
             hermes_dot_v1_dot_estimate__pb2.EstimateStepRequest.SerializeToString,
             hermes_dot_v1_dot_estimate__pb2.EstimateStepReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetDigest(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hermes.v1.Simulator/GetDigest',
+            hermes_dot_v1_dot_session__pb2.GetDigestRequest.SerializeToString,
+            hermes_dot_v1_dot_session__pb2.GetDigestReply.FromString,
             options,
             channel_credentials,
             insecure,

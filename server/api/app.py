@@ -47,8 +47,10 @@ class HermesServer:
         self.extra_handlers = extra_handlers  # e.g. the benchmark's echo service on the same server
         self.hooks = Hooks(observers)
         self.lifecycle = Lifecycle()
-        self.manager = SessionManager(config.max_sessions, self.hooks, config.session_idle_timeout_s)
-        self.service = SimulatorService(Api(self.manager, config, self.hooks), self.lifecycle, self.hooks, config)
+        self.manager = SessionManager(config.max_sessions, self.hooks, config.session_idle_timeout_s,
+                                      config.shard_id)
+        self.service = SimulatorService(Api(self.manager, config, self.hooks, self.lifecycle), self.lifecycle,
+                                        self.hooks, config)
         self.health = health.HealthServicer(
             experimental_non_blocking=True,
             experimental_thread_pool=futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="health"))
@@ -106,6 +108,14 @@ class HermesServer:
         t0 = time.monotonic()
         jsonlog.log(logging.INFO, "draining", inflight=self.lifecycle.inflight, grace_s=grace)
         self.health.enter_graceful_shutdown()
+        if self.config.drain_mode == "handoff":
+            # open sessions are served for the grace period (or until their clients close them)
+            self.lifecycle.handing_off = True
+            deadline = t0 + grace
+            while len(self.manager) and time.monotonic() < deadline:
+                time.sleep(0.05)
+            grace = max(0.0, deadline - time.monotonic())
+            t0 = time.monotonic()
         self.lifecycle.start_drain()
         clean = self.lifecycle.wait_idle(grace)
         # keep answering UNAVAILABLE a moment: calls that arrive once grpc's stop() has begun are

@@ -11,6 +11,7 @@ from hermes.v1 import session_pb2
 from ..config import ServerConfig
 from ..errors import ApiError
 from ..hooks import Hooks
+from ..lifecycle import Lifecycle
 from ..sessions import Session, SessionManager
 from . import wire
 from .testgate import TestGate
@@ -43,11 +44,13 @@ class CallContext:
 
 
 class ApiBase:
-    def __init__(self, manager: SessionManager, config: ServerConfig, hooks: Hooks) -> None:
+    def __init__(self, manager: SessionManager, config: ServerConfig, hooks: Hooks,
+                 lifecycle: Lifecycle | None = None) -> None:
         self.manager = manager
         self.config = config
         self.hooks = hooks
         self.gate = TestGate(config.test_gate_dir) if config.test_gate_dir else None
+        self.lifecycle = lifecycle or Lifecycle()
 
     @staticmethod
     def session_info(s: Session, client_ids: list[str] | None = None) -> session_pb2.SessionInfo:

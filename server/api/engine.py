@@ -237,5 +237,11 @@ def restore_simulation(blob: bytes) -> Any:
     return sim_engine.Simulation.restore(blob)
 
 
+def state_digest(sim: Any) -> str:
+    from sim_engine.digest import state_digest as digest
+
+    return digest(sim)
+
+
 __all__ = ["build_spec", "check_memory", "document_from_source", "engine_support", "new_simulation",
            "preset_summaries", "presets", "refuse_paths", "restore_simulation", "router_policies"]

@@ -81,7 +81,7 @@ class SimulatorService:
         if isinstance(request, Undecodable):
             raise request.error
         try:
-            with self.lifecycle.call():
+            with self.lifecycle.call(key):
                 call.check_live()
                 return self.table[key](request, call)
         except ApiError as err:

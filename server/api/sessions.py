@@ -26,6 +26,8 @@ class SessionApi(ApiBase):
             api_version=API_VERSION, server_version=SERVER_VERSION,
             capabilities=list(CAPABILITIES) + (["auth"] if cfg.token else []) + (["tls"] if cfg.tls else []),
             router_policies=list(engine.router_policies()),
+            shard_id=cfg.shard_id, sessions=len(self.manager), busy_workers=self.lifecycle.inflight,
+            accepting_sessions=not (self.lifecycle.draining or self.lifecycle.handing_off),
             limits=session_pb2.Limits(
                 max_sessions=cfg.max_sessions, max_requests_per_session=cfg.max_requests_per_session,
                 max_message_bytes=cfg.max_message_bytes, max_events_per_reply=cfg.max_events_per_reply,
@@ -37,6 +39,13 @@ class SessionApi(ApiBase):
         for p in engine.preset_summaries():
             reply.presets.add(name=p.name, description=p.description, models=p.models, hardware=p.hardware)
         return reply
+
+    def get_digest(self, req: session_pb2.GetDigestRequest, call: CallContext) -> session_pb2.GetDigestReply:
+        sid = validate.session_id(req.session_id)
+        with self.manager.use(sid, mutates=False) as s:
+            return session_pb2.GetDigestReply(
+                digest=engine.state_digest(s.sim), time_ns=int(s.sim.now_ns),
+                events_processed=int(s.sim.kernel.events_processed), server_version=SERVER_VERSION)
 
     # ------------------------------------------------------------ create / get / list / close
 

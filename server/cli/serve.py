@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
+import socket
 import sys
 import threading
 from typing import Any
@@ -72,7 +74,22 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         tls_cert=args.tls_cert, tls_key=args.tls_key,
         data_dir=os.path.realpath(args.data_dir) if args.data_dir else None,
         drain_grace_s=args.drain_grace, log_level=args.log_level, test_gate_dir=args.test_gate_dir,
+        drain_mode=args.drain_mode,
+        shard_id=validate_shard_id(default_shard_id() if args.shard_id is None else args.shard_id),
     )
+
+
+def default_shard_id() -> str:
+    """The host name's first label with characters outside the shard alphabet replaced."""
+    return re.sub(r"[^A-Za-z0-9_-]", "-", socket.gethostname().split(".")[0])[:40] or "shard"
+
+
+def validate_shard_id(name: str) -> str:
+    """A shard id is the first part of session ids: the session-id characters, no dot."""
+    if not SHARD_RE.fullmatch(name):
+        raise SystemExit(f"hermes serve: --shard-id: {name!r} must be 1-40 characters of "
+                         "letters, digits, '-' and '_'")
+    return name
 
 
 def start_metrics(config: ServerConfig) -> Any:
@@ -89,6 +106,7 @@ def start_metrics(config: ServerConfig) -> Any:
                                 aggregate_sessions=config.metrics_aggregate)
 
 
+SHARD_RE = re.compile(r"[A-Za-z0-9_-]{1,40}")
 SWITCH_INTERVAL_S = 0.001  # Python's default is 0.005
 
 
@@ -181,5 +199,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--test-gate-dir", default=None, help=argparse.SUPPRESS)  # tests only: server/api/testgate.py
     p.add_argument("--drain-grace", type=float, default=d.drain_grace_s,
                    help="seconds to let in-flight calls finish on SIGTERM")
+    p.add_argument("--shard-id", default=None,
+                   help="this replica's shard name: server-chosen session ids become SHARD.LOCAL and calls "
+                        "for another shard's sessions get FAILED_PRECONDITION naming the owner "
+                        "(default: the host name, which is the pod name in a StatefulSet)")
+    p.add_argument("--drain-mode", choices=["stop", "handoff"], default=d.drain_mode,
+                   help="on SIGTERM: 'stop' refuses every call at once; 'handoff' keeps serving open "
+                        "sessions (no new ones) for the grace period so clients can finish or re-home "
+                        "(default %(default)s)")
     p.add_argument("--log-level", default=d.log_level, choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=_run)
