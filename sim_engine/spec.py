@@ -54,7 +54,6 @@ from .safe_yaml import MAX_SPEC_BYTES, check_plain, parse_yaml
 from .units import MAX_TIME_S
 from .vector_search import index_bytes
 
-_length = parse_length  # the name the length parser had here
 __all__ = ["BUNDLED_TRACES", "DATA_DIR", "LENGTH_DISTS", "LengthSpec", "resolve_data_path"]  # re-exported
 
 BATCHING_POLICIES = ("static", "continuous", "chunked", "mixed")
@@ -357,8 +356,8 @@ def _workload(doc: Any) -> WorkloadSpec:
         params["time_scale"] = a.float("time_scale", 1.0, positive=True, maximum=MAX_TIME_SCALE)
         params["start_s"] = a.float("start_s", 0.0, maximum=MAX_TIME_S)
     a.done()
-    prompt = check_length_range(_length(f.raw("prompt_tokens"), "workload.prompt_tokens"), "workload.prompt_tokens")
-    output = check_length_range(_length(f.raw("output_tokens"), "workload.output_tokens"), "workload.output_tokens")
+    prompt = check_length_range(parse_length(f.raw("prompt_tokens"), "workload.prompt_tokens"), "workload.prompt_tokens")
+    output = check_length_range(parse_length(f.raw("output_tokens"), "workload.output_tokens"), "workload.output_tokens")
     lengths = _pair_lengths(f.raw("lengths"), "workload.lengths", process)
     if lengths is not None and (prompt is not None or output is not None):
         raise SpecError("workload.lengths", "give lengths (joint pairs) or prompt_tokens/output_tokens, not both")
