@@ -10,7 +10,11 @@ becomes one simulation: the engine profile named after the row's engine (``trtll
 MLPerf, ``sglang``, ``vllm-v0`` for vLLM 0.5-0.6, ``vllm`` for 0.10, ``legacy-2023`` for the 2023
 vLLM), the hardware and model presets, the row's precision (``dtype``), tensor parallelism and
 replicas, and its workload: a static batch (NeMo), an offline max-throughput run (all requests at
-t=0), a Poisson request rate, or one request at a time. Nothing is tuned per row.
+t=0), a Poisson request rate, or one request at a time. Nothing is tuned per row. MLPerf runs last
+>= 40 minutes (NVIDIA v4.1 configs: min_duration 2400 s), so they are reported in their steady state:
+offline throughput between the 10th and 90th percentile of completions, the server scenario as
+600 simulated seconds whose latencies leave out the first quarter of arrivals. The vLLM v0.6 blog's
+13 ms/token is the pre-0.6 engine it profiled: ``vllm-v0`` with serial host time (cpu_overlap 0).
 
 Assumed lengths (the rows do not give them): ShareGPT = lognormal prompt mean 220 and output mean
 200 tokens (sigma 1, clipped to 4..1024: the bench_serving filter), consistent with the rows'
