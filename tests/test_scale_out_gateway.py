@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import grpc
 import pytest
 from grpc_gateway import HeaderRouter, start_gateway
 from k8s_support import SCALE_OUT, flag, grpcroute_table, kustomize, load, pick, pod_command, statefulset_pods
+from metrics_support import IN_CI
 from server_fixtures import ServerProcess, start_server
 
 from client_sdk import Client
@@ -116,3 +118,24 @@ def test_without_the_header_a_call_lands_on_another_shard(gateway) -> None:
         assert codes == {grpc.StatusCode.OK, grpc.StatusCode.FAILED_PRECONDITION}
         s.advance(by_ns=STEP_NS)  # with the header, the SDK's calls always reach it
         s.close()
+
+
+def test_the_node_example_finds_the_owner_through_the_gateway(gateway) -> None:
+    """examples/node/client.js sends the header the same way (Node and its packages as in
+    tests/test_node_client.py: skipped without them unless CI is set)."""
+    from test_node_client import NODE_DIR, run_client
+
+    if not (NODE_DIR / "node_modules" / "@grpc" / "grpc-js").is_dir():
+        if IN_CI:
+            pytest.fail("examples/node/node_modules missing -- CI must have it")
+        pytest.skip("examples/node/node_modules missing; run scripts/install_test_deps.sh (npm ci)")
+    address, router, shards = gateway
+    owners = set()
+    for _ in range(len(shards)):  # the default rule's round robin puts the sessions on different shards
+        result, log = run_client(SimpleNamespace(target=address), "--preset", "hetero-demo", "--external",
+                                 "--injection-only", "--requests", "8")
+        assert result["completions"] == 8 and result["decisions"] >= 8
+        owners.add(result["session_id"].split(".")[0])
+    assert len(owners) >= 2, owners
+    assert {m for m, value, _ in router.calls if value} >= {"Inject", "Advance", "Decide", "CloseSession"}
+    assert {m for m, value, _ in router.calls if not value} <= UNROUTED
