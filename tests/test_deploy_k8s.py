@@ -88,7 +88,7 @@ def workload(kind: str) -> tuple[dict, dict, list[str], str]:
         container = pod["containers"][0]
         command = container.get("command") or json.loads(
             re.search(r"^CMD (.*)$", (ROOT / "Dockerfile").read_text(), re.M).group(1))
-        return pod, container, command, "hermes-7d9f-x2x4q"
+        return pod, container, command, ""  # a Deployment pod's name is random: shard = host name
     sts = pick(load(SCALE_OUT), "StatefulSet", "hermes")
     pod = sts["spec"]["template"]["spec"]
     name, labels = statefulset_pods(sts)[1]
