@@ -118,8 +118,9 @@ class Client:
 
     def transport_for(self, target: str, stream: bool = False,
                       session_id: str = "") -> UnaryTransport | StreamTransport:
-        """A transport to `target`; with a SHARD.LOCAL session id its calls carry the
-        `x-hermes-shard` header, which a gateway in front of the replicas routes on."""
+        """A transport to `target`; with a SHARD.LOCAL session id its calls (and a stream's,
+        which is routed once, when opened) carry the `x-hermes-shard: SHARD` header, which a
+        gateway in front of the replicas routes on (deploy/k8s-scale-out/grpcroute.yaml)."""
         stub = self._stub(target)
         meta = self.metadata
         if "." in session_id:
@@ -203,6 +204,8 @@ class Client:
             if stream:
                 transport.close()
             raise
+        if not stream:  # later calls name the owner's shard (a gateway in front routes on it)
+            transport = self.transport_for(self.target, session_id=info.session_id)
         return Session(self, info, transport, owns_transport=stream)
 
     def estimate_step(self, client: Mapping[str, Any], prefills: Iterable[tuple[int, int]] = (),
@@ -249,14 +252,13 @@ class Client:
         sid = session if isinstance(session, str) else session.session_id
         target = self.owner_of(sid)
         if isinstance(session, str):
-            info = self.transport_for(target).call("get_session", session_pb2.GetSessionRequest(session_id=sid)).session
+            info = self.transport_for(target, session_id=sid).call(
+                "get_session", session_pb2.GetSessionRequest(session_id=sid)).session
         else:
             info = session
         if self.sharded and log is not None:
             return self._session(info, log, target, stream)
-        if target == self.target:
-            return Session(self, info, self.open_stream() if stream else self.unary, owns_transport=stream)
-        return Session(self, info, self.transport_for(target, stream), owns_transport=True)
+        return Session(self, info, self.transport_for(target, stream, sid), owns_transport=True)
 
 
 def _pem(ca: bytes | str | Path | None) -> bytes | None:

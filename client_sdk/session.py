@@ -147,13 +147,16 @@ class Session:
         if isinstance(self._t, ReplayTransport):
             info = self._t.call("fork", req).session
             return self.client.attach(info, stream=use_stream, log=self._t.log.forked())
-        transport = self.client.open_stream() if use_stream else self.client.unary
+        # sent to (and, on a stream, bound to) the parent's owner, where the fork is made
+        owner = self.client.owner_of(self.id)
+        transport = self.client.transport_for(owner, use_stream, self.id)
         try:
             info = transport.call("fork", req).session
         except Exception:
-            if use_stream:
-                transport.close()
+            transport.close()
             raise
+        if not use_stream:
+            transport = self.client.transport_for(owner, False, info.session_id)
         return Session(self.client, info, transport, owns_transport=use_stream)
 
     def snapshot(self) -> str:

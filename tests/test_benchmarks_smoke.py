@@ -16,6 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
     ("sim_speed.py", ["--smoke"], r"simulated_requests_per_wall_second=\d+"),
     ("cosim_overhead.py", ["--smoke"], r"lockstep_overhead_ratio=[\d.]+"),
     ("calibration.py", [], r"median_abs_pct_error=[\d.]+"),
+    ("scale_out.py", ["--smoke"], r"scale_out_efficiency=[\d.]+"),
 ])
 def test_benchmark_prints_its_figure_last(script, args, last):
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT,
@@ -40,3 +41,9 @@ def test_fidelity_smoke_subset_stays_within_its_error_bound():
 def test_calibration_on_the_bundled_splitwise_rows_stays_within_its_error_bound():
     """The step latencies alone (the data a fresh clone ships), under the legacy-2023 engine."""
     assert _headline("calibration.py", "--data", str(ROOT / "benchmarks" / "data" / "calibration")) < 10.0
+
+
+def test_scale_out_rejects_a_bad_size_naming_the_flag():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "scale_out.py"), "--clients", "0"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--clients: must be >= 1, got 0" in out.stderr, out.stderr

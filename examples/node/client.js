@@ -66,7 +66,10 @@ function loadSimulator() {
   return grpc.loadPackageDefinition(def).hermes.v1.Simulator;
 }
 
-// Promise wrappers around the unary calls, with the optional bearer token.
+// Promise wrappers around the unary calls, with the optional bearer token. A scaled-out
+// server names its sessions SHARD.LOCAL: every call for such a session carries the header
+// `x-hermes-shard: SHARD`, so a gateway in front of the replicas sends it to the owner
+// (deploy/k8s-scale-out/grpcroute.yaml); a single server ignores it.
 function makeApi(stub, token) {
   const api = {};
   for (const name of ["GetInfo", "CreateSession", "Inject", "Advance", "GetDecisions", "Decide",
@@ -74,6 +77,8 @@ function makeApi(stub, token) {
     api[name] = (req) => new Promise((resolve, reject) => {
       const md = new grpc.Metadata();
       if (token) md.set("authorization", `Bearer ${token}`);
+      const sid = req.session_id || "";
+      if (sid.includes(".")) md.set("x-hermes-shard", sid.slice(0, sid.indexOf(".")));
       stub[name](req, md, { deadline: Date.now() + 120000 }, (err, reply) => (err ? reject(err) : resolve(reply)));
     });
   }
