@@ -56,7 +56,7 @@ from .vector_search import index_bytes
 
 __all__ = ["BUNDLED_TRACES", "DATA_DIR", "LENGTH_DISTS", "LengthSpec", "resolve_data_path"]  # re-exported
 
-BATCHING_POLICIES = ("static", "continuous", "chunked", "mixed")
+BATCHING_POLICIES = ("static", "continuous", "chunked", "mixed", "external")
 ROUTER_POLICIES = ("round_robin", "least_loaded", "jsq", "power_of_two", "external")
 LLM_ROLES = ("both", "prefill", "decode")
 ROLES = LLM_ROLES + ("embedding", "retrieval", "generic")
