@@ -75,14 +75,16 @@ def next_decode_blocks(c: LLMClient, req: Request) -> int:
 
 def _view(c: LLMClient, req: Request, rid: str) -> BatchRequestView:
     seqs = _seqs(req)
-    if seqs:
+    if seqs:  # prefill_tokens: what a preemption now would re-prefill
         s = seqs[0]
         computed, generated = s.base + c.G, s.target - (s.finish_g - c.G)
+        gen, extra, _ = c.resume_point(req)
+        prefill = req.prompt + gen + extra
     else:
-        computed, generated = req.prefilled, req.generated
+        computed, generated, prefill = req.prefilled, req.generated, c._prefill_len(req)
     return BatchRequestView(
         request_id=rid, prompt_tokens=req.prompt, output_tokens=req.target,
-        prefill_tokens=c._prefill_len(req), computed_tokens=computed, generated_tokens=generated,
+        prefill_tokens=prefill, computed_tokens=computed, generated_tokens=generated,
         prefix_key=req.prefix_key, arrival_ns=req.arrival_ns, decoding=bool(seqs), sequences=len(seqs) or 1,
         kv_blocks=held_blocks(c, req), next_decode_blocks=next_decode_blocks(c, req) if seqs else 0)
 

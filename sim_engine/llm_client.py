@@ -513,7 +513,7 @@ class LLMClient:
         if chunks:
             self._start_step(chunks, plan.decode, now)
         elif plan.decode:
-            self._start_run(now, MAX_RUN_STEPS if plan.repeat else 1)
+            self._start_run(now, None if plan.repeat else 1)
         elif plan.preempt:
             self.poke(now)  # only preemptions: ask again on the emptied client
 
@@ -573,13 +573,13 @@ class LLMClient:
         if n_dec:
             self._complete_due(now)
         self.poke(now)
-    def _start_run(self, now: int, limit: int = MAX_RUN_STEPS) -> None:
-        """Start a closed-form run of decode-only steps (at least one, at most ``limit``)."""
+    def _start_run(self, now: int, limit: int | None = None) -> None:
+        """Start a closed-form run of decode-only steps (at least one, at most ``limit``, else MAX_RUN_STEPS)."""
         heap = self.finish_heap
         while heap and not (heap[0][2].live and heap[0][2].key == heap[0][1] and heap[0][2].client is self):
             heapq.heappop(heap)
         n_dec, bs, G = len(self.decoding), self.bs, self.G
-        k = min(heap[0][0] - G, limit)
+        k = min(heap[0][0] - G, limit or MAX_RUN_STEPS)
         steps = np.arange(k, dtype=np.int64)
         if self.cow:  # the first step's copies are charged now; the cumulative growth below excludes them
             self._charge_copies()

@@ -59,7 +59,7 @@ class BatchRequestView:
     request_id: str
     prompt_tokens: int
     output_tokens: int  # tokens the LLM stage produces (per branch)
-    prefill_tokens: int  # tokens to prefill: the prompt, plus the generated ones on a recompute
+    prefill_tokens: int  # to prefill: the prompt, + generated tokens on a recompute (decoding: if preempted now)
     computed_tokens: int  # tokens in KV now (prefilled part of the prompt, or the decode context)
     generated_tokens: int
     prefix_key: str | None
