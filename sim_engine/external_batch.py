@@ -20,29 +20,14 @@ Rules an answer must keep (each broken one is a ``SpecError`` naming the field):
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
-
 from .errors import SpecError, UnknownReferenceError
+from .llm_client import BatchPlan, LLMClient
 from .request import Request
 from .views import BatchAnswer, BatchDecision, BatchItem, BatchRequestView
-
-if TYPE_CHECKING:
-    from .llm_client import LLMClient
 
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
-
-
-@dataclass
-class BatchPlan:
-    """A checked answer, ready to apply."""
-
-    preempt: list[Request]
-    chunks: list[tuple[Request, int, bool]]  # (request, tokens, admitted from the waiting queue now)
-    decode: bool
-    repeat: bool
 
 
 def _seqs(req: Request) -> list[Request]:

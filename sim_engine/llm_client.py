@@ -33,6 +33,7 @@ from __future__ import annotations
 import heapq
 from array import array
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -43,7 +44,6 @@ from .spec import ClientSpec
 
 if TYPE_CHECKING:
     from .client_api import SimContext as Simulation  # the simulation as a client sees it
-    from .external_batch import BatchPlan
 
 CHUNKING = ("chunked", "external")  # policies that may split a prompt over several steps
 MAX_RUN_STEPS = 4096  # longest closed-form run (bounds the arrays built per run)
@@ -51,6 +51,16 @@ MAX_RUN_STEPS = 4096  # longest closed-form run (bounds the arrays built per run
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
+
+
+@dataclass
+class BatchPlan:
+    """A checked answer to a batch decision (external batching), ready to apply (see external_batch.py)."""
+
+    preempt: list[Request]
+    chunks: list[tuple[Request, int, bool]]  # (request, tokens, admitted from the waiting queue now)
+    decode: bool
+    repeat: bool
 
 
 class _Run:
