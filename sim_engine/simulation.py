@@ -434,10 +434,7 @@ class Simulation:
         """Run to the end (built-in routers only). ``progress(now_ns, ended, injected)`` is called now and then."""
         if self.router is None:
             raise SpecError("router.policy", "external routing needs a co-simulation client (hermes serve)")
-        for i, c in enumerate(self.clients):
-            if c.batching == "external":
-                raise SpecError(f"clients[{i}].scheduler.batching",
-                                "external batching needs a co-simulation client (hermes serve)")
+        self.spec.refuse_external_batching("an offline run")
         k = self.kernel
         while len(k):
             k.run_batch(progress_every)

@@ -157,6 +157,13 @@ class SimSpec:
                 return c
         raise KeyError(client_id)
 
+    def refuse_external_batching(self, runner: str) -> None:
+        """SpecError when a client batches externally: ``runner`` answers no batch decisions (it would stall)."""
+        for i, c in enumerate(self.clients):
+            if c.is_llm and c.scheduler.batching == "external":
+                raise SpecError(f"clients[{i}].scheduler.batching", f"client {c.id!r}: external batching needs a "
+                                f"co-simulation client that answers batch decisions (hermes serve); {runner} does not")
+
 
 # ---------------------------------------------------------------- parsing
 

@@ -239,3 +239,20 @@ def test_offline_run_refuses_external_batching():
 def test_spec_names_external_among_batching_policies():
     with pytest.raises(SpecError, match="batching"):
         make_sim("externl", [(0, 8, 2)])
+
+
+def test_runners_that_answer_no_batch_decisions_refuse_or_fail_fast():
+    """The HTTP front refuses the spec; the routing RL environment fails instead of spinning."""
+    from hermes_rl import RoutingEnv
+    from server.fleet.app import fleet_spec
+
+    doc = {"name": "x", "clients": [{"id": "g", "hardware": "H100-SXM", "model": "Llama-3.1-8B",
+                                     "scheduler": {"batching": "external"}}]}
+    with pytest.raises(SpecError, match=r"clients\[0\].scheduler.batching: client 'g'.*HTTP front"):
+        fleet_spec(doc)
+    env = RoutingEnv(spec={**doc, "workload": {"arrival": {"process": "poisson", "rate": 5}, "prompt_tokens": 10,
+                                                "output_tokens": 4, "num_requests": 4}})
+    env.reset(seed=0)  # stops at the first routing decision
+    with pytest.raises(ValueError, match="not a routing decision"):
+        for _ in range(10):
+            env.step(0)
