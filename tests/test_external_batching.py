@@ -35,24 +35,29 @@ from external_batcher import ContinuousBatcher, ShortestRemainingFirst  # noqa: 
 
 PIPELINES = {
     "default": [{"kind": "llm"}],
+    "pd": [{"kind": "prefill"}, {"kind": "decode"}],
     "branches": [{"kind": "llm"}, {"kind": "reasoning", "thinking_multiplier": 1, "branches": 3, "first_k": 2}],
 }
 
 
 def make_sim(batching: str, reqs: list[tuple[int, int, int]], blocks: int = 40, block_size: int = 16,
-             max_seqs: int = 8, budget: int | None = 256, pipeline: str = "default") -> Simulation:
-    sched = {"batching": batching, "block_size": block_size, "max_num_seqs": max_seqs}
+             max_seqs: int = 8, budget: int | None = 256, pipeline: str = "default",
+             admission: str = "greedy") -> Simulation:
+    sched = {"batching": batching, "block_size": block_size, "max_num_seqs": max_seqs, "admission": admission}
     if budget is not None:
         sched["max_num_batched_tokens"] = budget
+    roles = ("prefill", "decode") if pipeline == "pd" else ("both",)
     doc = {
         "name": "extbatch", "seed": 1,
-        "clients": [{"id": "gpu0", "hardware": "H100-SXM", "model": "Llama-3.1-8B", "scheduler": sched}],
+        "clients": [{"id": f"gpu{i}", "hardware": "H100-SXM", "model": "Llama-3.1-8B", "role": role,
+                     "scheduler": sched} for i, role in enumerate(roles)],
         "router": "round_robin",
         "pipelines": {"p": PIPELINES[pipeline]},
         "workload": {"arrival": {"process": "none"}, "pipeline": "p"},
     }
     sim = Simulation(load_spec(doc), record_events=True)
-    sim.clients[0].total_blocks = blocks  # a small KV, so that admission waits and decodes preempt
+    for c in sim.clients:
+        c.total_blocks = blocks  # a small KV, so that admission waits and decodes preempt
     t, batch = 0, []
     for gap, prompt, output in reqs:
         t += gap
@@ -103,8 +108,8 @@ def test_external_continuous_batcher_equals_the_builtin_policy(builtin, reqs, bl
     answered = drive(ext, ContinuousBatcher(chunked=builtin == "chunked"))
     assert ext.is_done() and (answered > 0 or ext.dropped == len(reqs))  # dropped at routing: never asked
     assert records(ext) == records(ref)
-    assert ext.clients[0].preemptions_total == ref.clients[0].preemptions_total
-    assert ext.clients[0].generation_tokens_total == ref.clients[0].generation_tokens_total
+    for e, r in zip(ext.clients, ref.clients, strict=True):
+        assert (e.preemptions_total, e.generation_tokens_total) == (r.preemptions_total, r.generation_tokens_total)
 
 
 def test_the_builtin_match_covers_preemption_and_chunks():
@@ -228,6 +233,34 @@ def test_preempt_then_reschedule_and_idle_answers():
     assert sim.advance().reason == StopReason.DECISION_NEEDED
     answered = drive(sim, ContinuousBatcher(chunked=True))
     assert answered > 0 and sim.is_done() and sim.completed == 3
+
+
+def test_reserve_admission_checks_whole_reservations():
+    sim = make_sim("external", [(0, 48, 100), (0, 48, 100)], blocks=12, admission="reserve")
+    sim.advance()
+    (d,) = sim.pending_batch_decisions()
+    before = state_digest(sim)
+    with pytest.raises(SpecError, match=r"schedule: reserve admission: the new requests reserve 20 KV blocks; 12"):
+        sim.decide_batch(BatchAnswer(d.decision_id, (BatchItem("#0", 16), BatchItem("#1", 16))))
+    assert state_digest(sim) == before
+    sim.decide_batch(BatchAnswer(d.decision_id, (BatchItem("#0", 48),)))
+    assert sim.clients[0].committed == 10
+
+
+def test_a_forked_session_answers_its_batch_decision_independently():
+    sim = make_sim("external", [(0, 64, 20), (1000, 32, 10)])
+    sim.advance()
+    twin, blob = sim.fork(), sim.snapshot()
+    (d,) = sim.pending_batch_decisions()
+    assert twin.pending_batch_decisions() == [d]
+    drive(sim, ContinuousBatcher(chunked=True))
+    assert twin.pending_batch_decisions() == [d] and twin.completed == 0
+    drive(twin, ShortestRemainingFirst())
+    assert sim.completed == twin.completed == 2
+    restored = Simulation.restore(blob)
+    assert restored.pending_batch_decisions() == [d]
+    drive(restored, ContinuousBatcher(chunked=True))
+    assert records(restored) == records(sim)
 
 
 def test_offline_run_refuses_external_batching():
