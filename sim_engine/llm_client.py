@@ -13,13 +13,13 @@ newest request by recompute when a decode step's new blocks do not fit; it keeps
 tokens it generated and re-prefills prompt + generated tokens when it resumes) or
 ``reserve`` (TensorRT-LLM, NIM: admit only when the request's whole KV, prompt + every
 output token, fits beside what the running requests reserved; nothing is ever evicted).
-In both, KV blocks in use never exceed capacity at any step.
+In both, KV blocks in use never exceed capacity at any step. Reasoning branches share
+their prompt's blocks; a branch's copy of a shared partial block is charged at its first
+decode step, and preempted branches keep their tokens too (each re-prefilled).
 
 With ``batching: external`` the client asks the co-simulation client at every step
 boundary where it has work (a batch decision, see external_batch.py) and runs the
-checked answer through the same step machinery as the built-in policies. Reasoning branches share
-their prompt's blocks; a branch's copy of a shared partial block is charged at its first
-decode step, and preempted branches keep their tokens too (each re-prefilled).
+checked answer through the same step machinery as the built-in policies.
 
 Runs of decode-only steps (nothing to admit, nothing arriving) are advanced in
 closed form: step times and KV growth for the whole run are computed with numpy,
