@@ -127,12 +127,12 @@ class BatchScheduler(ExternalScheduler):
                 self.on_events(reply.events)
             if reply.reason == common_pb2.STOP_REASON_DECISION_NEEDED:
                 decisions, batches = list(reply.decisions), list(reply.batch_decisions)
+                routing = []
                 if decisions:
                     state = session.state() if self.needs_state else None
                     self.begin_batch(decisions, state)
-                    session.decide([self._answer(d, state) for d in decisions])
-                if batches:
-                    session.decide_batch([self.batch(b).to_proto(b.decision_id) for b in batches])
+                    routing = [self._answer(d, state) for d in decisions]
+                session.decide_batch([self.batch(b).to_proto(b.decision_id) for b in batches], routing)
                 decided += len(decisions) + len(batches)
             elif reply.reason in (common_pb2.STOP_REASON_IDLE, common_pb2.STOP_REASON_TARGET_REACHED):
                 if progress is not None:

@@ -110,9 +110,11 @@ class Session:
         reply = self._t.call("get_decisions", control_pb2.GetDecisionsRequest(session_id=self.id))
         return list(reply.batch_decisions)
 
-    def decide_batch(self, answers: Iterable[control_pb2.BatchAnswer]) -> int:
-        """Answer pending batch decisions (all or nothing); returns how many decisions are still pending."""
-        req = control_pb2.DecideRequest(session_id=self.id, batch_answers=list(answers))
+    def decide_batch(self, answers: Iterable[control_pb2.BatchAnswer], routing: Iterable[AnswerLike] = ()) -> int:
+        """Answer pending batch decisions, and `routing` decisions in the same call (all or nothing);
+        returns how many decisions are still pending."""
+        msgs = [a if isinstance(a, control_pb2.DecisionAnswer) else answer(**a) for a in routing]
+        req = control_pb2.DecideRequest(session_id=self.id, answers=msgs, batch_answers=list(answers))
         return self._t.call("decide", req).pending_decisions
 
     def route(self, decision_id: str | int, client_id: str) -> int:

@@ -129,3 +129,25 @@ def test_example_batcher_prints_the_summary(hermes_server: ServerProcess) -> Non
                           cwd=ROOT, env=env_with_root(), capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["requests"]["completed"] == 20
+
+
+class RoutingBatcher(ContinuousBatcher):
+    """Routes round robin and batches: one Decide call answers both kinds of decision."""
+
+    def __init__(self) -> None:
+        super().__init__(chunked=True)
+        self.routed = 0
+
+    def route(self, decision, state):
+        self.routed += 1
+        return decision.candidates[self.routed % len(decision.candidates)]
+
+
+def test_external_routing_and_batching_in_one_session(client):
+    overrides = {"router": "external", "workload.num_requests": 30,
+                 **{f"clients[{i}].scheduler.batching": "external" for i in range(3)}}
+    batcher = RoutingBatcher()
+    with client.create_session("hetero-poisson", seed=2, overrides=overrides, stream=True) as s:
+        summary = batcher.run(s)
+    assert summary["requests"]["completed"] == 30 and batcher.routed >= 30
+    assert all(c["requests_completed"] > 0 for c in summary["clients"])
