@@ -526,13 +526,14 @@ class Simulation:
                 batch_plans.append((did, client, check_batch(client, answer, self.request_id)))
             except SpecError as e:
                 raise type(e)(f"{path}.{e.field}", e.reason) from None
-        # applying an answer never invalidates another: routing answers touch their own request (at
-        # most appending it to a queue), batch answers their own client
-        for step in plan:
-            self._apply_answer(step)
+        # applying an answer never invalidates another: batch answers touch their own client, routing
+        # answers their own request. Batch answers go first, so that a request routed to a client that
+        # was asking finds it answered and makes it plan again.
         for did, client, batch_plan in batch_plans:
             del self.batch_pending[did]
             client.apply_batch(batch_plan, self.kernel.now)
+        for step in plan:
+            self._apply_answer(step)
 
     def _check_answer(self, a: DecisionAnswer, path: str) -> tuple[DecisionAnswer, Decision, Request, int]:
         """Validate one answer against the pending decisions; returns what applying it needs."""
