@@ -6,9 +6,14 @@
 3. event delivery: events per second reaching a Python client when a whole run's
    events come back in batched Advance replies; the engine's own wall time for
    those calls (reported by the server process through the observer hook) is
-   subtracted to isolate delivery (conversion, transfer, parsing).
+   subtracted to isolate delivery (conversion, transfer, parsing);
+4. external batch scheduling: the same workload with the built-in chunked scheduler
+   (baseline) and with `scheduler.batching: external` answered over the stream by the
+   vLLM-style batcher of examples/external_batcher.py (identical per-request results);
+   reports externally scheduled steps per wall second and the wall-time ratio.
 
-Prints latencies and, last, `lockstep_overhead_ratio=<stream Advance RT / echo RT>`.
+Prints latencies, external batch scheduling throughput and, last,
+`lockstep_overhead_ratio=<stream Advance RT / echo RT>`.
 Goals: ratio <= 1.5; >= 100,000 events/s delivered.
 
     PYTHONPATH=. python benchmarks/cosim_overhead.py            # full run (~1 min)
@@ -34,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 ECHO_METHOD = "/bench.Echo/Echo"
 STEP_PRESET = "hetero-demo"  # injection-only: Advance by 1 us processes no events
 EVENT_PRESET = "hetero-poisson"
+BATCH_PRESET = "llama3-8b-h100"
 
 
 # ---------------------------------------------------------------- server side (--serve)
@@ -157,6 +163,31 @@ def bench_events(target: str, requests: int, engine_seconds: Callable[[str], flo
         return got, wall, engine_seconds(s.id)
 
 
+def bench_batching(target: str, requests: int) -> tuple[int, int, float, float]:
+    """(simulated steps, batch decisions, external wall s, built-in wall s) on one workload."""
+    sys.path.insert(0, str(ROOT / "examples"))
+    from external_batcher import ContinuousBatcher
+
+    from client_sdk import Client, pb
+
+    base = {"workload.num_requests": requests, "clients[0].scheduler.max_num_batched_tokens": 512}
+    with Client(target) as client:
+        with client.create_session(BATCH_PRESET, seed=1, overrides=base, stream=True) as s:
+            t0 = time.perf_counter()
+            while s.advance().reason != pb.STOP_REASON_IDLE:
+                pass
+            builtin_wall = time.perf_counter() - t0
+            builtin = s.summary()
+        decisions = [0]
+        ext = {**base, "clients[0].scheduler.batching": "external"}
+        with client.create_session(BATCH_PRESET, seed=1, overrides=ext, stream=True) as s:
+            t0 = time.perf_counter()
+            summary = ContinuousBatcher(chunked=True).run(s, progress=lambda reply, n: decisions.__setitem__(0, n))
+            wall = time.perf_counter() - t0
+    assert summary["latency_s"] == builtin["latency_s"], "the external batcher must match the built-in policy"
+    return summary["clients"][0]["steps"], decisions[0], wall, builtin_wall
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--smoke", action="store_true", help="tiny sizes; finishes in seconds")
@@ -193,6 +224,11 @@ def main() -> int:
         print(f"event delivery: {events} events in {wall:.3f} s through the server "
               f"({events / wall:,.0f} events/s end to end); engine inside those calls {engine_s:.3f} s "
               f"-> {events / delivery_s:,.0f} events/s delivered (goal >= 100,000)")
+        steps_n, decided, ext_wall, builtin_wall = bench_batching(target, requests)
+        print(f"external batching: {steps_n} steps, {decided} batch decisions in {ext_wall:.3f} s "
+              f"-> {steps_n / ext_wall:,.0f} externally scheduled steps/s, {decided / ext_wall:,.0f} decisions/s; "
+              f"built-in scheduler {builtin_wall:.3f} s; external/built-in wall ratio="
+              f"{ext_wall / builtin_wall:.1f}")
         print(f"unary/stream Advance RT ratio={unary / stream:.2f}")
         print(f"lockstep_overhead_ratio={stream / echo:.2f}")
     finally:

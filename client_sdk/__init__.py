@@ -26,11 +26,19 @@ from .errors import (
     Unauthenticated,
     Unavailable,
 )
-from .scheduler import Defer, Drop, ExternalScheduler, LeastKvScheduler, RoundRobinScheduler
+from .scheduler import (
+    Batch,
+    BatchScheduler,
+    Defer,
+    Drop,
+    ExternalScheduler,
+    LeastKvScheduler,
+    RoundRobinScheduler,
+)
 from .session import Session, answer, request_input
 
 __all__ = [
-    "AlreadyExists", "Client", "DeadlineExceeded", "Defer", "Drop", "ExternalScheduler", "FailedPrecondition",
+    "AlreadyExists", "Batch", "BatchScheduler", "Client", "DeadlineExceeded", "Defer", "Drop", "ExternalScheduler", "FailedPrecondition",
     "HermesError", "Internal", "InvalidArgument", "LeastKvScheduler", "NotFound", "OutOfRange",
     "ResourceExhausted", "RoundRobinScheduler", "Session", "Unauthenticated", "Unavailable", "answer", "pb",
     "request_input", "spec_source",

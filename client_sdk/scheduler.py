@@ -1,4 +1,6 @@
 """`ExternalScheduler`: subclass it, override `route(decision, state)`, call `run(session)`.
+`BatchScheduler`: the same for clients with `scheduler.batching: external`: override
+`batch(decision)` (and `route` too if the session also routes externally).
 
 The loop advances the session until it needs a routing decision, asks `route`
 for each pending decision (with one fresh cluster state per batch of
@@ -80,6 +82,64 @@ class ExternalScheduler:
         if isinstance(choice, Drop):
             return answer(d.decision_id, "drop")
         raise TypeError(f"route() must return a client id, Defer or Drop, not {choice!r}")
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One step of a client: `schedule` is (request id, tokens) pairs, prefill chunks and decodes (1 token).
+
+    `preempt` runs first, in order (each victim goes to the head of the waiting queue);
+    `repeat_decodes` (decode-only steps) repeats the step until a request arrives, one
+    finishes or the next step's KV does not fit.
+    """
+
+    schedule: Sequence[tuple[str, int]] = ()
+    preempt: Sequence[str] = ()
+    repeat_decodes: bool = False
+
+    def to_proto(self, decision_id: str) -> control_pb2.BatchAnswer:
+        return control_pb2.BatchAnswer(
+            decision_id=decision_id, preempt=list(self.preempt), repeat_decodes=self.repeat_decodes,
+            schedule=[control_pb2.BatchItem(request_id=rid, tokens=tokens) for rid, tokens in self.schedule])
+
+
+class BatchScheduler(ExternalScheduler):
+    """Base class for iteration-level batch schedulers run from outside (`scheduler.batching: external`).
+
+    At every step boundary where a client has work the session stops with a
+    `BatchDecision` (limits, KV blocks, waiting and running requests); `batch` returns
+    the step. Routing decisions, if the session has any, go to `route` as in
+    `ExternalScheduler`.
+    """
+
+    needs_state = False
+
+    def batch(self, decision: common_pb2.BatchDecision) -> Batch:
+        raise NotImplementedError
+
+    def run(self, session: Session, until_ns: int | None = None, max_events: int = 0,
+            progress: Progress | None = None) -> dict[str, Any]:
+        """Drive `session` until it is idle (or reaches `until_ns`); return its summary."""
+        decided = 0
+        while True:
+            reply = session.advance(until_ns=until_ns, max_events=max_events)
+            if reply.events:
+                self.on_events(reply.events)
+            if reply.reason == common_pb2.STOP_REASON_DECISION_NEEDED:
+                decisions, batches = list(reply.decisions), list(reply.batch_decisions)
+                routing = []
+                if decisions:
+                    state = session.state() if self.needs_state else None
+                    self.begin_batch(decisions, state)
+                    routing = [self._answer(d, state) for d in decisions]
+                session.decide_batch([self.batch(b).to_proto(b.decision_id) for b in batches], routing)
+                decided += len(decisions) + len(batches)
+            elif reply.reason in (common_pb2.STOP_REASON_IDLE, common_pb2.STOP_REASON_TARGET_REACHED):
+                if progress is not None:
+                    progress(reply, decided)
+                return session.summary()
+            if progress is not None:
+                progress(reply, decided)
 
 
 class RoundRobinScheduler(ExternalScheduler):

@@ -105,6 +105,18 @@ class Session:
         msgs = [a if isinstance(a, control_pb2.DecisionAnswer) else answer(**a) for a in answers]
         return self._t.call("decide", control_pb2.DecideRequest(session_id=self.id, answers=msgs)).pending_decisions
 
+    def batch_decisions(self) -> list[common_pb2.BatchDecision]:
+        """Pending batch decisions (clients with `scheduler.batching: external`)."""
+        reply = self._t.call("get_decisions", control_pb2.GetDecisionsRequest(session_id=self.id))
+        return list(reply.batch_decisions)
+
+    def decide_batch(self, answers: Iterable[control_pb2.BatchAnswer], routing: Iterable[AnswerLike] = ()) -> int:
+        """Answer pending batch decisions, and `routing` decisions in the same call (all or nothing);
+        returns how many decisions are still pending."""
+        msgs = [a if isinstance(a, control_pb2.DecisionAnswer) else answer(**a) for a in routing]
+        req = control_pb2.DecideRequest(session_id=self.id, answers=msgs, batch_answers=list(answers))
+        return self._t.call("decide", req).pending_decisions
+
     def route(self, decision_id: str | int, client_id: str) -> int:
         return self.decide([answer(decision_id, "route", client_id)])
 

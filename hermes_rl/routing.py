@@ -171,6 +171,9 @@ class RoutingEnv(gym.Env):
             self._take(step.ended)
             if step.reason == "decision_needed":
                 self._queue = self._world.decisions()
+                if not self._queue:  # e.g. a batch decision (scheduler.batching: external): not ours to answer
+                    raise ValueError("the session waits for a decision that is not a routing decision; "
+                                     "this environment answers routing decisions only")
             elif step.reason == "idle":
                 self._decision, self._state = None, None
                 return True

@@ -71,7 +71,7 @@ class Session:
 
     def refresh(self, client_ids: bool = False) -> None:
         self.now_ns = int(self.sim.now_ns)
-        self.pending_decisions = len(self.sim.pending_decisions())
+        self.pending_decisions = len(self.sim.pending_decisions()) + len(self.sim.pending_batch_decisions())
         if client_ids:
             self.client_ids = [str(c.id) for c in self.sim.state().clients]
             self.client_ids_stale = False

@@ -19,10 +19,22 @@ from .safe_yaml import parse_yaml
 from .simulation import Simulation
 from .spec import SimSpec, load_spec, spec_presets
 from .units import MAX_TIME_NS, NS_PER_S
-from .views import AdvanceResult, ClientState, ClusterState, Decision, DecisionAnswer, Event, StopReason
+from .views import (
+    AdvanceResult,
+    BatchAnswer,
+    BatchDecision,
+    BatchItem,
+    BatchRequestView,
+    ClientState,
+    ClusterState,
+    Decision,
+    DecisionAnswer,
+    Event,
+    StopReason,
+)
 
 __all__ = [
-    "AdvanceResult", "AlreadyExistsError", "ClientState", "ClusterState", "Decision", "DecisionAnswer", "Event",
+    "AdvanceResult", "AlreadyExistsError", "BatchAnswer", "BatchDecision", "BatchItem", "BatchRequestView", "ClientState", "ClusterState", "Decision", "DecisionAnswer", "Event",
     "LimitError", "MAX_TIME_NS", "MemoryEstimate", "NS_PER_S", "NotFoundError", "OutOfRangeError", "PreconditionError", "RequestInput",
     "SimSpec", "Simulation", "SpecError", "StopReason", "UnknownReferenceError", "estimate_memory_bytes", "load_spec", "parse_yaml",
     "spec_presets",

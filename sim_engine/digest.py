@@ -33,6 +33,9 @@ def state_digest(sim: Any) -> str:
         "state": sim.state().to_dict(),
         "decisions": [asdict(d) for d in sim.pending_decisions()],
     }
+    batch = sim.pending_batch_decisions()
+    if batch:  # only when there are some, so digests of sessions without external batching keep their value
+        head["batch_decisions"] = [asdict(d) for d in batch]
     h.update(json.dumps(head, sort_keys=True, default=str).encode())
     _arrays(h, sim.records.arrays())
     _arrays(h, sim.stage_records.arrays())

@@ -57,7 +57,7 @@ from typing import Any
 from .errors import SpecError
 from .fields import Fields
 
-BATCHING = ("static", "continuous", "chunked", "mixed")
+BATCHING = ("static", "continuous", "chunked", "mixed", "external")
 ADMISSION = ("greedy", "reserve")
 KV_METHODS = ("profile", "free_fraction", "legacy")
 

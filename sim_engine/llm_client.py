@@ -17,6 +17,10 @@ In both, KV blocks in use never exceed capacity at any step. Reasoning branches 
 their prompt's blocks; a branch's copy of a shared partial block is charged at its first
 decode step, and preempted branches keep their tokens too (each re-prefilled).
 
+With ``batching: external`` the client asks the co-simulation client at every step
+boundary where it has work (a batch decision, see external_batch.py) and runs the
+checked answer through the same step machinery as the built-in policies.
+
 Runs of decode-only steps (nothing to admit, nothing arriving) are advanced in
 closed form: step times and KV growth for the whole run are computed with numpy,
 and one event fires at its end. If something reaches the client mid-run, the
@@ -29,6 +33,7 @@ from __future__ import annotations
 import heapq
 from array import array
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,11 +45,22 @@ from .spec import ClientSpec
 if TYPE_CHECKING:
     from .client_api import SimContext as Simulation  # the simulation as a client sees it
 
+CHUNKING = ("chunked", "external")  # policies that may split a prompt over several steps
 MAX_RUN_STEPS = 4096  # longest closed-form run (bounds the arrays built per run)
 
 
 def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
+
+
+@dataclass
+class BatchPlan:
+    """A checked answer to a batch decision (external batching), ready to apply (see external_batch.py)."""
+
+    preempt: list[Request]
+    chunks: list[tuple[Request, int, bool]]  # (request, tokens, admitted from the waiting queue now)
+    decode: bool
+    repeat: bool
 
 
 class _Run:
@@ -72,7 +88,7 @@ class LLMClient:
         self.batching = s.batching
         self.max_seqs = s.max_num_seqs
         self.max_len = s.max_model_len or spec.model.max_context
-        self.budget = s.max_num_batched_tokens or (2048 if s.batching == "chunked" else self.max_len)
+        self.budget = s.max_num_batched_tokens or (2048 if s.batching in CHUNKING else self.max_len)
         self.bs = s.block_size
         self.total_blocks = kv_capacity_tokens // self.bs
         self.used_blocks = 0
@@ -91,6 +107,7 @@ class LLMClient:
         self.next_key = 0
         self.busy = False
         self.plan_pending = False
+        self.asking = 0  # id of this client's pending batch decision (external batching), 0 if none
         self.version = 0  # bumps when a scheduled step-end event becomes stale
         self.run: _Run | None = None
         self.last_decode_end = -1
@@ -129,7 +146,7 @@ class LLMClient:
         ) > self.total_blocks:
             return "exceeds_kv_capacity", (f"the reservation of its {self._branches(req)} branches > KV capacity "
                                            f"{self.total_blocks * self.bs} tokens")
-        if self.batching != "chunked" and req.mode != "decode" and req.prompt - req.cached > self.budget:
+        if self.batching not in CHUNKING and req.mode != "decode" and req.prompt - req.cached > self.budget:
             return "exceeds_batch_token_budget", (f"prompt {req.prompt} > max_num_batched_tokens {self.budget} "
                                                   "(use chunked batching)")
         return "", ""
@@ -164,6 +181,8 @@ class LLMClient:
 
     def poke(self, now: int) -> None:
         """Something changed: make sure the scheduler looks again at the next step boundary."""
+        if self.asking:
+            return  # the outside scheduler sees the state when it answers
         if self.busy:
             run = self.run
             if run is not None and run.k > 1:
@@ -276,17 +295,14 @@ class LLMClient:
         victims = [s.parent or s for s in self.decoding.values()] + self.prefilling
         if not victims:
             return False
-        victim = max(victims, key=lambda r: r.admit_seq)
+        self._preempt(max(victims, key=lambda r: r.admit_seq), now)
+        return True
+
+    def _preempt(self, victim: Request, now: int) -> None:
+        """Preempt one admitted request by recompute: it goes back to the head of the queue."""
         if victim in self.prefilling:
             self.prefilling.remove(victim)
-        live = next((c for c in victim.children or () if c.live), None)
-        if live is not None:  # reasoning branches (all at the same step) keep their tokens too ...
-            n, g = len(victim.children), live.target - (live.finish_g - self.G)
-            extra = (n - 1) * (g - victim.fork_at)
-            if _ceil_div(victim.prompt + g + extra, self.bs) + n <= self.total_blocks:
-                victim.generated, victim.resume_extra = g, extra
-            else:  # ... unless all of them can never be in KV at once: they start again from the fork
-                victim.generated, victim.resume_extra, victim.fork_at = victim.fork_at, 0, -1
+        victim.generated, victim.resume_extra, victim.fork_at = self.resume_point(victim)
         self._release(victim)
         victim.prefilled = 0
         victim.cached = 0
@@ -295,7 +311,19 @@ class LLMClient:
         self.preemptions_total += 1
         self.waiting.appendleft(victim)
         self.sim.note_preempted(victim, self, now)
-        return True
+
+    def resume_point(self, victim: Request) -> tuple[int, int, int]:
+        """(generated, resume_extra, fork_at) an admitted request resumes from if preempted now."""
+        live = next((c for c in victim.children or () if c.live), None)
+        if live is not None:  # reasoning branches (all at the same step) keep their tokens too ...
+            n, g = len(victim.children), live.target - (live.finish_g - self.G)
+            extra = (n - 1) * (g - victim.fork_at)
+            if _ceil_div(victim.prompt + g + extra, self.bs) + n <= self.total_blocks:
+                return g, extra, victim.fork_at
+            return victim.fork_at, 0, -1  # ... unless they can never be in KV at once: restart from the fork
+        if victim.live:
+            return victim.target - (victim.finish_g - self.G), victim.resume_extra, victim.fork_at
+        return victim.generated, victim.resume_extra, victim.fork_at
 
     @staticmethod
     def _prefill_len(req: Request) -> int:
@@ -431,6 +459,10 @@ class LLMClient:
         now = self.sim.kernel.now
         mode = self.batching
         self._admit_decodes(now)
+        if mode == "external":
+            if self.decoding or self.prefilling or any(r.mode != "decode" for r in self.waiting):
+                self.asking = self.sim.ask_batch(self, now)
+            return
         chunks: list[tuple[Request, int]] = []
         decode = bool(self.decoding)
         if mode == "continuous":
@@ -464,6 +496,36 @@ class LLMClient:
             # nothing admitted on an empty client: the head can never fit here
             self.sim.drop(self.waiting.popleft(), self, now, "kv_unavailable")
             self.poke(now)
+
+    def apply_batch(self, plan: BatchPlan, now: int) -> None:
+        """Run a checked answer to this client's batch decision (external batching)."""
+        self.asking = 0
+        for victim in plan.preempt:
+            self._preempt(victim, now)
+        chunks: list[tuple[Request, int]] = []
+        for req, take, admit in plan.chunks:
+            new_blocks = _ceil_div(req.prefilled + take, self.bs) - req.blocks
+            if admit:
+                self.waiting.remove(req)
+                if self.reserve:
+                    req.reserved = self._reservation(req, self._prefill_len(req))
+                    self.committed += req.reserved
+                self.admit_seq += 1
+                req.admit_seq = self.admit_seq
+                if req.scheduled_ns < 0:
+                    req.scheduled_ns = now
+                if req.stage_start_ns < 0:
+                    req.stage_start_ns = now
+                self.prefilling.append(req)
+            req.blocks += new_blocks
+            self.used_blocks += new_blocks
+            chunks.append((req, take))
+        if chunks:
+            self._start_step(chunks, plan.decode, now)
+        elif plan.decode:
+            self._start_run(now, None if plan.repeat else 1)
+        elif plan.preempt:
+            self.poke(now)  # only preemptions: ask again on the emptied client
 
     def _start_step(self, chunks: list[tuple[Request, int]], decode: bool, now: int) -> None:
         n_dec = len(self.decoding) if decode else 0
@@ -521,13 +583,13 @@ class LLMClient:
         if n_dec:
             self._complete_due(now)
         self.poke(now)
-    def _start_run(self, now: int) -> None:
-        """Start a closed-form run of decode-only steps (at least one)."""
+    def _start_run(self, now: int, limit: int | None = None) -> None:
+        """Start a closed-form run of decode-only steps (at least one, at most ``limit``, else MAX_RUN_STEPS)."""
         heap = self.finish_heap
         while heap and not (heap[0][2].live and heap[0][2].key == heap[0][1] and heap[0][2].client is self):
             heapq.heappop(heap)
         n_dec, bs, G = len(self.decoding), self.bs, self.G
-        k = min(heap[0][0] - G, MAX_RUN_STEPS)
+        k = min(heap[0][0] - G, limit or MAX_RUN_STEPS)
         steps = np.arange(k, dtype=np.int64)
         if self.cow:  # the first step's copies are charged now; the cumulative growth below excludes them
             self._charge_copies()
@@ -632,6 +694,7 @@ class LLMClient:
         self.finish_heap.clear()
         self.cow.clear()
         self.status = "failed"
+        self.asking = 0
         self.version += 1
         self.busy = False
         self.run = None

@@ -4,7 +4,8 @@ This is the object the offline CLI runs to the end and the gRPC server steps in
 lockstep: ``advance`` moves the clock (to a time, to the next event, or by a
 bounded number of events) and returns every event since the previous call;
 ``inject`` adds requests; with the ``external`` router the world stops at each
-routing decision until ``decide`` answers it.
+routing decision until ``decide`` answers it, and an LLM client with ``batching:
+external`` stops it at each step boundary until ``decide_batch`` answers.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from .errors import (
     SpecError,
     UnknownReferenceError,
 )
+from .external_batch import batch_view, check_batch
 from .kernel import PRIO_INPUT, Kernel
 from .kv_tiers import KVHierarchy, cached_prefix_tokens, prefix_tokens, scope_keys
 from .llm_client import LLMClient
@@ -39,6 +41,8 @@ from .views import (
     GROUP_CODES,
     KIND_CODES,
     AdvanceResult,
+    BatchAnswer,
+    BatchDecision,
     ClientState,
     ClusterState,
     Decision,
@@ -82,6 +86,7 @@ class Simulation:
         self.events: list[Event] = []
         self.trace: list[tuple] | None = [] if record_trace else None
         self.pending: dict[int, tuple[Decision, Request]] = {}
+        self.batch_pending: dict[int, tuple[BatchDecision, LLMClient]] = {}
         self._decision_seq = 0
         self._halt: StopReason | None = None
         self.injected = 0
@@ -400,7 +405,7 @@ class Simulation:
         if max_events is not None and max_events < 1:
             raise SpecError("max_events", "must be >= 1")
         processed = 0
-        reason: StopReason | None = StopReason.DECISION_NEEDED if self.pending else None
+        reason: StopReason | None = StopReason.DECISION_NEEDED if self.pending or self.batch_pending else None
         if reason is None and next_event:
             t0 = k.next_time()
             if t0 is not None:
@@ -429,6 +434,7 @@ class Simulation:
         """Run to the end (built-in routers only). ``progress(now_ns, ended, injected)`` is called now and then."""
         if self.router is None:
             raise SpecError("router.policy", "external routing needs a co-simulation client (hermes serve)")
+        self.spec.refuse_external_batching("an offline run")
         k = self.kernel
         while len(k):
             k.run_batch(progress_every)
@@ -489,10 +495,11 @@ class Simulation:
         answer = DecisionAnswer(decision_id, action, client_id, retry_after_ns)
         self._apply_answer(self._check_answer(answer, ""))
 
-    def decide_many(self, answers: Sequence[DecisionAnswer]) -> None:
-        """Answer several decisions at once. Atomic: all are checked before any is applied.
+    def decide_many(self, answers: Sequence[DecisionAnswer], batch_answers: Sequence[BatchAnswer] = ()) -> None:
+        """Answer several routing and batch decisions at once. Atomic: all are checked before any is applied.
 
-        Errors name ``answers[i].<field>``; when one is raised, nothing has changed.
+        Errors name ``answers[i].<field>`` or ``batch_answers[i].<field>``; when one is raised,
+        nothing has changed.
         """
         seen: set[int] = set()
         plan = []
@@ -503,7 +510,29 @@ class Simulation:
                 raise SpecError(f"answers[{i}].decision_id", f"decision {answer.decision_id} is answered twice")
             seen.add(answer.decision_id)
             plan.append(self._check_answer(answer, f"answers[{i}]."))
-        for step in plan:  # applying an answer never invalidates another (each touches its own request)
+        batch_plans = []
+        for i, answer in enumerate(batch_answers):
+            path = f"batch_answers[{i}]"
+            if not isinstance(answer, BatchAnswer):
+                raise SpecError(path, f"must be a BatchAnswer, got {type(answer).__name__}")
+            did = answer.decision_id
+            if isinstance(did, bool) or did not in self.batch_pending:
+                raise NotFoundError(f"{path}.decision_id: no pending batch decision {did}")
+            if did in seen:
+                raise SpecError(f"{path}.decision_id", f"decision {did} is answered twice")
+            seen.add(did)
+            client = self.batch_pending[did][1]
+            try:
+                batch_plans.append((did, client, check_batch(client, answer, self.request_id)))
+            except SpecError as e:
+                raise type(e)(f"{path}.{e.field}", e.reason) from None
+        # applying an answer never invalidates another: batch answers touch their own client, routing
+        # answers their own request. Batch answers go first, so that a request routed to a client that
+        # was asking finds it answered and makes it plan again.
+        for did, client, batch_plan in batch_plans:
+            del self.batch_pending[did]
+            client.apply_batch(batch_plan, self.kernel.now)
+        for step in plan:
             self._apply_answer(step)
 
     def _check_answer(self, a: DecisionAnswer, path: str) -> tuple[DecisionAnswer, Decision, Request, int]:
@@ -543,6 +572,25 @@ class Simulation:
             self.kernel.schedule(now + delay, PRIO_INPUT, self._route_stage, req)
         else:
             self.drop(req, None, now, "external_drop")
+
+    # ------------------------------------------------------------------ batch decisions (external batching)
+
+    def ask_batch(self, client: LLMClient, now: int) -> int:
+        """``client`` is at a step boundary with work: stop and ask for its next batch."""
+        self._decision_seq += 1
+        did = self._decision_seq
+        self.batch_pending[did] = (batch_view(client, did, now, self.request_id), client)
+        if self.record_events:
+            self.events.append(Event(now, "decision", "", client.id, {"decision_id": did, "stage": "batch"}))
+        self._halt = StopReason.DECISION_NEEDED
+        return did
+
+    def pending_batch_decisions(self) -> list[BatchDecision]:
+        return [d for d, _ in self.batch_pending.values()]
+
+    def decide_batch(self, answer: BatchAnswer) -> None:
+        """Answer one batch decision (``decide_many([], [answer])``); errors name ``batch_answers[0].<field>``."""
+        self.decide_many((), (answer,))
 
     def add_wakeup(self, time_ns: int, tag: str = "") -> None:
         if time_ns < self.kernel.now:
@@ -588,6 +636,7 @@ class Simulation:
             if client.status != ClientStatus.FAILED:
                 client.status = ClientStatus.DRAINING if action == "drain" else ClientStatus.REMOVED
         else:
+            self.batch_pending = {k: v for k, v in self.batch_pending.items() if v[1] is not client}
             for req in client.fail(now):
                 self.drop(req, client, now, "client_failed")
         if self.record_events:
@@ -598,7 +647,7 @@ class Simulation:
     def state(self) -> ClusterState:
         now = self.kernel.now
         st = ClusterState(now, self.injected - self.completed - self.dropped, self.injected,
-                          self.completed, self.dropped, len(self.pending), links=self.network.link_stats(now))
+                          self.completed, self.dropped, len(self.pending) + len(self.batch_pending), links=self.network.link_stats(now))
         for c in self.clients:
             if c.status == ClientStatus.REMOVED and c.is_idle():
                 continue
@@ -626,7 +675,7 @@ class Simulation:
         return self.records.arrays()
 
     def is_done(self) -> bool:
-        return not len(self.kernel) and not self.pending
+        return not len(self.kernel) and not self.pending and not self.batch_pending
 
     # ------------------------------------------------------------------ what-if copies
 

@@ -56,7 +56,7 @@ from .vector_search import index_bytes
 
 __all__ = ["BUNDLED_TRACES", "DATA_DIR", "LENGTH_DISTS", "LengthSpec", "resolve_data_path"]  # re-exported
 
-BATCHING_POLICIES = ("static", "continuous", "chunked", "mixed")
+BATCHING_POLICIES = ("static", "continuous", "chunked", "mixed", "external")
 ROUTER_POLICIES = ("round_robin", "least_loaded", "jsq", "power_of_two", "external")
 LLM_ROLES = ("both", "prefill", "decode")
 ROLES = LLM_ROLES + ("embedding", "retrieval", "generic")
@@ -156,6 +156,13 @@ class SimSpec:
             if c.id == client_id:
                 return c
         raise KeyError(client_id)
+
+    def refuse_external_batching(self, runner: str) -> None:
+        """SpecError when a client batches externally: ``runner`` answers no batch decisions (it would stall)."""
+        for i, c in enumerate(self.clients):
+            if c.is_llm and c.scheduler.batching == "external":
+                raise SpecError(f"clients[{i}].scheduler.batching", f"client {c.id!r}: external batching needs a "
+                                f"co-simulation client that answers batch decisions (hermes serve); {runner} does not")
 
 
 # ---------------------------------------------------------------- parsing

@@ -52,6 +52,66 @@ class DecisionAnswer:
     retry_after_ns: int | None = None  # defer: ask again this long from now (default 1 ms)
 
 
+@dataclass(frozen=True)
+class BatchRequestView:
+    """One request on a client with ``batching: external``, as its batch decision shows it."""
+
+    request_id: str
+    prompt_tokens: int
+    output_tokens: int  # tokens the LLM stage produces (per branch)
+    prefill_tokens: int  # to prefill: the prompt, + generated tokens on a recompute (decoding: if preempted now)
+    computed_tokens: int  # tokens in KV now (prefilled part of the prompt, or the decode context)
+    generated_tokens: int
+    prefix_key: str | None
+    arrival_ns: int
+    decoding: bool  # running and past its prefill: it takes exactly 1 token per step
+    sequences: int  # decode sequences (reasoning branches); a decode step takes this many tokens of the budget
+    kv_blocks: int  # KV blocks it holds (freed if preempted)
+    next_decode_blocks: int  # new KV blocks its next decode step takes (0 unless decoding)
+
+
+@dataclass(frozen=True)
+class BatchDecision:
+    """A step boundary of a client with ``batching: external``: what runs in the next step?
+
+    ``running`` is in admission order (the last is the newest); ``waiting`` in queue order.
+    """
+
+    decision_id: int
+    client_id: str
+    time_ns: int
+    token_budget: int
+    max_seqs: int
+    block_size: int
+    free_blocks: int
+    total_blocks: int
+    waiting: tuple[BatchRequestView, ...]
+    running: tuple[BatchRequestView, ...]
+
+
+@dataclass(frozen=True)
+class BatchItem:
+    """One request of a step and the tokens it processes (a prefill chunk, or 1 for a decode)."""
+
+    request_id: str
+    tokens: int
+
+
+@dataclass(frozen=True)
+class BatchAnswer:
+    """The answer to a batch decision (see ``Simulation.decide_batch``).
+
+    ``preempt`` is applied first, in order (each victim goes to the head of the waiting
+    queue, so the last one listed runs first). ``repeat_decodes`` (decode-only steps only)
+    repeats the step until a request arrives, one finishes or the next step's KV does not fit.
+    """
+
+    decision_id: int
+    schedule: tuple[BatchItem, ...] = ()
+    preempt: tuple[str, ...] = ()
+    repeat_decodes: bool = False
+
+
 @dataclass
 class AdvanceResult:
     time_ns: int

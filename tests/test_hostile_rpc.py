@@ -179,6 +179,25 @@ CORPUS: list[Payload] = [
       INV, "client.perf.trace_path"),
     P("restore a snapshot id that is a path", "path", "Restore",
       lambda s, d: control_restore(s, "../../etc/passwd"), NF, "snapshot_id"),
+    # ---- batch answers (external batching); the bystander has no batch decision pending
+    P("200k schedule entries in one batch answer", "wire", "Decide",
+      lambda s, d: _batch(s, schedule=[control_pb2.BatchItem(request_id="#0", tokens=1)] * 200_000),
+      EXH, "batch_answers"),
+    P("batch answer tokens negative", "number", "Decide",
+      lambda s, d: _batch(s, schedule=[control_pb2.BatchItem(request_id="#0", tokens=-5)]),
+      INV, "batch_answers[0].schedule[0].tokens"),
+    P("batch answer tokens 2^62", "number", "Decide",
+      lambda s, d: _batch(s, schedule=[control_pb2.BatchItem(request_id="#0", tokens=1 << 62)]),
+      INV, "batch_answers[0].schedule[0].tokens"),
+    P("batch answer empty request id", "wire", "Decide",
+      lambda s, d: _batch(s, schedule=[control_pb2.BatchItem(request_id="", tokens=1)]),
+      INV, "batch_answers[0].schedule[0].request_id"),
+    P("batch answer preempt id with control chars", "wire", "Decide",
+      lambda s, d: _batch(s, preempt=["#0\x00\n"]), INV, "batch_answers[0].preempt[0]"),
+    P("batch answer to no pending decision", "wire", "Decide", lambda s, d: _batch(s, decision_id="12"),
+      NF, "batch_answers[0].decision_id"),
+    P("batch answer decision id not a number", "wire", "Decide", lambda s, d: _batch(s, decision_id="1e3"),
+      NF, "batch_answers[0].decision_id"),
     # ---- numbers
     P("num_requests NaN", "number", "CreateSession", lambda s, d: create(preset="hetero-poisson",
                                                                         overrides={"workload.num_requests": math.nan}),
@@ -292,6 +311,11 @@ CORPUS: list[Payload] = [
       lambda s, d: _change_cluster(s, {"id": "x", "hardware": "H100-SXM", "model": "Llama-3.1-8B",
                                        "scheduler": {"block_size": 1e9}}), {INV, EXH}, "block_size", "range_checks"),
 ]
+
+
+def _batch(sid: str, decision_id: str = "1", **fields: Any) -> control_pb2.DecideRequest:
+    return control_pb2.DecideRequest(session_id=sid, batch_answers=[control_pb2.BatchAnswer(
+        decision_id=decision_id, **fields)])
 
 
 def _change_cluster(sid: str, client: dict) -> control_pb2.ChangeClusterRequest:

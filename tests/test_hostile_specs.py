@@ -93,6 +93,9 @@ OVERRIDES = [
     ({"kv_cache.tiers": [{"id": "d", "bandwidth_gbs": INF, "scope": "client", "hit_rate": 0.5}]},
      "kv_cache.tiers[0].bandwidth_gbs"),
     ({"router": {"policy": "chaos"}}, "router.policy"),
+    ({"clients[0].scheduler.batching": "External"}, "clients[0].scheduler.batching"),
+    ({"clients[0].scheduler.batching": ["external"]}, "clients[0].scheduler.batching"),
+    ({"clients[0].engine": {"preset": "vllm", "batching": "externall"}}, "clients[0].engine.batching"),
     ({"no.such.field": 1}, "no"),
 ]
 

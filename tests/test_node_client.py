@@ -57,3 +57,10 @@ def test_node_client_with_a_builtin_router(server: Server) -> None:
     result, _ = run_client(server, "--preset", "llama3-8b-h100", "--injection-only", "--requests", "9",
                            "--seed", "5")
     assert result["completions"] == 9 and result["decisions"] == 0
+
+
+def test_node_client_runs_an_external_batcher(server: Server) -> None:
+    result, _ = run_client(server, "--preset", "llama3-8b-h100", "--batcher", "--injection-only", "--requests", "10",
+                           "--prompt-tokens", "3000", "--gap-ms", "5")
+    assert result["completions"] == 10 and result["dropped"] == 0
+    assert result["batches"] >= 10  # 3000-token prompts take two 2048-token chunks each

@@ -4,10 +4,12 @@
 //
 // It creates a session, injects requests, advances the session to the end,
 // answers routing decisions (round robin over the candidates) when the session
-// uses external routing, and prints the number of completed requests.
+// uses external routing, runs a small external batcher (--batcher: the first
+// client's scheduler.batching is `external`), and prints the number of completed
+// requests.
 //
 //   node client.js --target 127.0.0.1:50051 [--preset NAME] [--requests 20]
-//                  [--external] [--injection-only] [--seed 7] [--keep]
+//                  [--external] [--batcher] [--injection-only] [--seed 7] [--keep]
 "use strict";
 
 const path = require("node:path");
@@ -18,11 +20,11 @@ const PROTO_ROOT = process.env.HERMES_PROTO_ROOT || path.resolve(__dirname, ".."
 
 function parseArgs(argv) {
   const opts = {
-    target: "127.0.0.1:50051", preset: "", requests: 20, external: false,
+    target: "127.0.0.1:50051", preset: "", requests: 20, external: false, batcher: false,
     injectionOnly: false, seed: null, keep: false, token: process.env.HERMES_TOKEN || "",
     promptTokens: 256, outputTokens: 64, gapMs: 50,
   };
-  const flags = { "--external": "external", "--injection-only": "injectionOnly", "--keep": "keep" };
+  const flags = { "--external": "external", "--batcher": "batcher", "--injection-only": "injectionOnly", "--keep": "keep" };
   const values = {
     "--target": ["target", String], "--preset": ["preset", String], "--requests": ["requests", Number],
     "--seed": ["seed", Number], "--token": ["token", String], "--prompt-tokens": ["promptTokens", Number],
@@ -32,6 +34,7 @@ function parseArgs(argv) {
     const arg = argv[i];
     if (arg === "-h" || arg === "--help") {
       console.log("usage: node client.js [--target HOST:PORT] [--preset NAME] [--requests N] [--external]\n" +
+        "                      [--batcher]\n" +
         "                      [--injection-only] [--seed N] [--prompt-tokens N] [--output-tokens N]\n" +
         "                      [--gap-ms MS] [--token TOKEN] [--keep]");
       process.exit(0);
@@ -57,6 +60,56 @@ function toValue(v) {
   if (typeof v === "string") return { stringValue: v };
   if (Array.isArray(v)) return { listValue: { values: v.map(toValue) } };
   return { structValue: { fields: Object.fromEntries(Object.entries(v).map(([k, x]) => [k, toValue(x)])) } };
+}
+
+// A small external batcher (scheduler.batching: external), FCFS with chunked prefill:
+// when the running decodes' next KV blocks do not fit, preempt the newest request; every
+// running decode takes 1 token; partly prefilled, then waiting requests get chunks in
+// order within the token budget, max_seqs and the free blocks; decode-only steps repeat
+// until something arrives or finishes. int64 fields arrive as strings (longs: String).
+function batchStep(d) {
+  const bs = Number(d.block_size);
+  let free = Number(d.free_blocks);
+  const running = d.running.slice();
+  const preempt = [];
+  const decodes = () => running.filter((r) => r.decoding);
+  const growth = () => decodes().reduce((n, r) => n + Number(r.next_decode_blocks), 0);
+  while (decodes().length && growth() > free) {
+    const victim = running.pop();
+    preempt.push(victim.request_id);
+    free += Number(victim.kv_blocks);
+  }
+  free -= growth();
+  let budget = Number(d.token_budget) - decodes().reduce((n, r) => n + Number(r.sequences), 0);
+  let seqs = running.reduce((n, r) => n + Number(r.sequences), 0);
+  const schedule = decodes().map((r) => ({ request_id: r.request_id, tokens: "1" }));
+  let chunks = 0;
+  const chunk = (r, take) => {
+    schedule.push({ request_id: r.request_id, tokens: String(take) });
+    budget -= take;
+    chunks++;
+  };
+  for (const r of running.filter((x) => !x.decoding)) {
+    if (budget <= 0) break;
+    const done = Number(r.computed_tokens);
+    const held = Number(r.kv_blocks);
+    const take = Math.min(Number(r.prefill_tokens) - done, budget, (held + free) * bs - done);
+    if (take <= 0) continue;
+    free -= Math.ceil((done + take) / bs) - held;
+    chunk(r, take);
+  }
+  for (const r of d.waiting) {
+    if (seqs >= Number(d.max_seqs) || budget <= 0) break;
+    const done = Number(r.computed_tokens);
+    const take = Math.min(Number(r.prefill_tokens) - done, budget);
+    const need = Math.ceil((done + take) / bs);
+    if (need > free) break;
+    free -= need;
+    seqs++;
+    chunk(r, take);
+  }
+  if (!schedule.length && running.length) preempt.push(running[running.length - 1].request_id); // stuck prefills
+  return { decision_id: d.decision_id, schedule, preempt, repeat_decodes: chunks === 0 && schedule.length > 0 };
 }
 
 function loadSimulator() {
@@ -96,6 +149,7 @@ async function run(opts) {
 
   const overrides = {};
   if (opts.external) overrides.router = toValue("external");
+  if (opts.batcher) overrides["clients[0].scheduler.batching"] = toValue("external");
   if (opts.injectionOnly) overrides["workload.arrival"] = toValue({ process: "none" });
   const create = { spec: { preset }, overrides };
   if (opts.seed !== null) create.seed = String(opts.seed);
@@ -115,6 +169,7 @@ async function run(opts) {
   let completions = 0;
   let dropped = 0;
   let decisions = 0;
+  let batches = 0;
   let rr = 0;
   let now = session.now_ns;
   for (let step = 0; step < 1000000; step++) {
@@ -125,12 +180,13 @@ async function run(opts) {
       else if (ev.kind === "EVENT_KIND_DROPPED") dropped++;
     }
     if (reply.reason === "STOP_REASON_DECISION_NEEDED") {
-      const pending = reply.decisions.length ? reply.decisions : (await api.GetDecisions({ session_id: sid })).decisions;
-      const answers = pending.map((d) => ({
+      const answers = reply.decisions.map((d) => ({
         decision_id: d.decision_id, action: "DECISION_ACTION_ROUTE", client_id: d.candidates[rr++ % d.candidates.length],
       }));
+      const batch_answers = reply.batch_decisions.map(batchStep);
       decisions += answers.length;
-      await api.Decide({ session_id: sid, answers });
+      batches += batch_answers.length;
+      await api.Decide({ session_id: sid, answers, batch_answers });
     } else if (reply.reason === "STOP_REASON_IDLE") {
       break;
     }
@@ -138,7 +194,7 @@ async function run(opts) {
 
   if (!opts.keep) await api.CloseSession({ session_id: sid });
   stub.close();
-  const result = { session_id: sid, preset, injected, completions, dropped, decisions, sim_time_ns: now };
+  const result = { session_id: sid, preset, injected, completions, dropped, decisions, batches, sim_time_ns: now };
   console.log(JSON.stringify(result));
   console.log(`completions=${completions}`);
   return result;

@@ -158,6 +158,58 @@ class Decision(_message.Message):
     prefix_key: str
     def __init__(self, decision_id: _Optional[str] = ..., request_id: _Optional[str] = ..., stage_index: _Optional[int] = ..., stage_kind: _Optional[str] = ..., model: _Optional[str] = ..., candidates: _Optional[_Iterable[str]] = ..., time_ns: _Optional[int] = ..., prompt_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., prefix_key: _Optional[str] = ...) -> None: ...
 
+class BatchRequestView(_message.Message):
+    __slots__ = ("request_id", "prompt_tokens", "output_tokens", "prefill_tokens", "computed_tokens", "generated_tokens", "prefix_key", "arrival_ns", "decoding", "sequences", "kv_blocks", "next_decode_blocks")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    PROMPT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PREFILL_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    COMPUTED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    GENERATED_TOKENS_FIELD_NUMBER: _ClassVar[int]
+    PREFIX_KEY_FIELD_NUMBER: _ClassVar[int]
+    ARRIVAL_NS_FIELD_NUMBER: _ClassVar[int]
+    DECODING_FIELD_NUMBER: _ClassVar[int]
+    SEQUENCES_FIELD_NUMBER: _ClassVar[int]
+    KV_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_DECODE_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    prompt_tokens: int
+    output_tokens: int
+    prefill_tokens: int
+    computed_tokens: int
+    generated_tokens: int
+    prefix_key: str
+    arrival_ns: int
+    decoding: bool
+    sequences: int
+    kv_blocks: int
+    next_decode_blocks: int
+    def __init__(self, request_id: _Optional[str] = ..., prompt_tokens: _Optional[int] = ..., output_tokens: _Optional[int] = ..., prefill_tokens: _Optional[int] = ..., computed_tokens: _Optional[int] = ..., generated_tokens: _Optional[int] = ..., prefix_key: _Optional[str] = ..., arrival_ns: _Optional[int] = ..., decoding: _Optional[bool] = ..., sequences: _Optional[int] = ..., kv_blocks: _Optional[int] = ..., next_decode_blocks: _Optional[int] = ...) -> None: ...
+
+class BatchDecision(_message.Message):
+    __slots__ = ("decision_id", "client_id", "time_ns", "token_budget", "max_seqs", "block_size", "free_blocks", "total_blocks", "waiting", "running")
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    CLIENT_ID_FIELD_NUMBER: _ClassVar[int]
+    TIME_NS_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    MAX_SEQS_FIELD_NUMBER: _ClassVar[int]
+    BLOCK_SIZE_FIELD_NUMBER: _ClassVar[int]
+    FREE_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_BLOCKS_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    client_id: str
+    time_ns: int
+    token_budget: int
+    max_seqs: int
+    block_size: int
+    free_blocks: int
+    total_blocks: int
+    waiting: _containers.RepeatedCompositeFieldContainer[BatchRequestView]
+    running: _containers.RepeatedCompositeFieldContainer[BatchRequestView]
+    def __init__(self, decision_id: _Optional[str] = ..., client_id: _Optional[str] = ..., time_ns: _Optional[int] = ..., token_budget: _Optional[int] = ..., max_seqs: _Optional[int] = ..., block_size: _Optional[int] = ..., free_blocks: _Optional[int] = ..., total_blocks: _Optional[int] = ..., waiting: _Optional[_Iterable[_Union[BatchRequestView, _Mapping]]] = ..., running: _Optional[_Iterable[_Union[BatchRequestView, _Mapping]]] = ...) -> None: ...
+
 class RequestInput(_message.Message):
     __slots__ = ("arrival_ns", "prompt_tokens", "output_tokens", "model", "pipeline", "request_id", "prefix_key")
     ARRIVAL_NS_FIELD_NUMBER: _ClassVar[int]

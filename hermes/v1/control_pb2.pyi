@@ -37,18 +37,20 @@ class AdvanceRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ..., until_ns: _Optional[int] = ..., by_ns: _Optional[int] = ..., next_event: _Optional[bool] = ..., max_events: _Optional[int] = ...) -> None: ...
 
 class AdvanceReply(_message.Message):
-    __slots__ = ("time_ns", "reason", "events", "decisions", "events_processed")
+    __slots__ = ("time_ns", "reason", "events", "decisions", "events_processed", "batch_decisions")
     TIME_NS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
     EVENTS_FIELD_NUMBER: _ClassVar[int]
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
     EVENTS_PROCESSED_FIELD_NUMBER: _ClassVar[int]
+    BATCH_DECISIONS_FIELD_NUMBER: _ClassVar[int]
     time_ns: int
     reason: _common_pb2.StopReason
     events: _containers.RepeatedCompositeFieldContainer[_common_pb2.Event]
     decisions: _containers.RepeatedCompositeFieldContainer[_common_pb2.Decision]
     events_processed: int
-    def __init__(self, time_ns: _Optional[int] = ..., reason: _Optional[_Union[_common_pb2.StopReason, str]] = ..., events: _Optional[_Iterable[_Union[_common_pb2.Event, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[_common_pb2.Decision, _Mapping]]] = ..., events_processed: _Optional[int] = ...) -> None: ...
+    batch_decisions: _containers.RepeatedCompositeFieldContainer[_common_pb2.BatchDecision]
+    def __init__(self, time_ns: _Optional[int] = ..., reason: _Optional[_Union[_common_pb2.StopReason, str]] = ..., events: _Optional[_Iterable[_Union[_common_pb2.Event, _Mapping]]] = ..., decisions: _Optional[_Iterable[_Union[_common_pb2.Decision, _Mapping]]] = ..., events_processed: _Optional[int] = ..., batch_decisions: _Optional[_Iterable[_Union[_common_pb2.BatchDecision, _Mapping]]] = ...) -> None: ...
 
 class GetDecisionsRequest(_message.Message):
     __slots__ = ("session_id",)
@@ -57,10 +59,12 @@ class GetDecisionsRequest(_message.Message):
     def __init__(self, session_id: _Optional[str] = ...) -> None: ...
 
 class GetDecisionsReply(_message.Message):
-    __slots__ = ("decisions",)
+    __slots__ = ("decisions", "batch_decisions")
     DECISIONS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_DECISIONS_FIELD_NUMBER: _ClassVar[int]
     decisions: _containers.RepeatedCompositeFieldContainer[_common_pb2.Decision]
-    def __init__(self, decisions: _Optional[_Iterable[_Union[_common_pb2.Decision, _Mapping]]] = ...) -> None: ...
+    batch_decisions: _containers.RepeatedCompositeFieldContainer[_common_pb2.BatchDecision]
+    def __init__(self, decisions: _Optional[_Iterable[_Union[_common_pb2.Decision, _Mapping]]] = ..., batch_decisions: _Optional[_Iterable[_Union[_common_pb2.BatchDecision, _Mapping]]] = ...) -> None: ...
 
 class DecisionAnswer(_message.Message):
     __slots__ = ("decision_id", "action", "client_id", "retry_after_ns")
@@ -74,13 +78,35 @@ class DecisionAnswer(_message.Message):
     retry_after_ns: int
     def __init__(self, decision_id: _Optional[str] = ..., action: _Optional[_Union[_common_pb2.DecisionAction, str]] = ..., client_id: _Optional[str] = ..., retry_after_ns: _Optional[int] = ...) -> None: ...
 
+class BatchItem(_message.Message):
+    __slots__ = ("request_id", "tokens")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    TOKENS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    tokens: int
+    def __init__(self, request_id: _Optional[str] = ..., tokens: _Optional[int] = ...) -> None: ...
+
+class BatchAnswer(_message.Message):
+    __slots__ = ("decision_id", "schedule", "preempt", "repeat_decodes")
+    DECISION_ID_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULE_FIELD_NUMBER: _ClassVar[int]
+    PREEMPT_FIELD_NUMBER: _ClassVar[int]
+    REPEAT_DECODES_FIELD_NUMBER: _ClassVar[int]
+    decision_id: str
+    schedule: _containers.RepeatedCompositeFieldContainer[BatchItem]
+    preempt: _containers.RepeatedScalarFieldContainer[str]
+    repeat_decodes: bool
+    def __init__(self, decision_id: _Optional[str] = ..., schedule: _Optional[_Iterable[_Union[BatchItem, _Mapping]]] = ..., preempt: _Optional[_Iterable[str]] = ..., repeat_decodes: _Optional[bool] = ...) -> None: ...
+
 class DecideRequest(_message.Message):
-    __slots__ = ("session_id", "answers")
+    __slots__ = ("session_id", "answers", "batch_answers")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]
     ANSWERS_FIELD_NUMBER: _ClassVar[int]
+    BATCH_ANSWERS_FIELD_NUMBER: _ClassVar[int]
     session_id: str
     answers: _containers.RepeatedCompositeFieldContainer[DecisionAnswer]
-    def __init__(self, session_id: _Optional[str] = ..., answers: _Optional[_Iterable[_Union[DecisionAnswer, _Mapping]]] = ...) -> None: ...
+    batch_answers: _containers.RepeatedCompositeFieldContainer[BatchAnswer]
+    def __init__(self, session_id: _Optional[str] = ..., answers: _Optional[_Iterable[_Union[DecisionAnswer, _Mapping]]] = ..., batch_answers: _Optional[_Iterable[_Union[BatchAnswer, _Mapping]]] = ...) -> None: ...
 
 class DecideReply(_message.Message):
     __slots__ = ("pending_decisions",)

@@ -15,7 +15,8 @@ API_VERSION = "hermes.v1"
 SERVER_VERSION = "0.1.0"
 MAX_OVERRIDES = 1000  # dotted-path overrides in one CreateSession
 MAX_EVENT_KINDS = 64  # entries of event_kinds (there are 9 kinds; repeats are harmless up to this)
-CAPABILITIES = ("stream", "fork", "snapshot", "external_routing", "wakeups", "cluster_changes",
+CAPABILITIES = ("stream", "fork", "snapshot", "external_routing", "external_batching", "wakeups",
+                "cluster_changes",
                 "event_filter", "batched_events", "stream_bound_sessions", "idle_timeout")
 
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import sim_engine
 from hermes.v1 import common_pb2, control_pb2
-from sim_engine import DecisionAnswer
+from sim_engine import BatchAnswer, BatchItem, DecisionAnswer
 
 from ..errors import exhausted, invalid, not_found
 from . import engine, slices, validate, wire
@@ -79,8 +79,7 @@ class SteppingApi(ApiBase):
                 events_processed=out.events_processed)
             wire.fill_events(reply.events, out.events, s.event_kinds)
             if out.reason == "DECISION_NEEDED":
-                for d in s.sim.pending_decisions():
-                    wire.fill_decision(reply.decisions.add(), d)
+                self._fill_decisions(reply, s.sim)
             self.hooks.session_advanced(sid, s.sim, out.events, wall)
             return reply
 
@@ -103,16 +102,23 @@ class SteppingApi(ApiBase):
         sid = validate.session_id(req.session_id)
         with self.manager.use(sid, mutates=False, call=call) as s:
             reply = control_pb2.GetDecisionsReply()
-            for d in s.sim.pending_decisions():
-                wire.fill_decision(reply.decisions.add(), d)
+            self._fill_decisions(reply, s.sim)
             return reply
+
+    @staticmethod
+    def _fill_decisions(reply: Any, sim: Any) -> None:
+        for d in sim.pending_decisions():
+            wire.fill_decision(reply.decisions.add(), d)
+        for b in sim.pending_batch_decisions():
+            wire.fill_batch_decision(reply.batch_decisions.add(), b)
 
     def decide(self, req: control_pb2.DecideRequest, call: CallContext) -> control_pb2.DecideReply:
         sid = validate.session_id(req.session_id)
-        if not req.answers:
-            raise invalid("answers", "missing (give at least one answer)")
+        if not req.answers and not req.batch_answers:
+            raise invalid("answers", "missing (give at least one answer or batch answer)")
         if len(req.answers) > MAX_ANSWERS:
             raise exhausted("answers", f"{len(req.answers)} answers exceed the limit of {MAX_ANSWERS} per call")
+        batch_answers = self._batch_answers(req.batch_answers)
         for i, a in enumerate(req.answers):
             path = f"answers[{i}]"
             validate.required_text(a.decision_id, f"{path}.decision_id")
@@ -128,8 +134,7 @@ class SteppingApi(ApiBase):
         validate.unique((a.decision_id for a in req.answers), "answers.decision_id")
         answers = []
         for i, a in enumerate(req.answers):
-            if not (a.decision_id.isdigit() and str(int(a.decision_id)) == a.decision_id):
-                raise not_found(f"answers[{i}].decision_id", f"no pending decision {a.decision_id!r}")
+            self._decision_number(a.decision_id, f"answers[{i}].decision_id")
             answers.append(DecisionAnswer(int(a.decision_id), wire.DECISION_ACTIONS[a.action],
                                           a.client_id or None, a.retry_after_ns or None))
         with self.manager.use(sid, call=call) as s:
@@ -137,8 +142,36 @@ class SteppingApi(ApiBase):
             for i, a in enumerate(req.answers):
                 if a.retry_after_ns:
                     validate.sim_time(now + a.retry_after_ns, now, f"answers[{i}].retry_after_ns")
-            s.sim.decide_many(answers)  # atomic: every answer is checked before any is applied
-            return control_pb2.DecideReply(pending_decisions=len(s.sim.pending_decisions()))
+            s.sim.decide_many(answers, batch_answers)  # atomic: every answer is checked before any is applied
+            return control_pb2.DecideReply(
+                pending_decisions=len(s.sim.pending_decisions()) + len(s.sim.pending_batch_decisions()))
+
+    @staticmethod
+    def _decision_number(value: str, field: str) -> int:
+        if not (value.isdigit() and str(int(value)) == value):
+            raise not_found(field, f"no pending decision {value!r}")
+        return int(value)
+
+    def _batch_answers(self, msgs: Any) -> list[BatchAnswer]:
+        """Engine BatchAnswers from the wire, with wire-level checks (the engine checks the rest)."""
+        entries = sum(len(b.schedule) + len(b.preempt) for b in msgs)
+        if len(msgs) + entries > MAX_ANSWERS:
+            raise exhausted("batch_answers", f"{len(msgs) + entries} answers and entries exceed the limit of "
+                            f"{MAX_ANSWERS} per call")
+        out = []
+        for i, b in enumerate(msgs):
+            path = f"batch_answers[{i}]"
+            validate.required_text(b.decision_id, f"{path}.decision_id")
+            items = []
+            for j, item in enumerate(b.schedule):
+                validate.required_text(item.request_id, f"{path}.schedule[{j}].request_id")
+                validate.token_count(item.tokens, f"{path}.schedule[{j}].tokens")
+                items.append(BatchItem(item.request_id, int(item.tokens)))
+            for j, rid in enumerate(b.preempt):
+                validate.required_text(rid, f"{path}.preempt[{j}]")
+            out.append(BatchAnswer(self._decision_number(b.decision_id, f"{path}.decision_id"), tuple(items),
+                                   tuple(b.preempt), bool(b.repeat_decodes)))
+        return out
 
     # ------------------------------------------------------------ state, wake-ups, cluster, summary
 

@@ -86,6 +86,24 @@ def fill_events(out: Any, events: Iterable[Any], kinds: frozenset[str] | None = 
     return n
 
 
+_BATCH_SCALARS = ("client_id", "time_ns", "token_budget", "max_seqs", "block_size", "free_blocks", "total_blocks")
+_BATCH_REQUEST_FIELDS = tuple(common_pb2.BatchRequestView.DESCRIPTOR.fields_by_name)
+
+
+def fill_batch_decision(msg: Any, d: Any) -> Any:
+    """A BatchDecision message from the engine's view (the field names are the same)."""
+    msg.decision_id = str(d.decision_id)
+    for name in _BATCH_SCALARS:
+        setattr(msg, name, getattr(d, name))
+    for group in ("waiting", "running"):
+        add = getattr(msg, group).add
+        for r in getattr(d, group):
+            fields = {name: getattr(r, name) for name in _BATCH_REQUEST_FIELDS}
+            fields["prefix_key"] = fields["prefix_key"] or ""
+            add(**fields)
+    return msg
+
+
 def fill_decision(msg: Any, d: Any) -> Any:
     msg.decision_id = str(d.decision_id)
     msg.request_id = str(d.request_id)

@@ -45,7 +45,9 @@ def fleet_spec(source: Any, overrides: dict | None = None, workload: bool = Fals
     ov[f"pipelines.{FLEET_PIPELINE}"] = [{"kind": "llm"}]
     if not workload:
         ov["workload.arrival"] = {"process": "none"}
-    return load_spec(source, ov)
+    spec = load_spec(source, ov)
+    spec.refuse_external_batching("the HTTP front")
+    return spec
 
 
 @dataclass

@@ -85,7 +85,7 @@ FAMILIES: dict[str, tuple[str, str, list[str]]] = {
     "hermes_requests_completed": ("counter", "Requests the session completed.", _S),
     "hermes_requests_dropped": ("counter", "Requests the session dropped.", _S),
     "hermes_requests_in_flight": ("gauge", "Requests in the session that have not ended.", _S),
-    "hermes_pending_decisions": ("gauge", "Routing decisions waiting for the co-simulation client.", _S),
+    "hermes_pending_decisions": ("gauge", "Routing and batch decisions waiting for the co-simulation client.", _S),
     "hermes_stage_latency_seconds": (
         "histogram",
         "Per-stage latency of completed requests (simulated seconds).",
