@@ -52,6 +52,7 @@ def test_capacity_meets_the_slo_and_just_above_it_does_not() -> None:
     assert ok(r["max_rate"]) and not ok(r["fail_rate"])
 
 
+@pytest.mark.slow
 def test_capacity_is_monotone_in_the_slo() -> None:
     caps = [capacity_task(task({"ttft_p90": t}))["max_rate"] for t in (0.1, 0.2, 0.4, 0.8, 1.6)]
     assert all(a <= b for a, b in zip(caps, caps[1:], strict=False)), caps

@@ -143,6 +143,7 @@ def test_probes_hit_ports_and_services_the_container_serves(kind: str) -> None:
         stop_process(proc)
 
 
+@pytest.mark.slow
 def test_sweep_job_runs_hermes_simulate_per_index(tmp_path: Path) -> None:
     job, cm = one("Job", "hermes-sweep"), one("ConfigMap", "hermes-specs")
     spec = job["spec"]
@@ -193,6 +194,7 @@ def scale_out() -> tuple[list[dict], dict, list[tuple[str, dict[str, str]]]]:
     return objs, sts, statefulset_pods(sts)
 
 
+@pytest.mark.slow
 def test_scale_out_kustomization_swaps_the_deployment_for_a_statefulset() -> None:
     objs, _, _ = scale_out()
     names = sorted((d["kind"], d["metadata"]["name"]) for d in objs)

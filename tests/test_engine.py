@@ -83,6 +83,7 @@ def run_small_kv(doc, blocks: int) -> Simulation:
     return sim
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("admission", ["greedy", "reserve"])
 @pytest.mark.parametrize("batching", ["static", "continuous", "chunked", "mixed"])
 def test_closed_form_decode_runs_match_step_by_step(monkeypatch, batching, admission):

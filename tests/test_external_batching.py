@@ -98,6 +98,7 @@ requests_st = st.lists(
 @settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reqs=requests_st, blocks=st.integers(20, 60), block_size=st.sampled_from([4, 16]),
        max_seqs=st.integers(1, 8), budget=st.integers(300, 512), pipeline=st.sampled_from(sorted(PIPELINES)))
+@pytest.mark.slow
 def test_external_continuous_batcher_equals_the_builtin_policy(builtin, reqs, blocks, block_size, max_seqs,
                                                                budget, pipeline):
     shape = dict(blocks=blocks, block_size=block_size, max_seqs=max_seqs, budget=budget, pipeline=pipeline)

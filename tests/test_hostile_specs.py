@@ -213,6 +213,7 @@ def test_hostile_documents_name_the_field(change, field):
     _assert_spec_error(_bounded(lambda: load_spec(doc)), field)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("text", "field"), TEXTS, ids=[f"text{i}" for i in range(len(TEXTS))])
 def test_hostile_yaml_is_refused_before_anything_else(text, field):
     _assert_spec_error(_bounded(lambda: load_spec(text if "\n" in text else text + "\n")), field)
@@ -323,6 +324,7 @@ def test_memory_estimate_names_the_dominant_field():
     {"workload.arrival": {"process": "poisson", "rate": 1e6}, "workload.num_requests": 1500},
     {"workload.arrival": {"process": "trace", "trace": "azure_code"}, "clients[0].replicas": 4},
 ])
+@pytest.mark.slow
 def test_memory_estimate_bounds_what_a_run_allocates(overrides):
     spec = load_spec(copy.deepcopy(BASE), overrides)
     tracemalloc.start()
@@ -346,6 +348,7 @@ _docs = st.recursive(_scalars, lambda c: st.lists(c, max_size=4) | st.dictionari
                      max_leaves=30)
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(_keys, _docs, max_size=6))
 def test_random_documents_are_a_spec_or_a_spec_error(doc):
@@ -362,6 +365,7 @@ _PATHS = ["name", "seed", "clients", "clients[0]", "clients[0].tp", "clients[0].
           "workload.pipeline", "pipelines", "pipelines.default", "router", "limits", "kv_cache", "topology"]
 
 
+@pytest.mark.slow
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.dictionaries(st.sampled_from(_PATHS), _docs, min_size=1, max_size=3))
 def test_random_overrides_of_a_valid_spec_are_a_spec_or_a_spec_error(overrides):

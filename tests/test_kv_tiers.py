@@ -20,6 +20,7 @@ def keys(client: str, node: str = "n0", rack: str = "r0") -> dict[str, str]:
     return {"client": client, "node": node, "rack": rack, "global": "g"}
 
 
+@pytest.mark.slow
 def test_rates_mode_converges_to_conditional_rates_and_is_deterministic():
     def draw(seed: int) -> tuple[list[tuple[str | None, str | None]], dict]:
         h = KVHierarchy(parse_tiers(PAPER), "rates", np.random.default_rng(seed))

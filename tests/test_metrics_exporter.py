@@ -139,6 +139,7 @@ def test_hist_uses_le_semantics_and_weights() -> None:
     assert h.count == 8 and h.total == pytest.approx(0.5 + 1.0 + 1.5 + 3.0 + 8.0)
 
 
+@pytest.mark.slow
 def test_completions_feed_vllm_histograms_per_client() -> None:
     ex, sim = mx.MetricsExporter(), FakeSim()
     ex.on_session_created("s1", sim)
@@ -408,6 +409,7 @@ def test_clients_past_the_cap_share_one_other_series() -> None:
     assert value(text, "hermes_client_info", client="_other", model_name="_other") == 1
 
 
+@pytest.mark.slow
 def test_series_per_session_stay_under_the_documented_bound() -> None:
     from server.metrics.series import series_bound
 
@@ -454,6 +456,7 @@ def test_aggregate_sums_sessions_per_client_without_a_session_label() -> None:
     assert value(text, "vllm:num_requests_running", client="h100-0") is None
 
 
+@pytest.mark.slow
 def test_aggregate_series_do_not_grow_with_sessions_or_client_names() -> None:
     ex = mx.MetricsExporter(aggregate_sessions=True, max_clients_per_session=2)
     counts = []

@@ -20,6 +20,8 @@ from sim_engine import RequestInput, Simulation, load_spec
 from sim_engine.llm_client import LLMClient
 from sim_engine.request import STATUS_COMPLETED
 
+pytestmark = pytest.mark.slow  # random workloads x every mode: seconds each
+
 MODES = ("static", "continuous", "chunked", "mixed")
 ADMISSIONS = ("greedy", "reserve")
 PIPELINES = {

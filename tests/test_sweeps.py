@@ -32,6 +32,7 @@ def read(path: Path) -> list[dict]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.slow
 def test_rows_hold_the_swept_values_and_each_runs_summary(tmp_path: Path) -> None:
     plan = parse(small_sweep())
     result = run_sweep(plan, tmp_path, workers=2, progress=False)
@@ -50,6 +51,7 @@ def test_rows_hold_the_swept_values_and_each_runs_summary(tmp_path: Path) -> Non
     assert len({r["run_id"] for r in rows}) == 8
 
 
+@pytest.mark.slow
 def test_an_interrupted_sweep_resumes_without_rerunning_done_runs(tmp_path: Path) -> None:
     plan = parse(small_sweep(seeds=1))
     run_sweep(plan, tmp_path, workers=1, progress=False)
