@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from server.fleet.app import Fleet, fleet_spec
 from server.fleet.pacer import Pacer
 from server.fleet.requests import CHARS_PER_TOKEN, Limits
-from sim_engine import Simulation
+from sim_engine import Simulation, load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 HETERO = "hetero-demo"  # H100 + A100 + L40S serving Llama-3.1-8B
@@ -351,17 +351,32 @@ def test_hermes_fleet_command_prints_listeners_and_writes_the_endpoints_file(tmp
             assert p.wait(15) == 0
 
 
-def test_workload_flag_keeps_the_spec_generator_and_spreads_it_round_robin():
-    from server.fleet.app import _RoundRobin
-
-    sim = Simulation(fleet_spec("hetero-poisson", workload=True), record_events=True)
+def _run_workload(spec, background=None) -> Simulation:
+    sim = Simulation(spec, record_events=True)
     clock = FakeClock()
     pacer = Pacer(sim, time_scale=1.0, clock=clock)
-    pacer.background = _RoundRobin()
+    pacer.background = background
     for _ in range(2000):  # 20 simulated seconds
         clock.t += 0.01
         pacer.step(clock.t)
+    return sim
+
+
+def test_workload_flag_keeps_the_spec_generator_and_its_router():
+    sim = _run_workload(fleet_spec("hetero-poisson", workload=True))  # least_loaded
+    assert sim.injected > 10 and sim.completed > 0 and sim.dropped == 0
+    # routed as the offline engine routes the same spec over the same 20 s
+    offline = Simulation(load_spec("hetero-poisson"))
+    offline.advance(until_ns=sim.now_ns)
+    served = [c.requests_completed_total + c.num_running + c.num_waiting for c in sim.state().clients]
+    assert served == [c.requests_completed_total + c.num_running + c.num_waiting for c in offline.state().clients]
+    assert Simulation(fleet_spec("hetero-poisson"), record_events=True).source is None  # off by default
+
+
+def test_workload_of_an_external_router_spec_is_spread_round_robin():
+    from server.fleet.app import _RoundRobin
+
+    sim = _run_workload(fleet_spec("hetero-poisson", {"router.policy": "external"}, workload=True), _RoundRobin())
     assert sim.injected > 10 and sim.completed > 0 and sim.dropped == 0
     served = [c.requests_completed_total + c.num_running + c.num_waiting for c in sim.state().clients]
     assert sum(served) == sim.injected and max(served) - min(served) <= 1, served  # round robin
-    assert Simulation(fleet_spec("hetero-poisson"), record_events=True).source is None  # off by default

@@ -2,9 +2,11 @@
 
 Simulated time is ``sim0 + (wall - wall0) x time_scale``; the engine is only ever advanced
 to the simulated time of *now*, never past it, so everything it reports has happened.
-Requests arrive by ``Simulation.inject`` at the current simulated time and reach the
-listener's client through the engine's external-routing decisions (the fleet's spec is
-switched to ``router: external``), so the front uses only the public co-simulation API.
+Requests arrive by ``Simulation.inject`` at the current simulated time, so the front uses only
+the public co-simulation API: a listener's request is pinned to its client
+(``RequestInput.client_id``); a gateway request has no pin and goes through the spec's
+pipeline and router (when the spec's router is ``external``, ``background`` answers its
+decisions).
 
 Token times. The engine reports a request's first token and its completion exactly, but
 advances runs of decode steps in closed form, so it has no event per token. The pacer
@@ -13,7 +15,9 @@ engine's client state, refreshed whenever the engine moved): token k+1 comes one
 after token k, never more than ``output - 1`` tokens before the completion, and whatever is
 left is released at the simulated completion time. At light load this matches the engine's
 step times; when other requests join or leave the batch it follows the new step time from
-the next token on (docs/FLEET.md).
+the next token on (docs/FLEET.md). A request with reasoning generates its thinking tokens
+first: the answer's tokens are the last ``output`` of the ``output + thinking`` the engine
+makes, and the step cadence follows the client of the request's latest LLM stage.
 
 Lag is how late the pacer delivered what was due: the wall time after a pass over the
 engine minus the wall time the pass was due at.
@@ -46,12 +50,14 @@ class Job:
     """One engine request (one choice of one prompt of an HTTP call)."""
 
     rid: str
-    client_id: str
+    client_id: str  # the client of its latest LLM stage ("" until a gateway request reaches one)
     call: Call
     index: int  # choice index in the response
     prompt: int
     output: int
-    released: int = 0  # tokens handed to the HTTP side so far
+    released: int = 0  # answer tokens handed to the HTTP side so far
+    thinking: int = 0  # reasoning tokens the engine generates before the answer (not sent)
+    generated: int = 0  # engine tokens (thinking + answer) so far, as paced
     clock_ns: int = -1  # simulated time of the last released token
     first_ns: int = -1
     done_ns: int = -1
@@ -110,7 +116,8 @@ class Pacer:
         self._wake_due_wall: float | None = None
         self._task: asyncio.Task | None = None
         self._stopping = False
-        self.background: Callable[[object], str | None] | None = None  # answers decisions for the workload
+        # answers the decisions of unpinned requests (workload, gateway) when the spec's router is external
+        self.background: Callable[[object], str | None] | None = None
         self._refresh_clients()
 
     # ---------------------------------------------------------------- clock
@@ -124,8 +131,15 @@ class Pacer:
 
     # ---------------------------------------------------------------- intake
 
-    def submit(self, client_id: str, model: str, prompts: tuple[int, ...], outputs: list[int], n: int) -> Call:
-        """Inject one HTTP call's requests at the current simulated time (atomic: all or none)."""
+    def submit(self, client_id: str | None, model: str, prompts: tuple[int, ...], outputs: list[int], n: int,
+               pipeline: str | None = None) -> Call:
+        """Inject one HTTP call's requests at the current simulated time (atomic: all or none).
+
+        With a ``client_id`` every request is pinned to that client on ``pipeline`` (the fleet's
+        direct pipeline by default); without one it goes through ``pipeline`` (None: the spec's
+        workload mix) routed by the spec's router, as a request of the spec's workload would."""
+        if client_id is not None and pipeline is None:
+            pipeline = FLEET_PIPELINE
         arrival = max(self.sim.now_ns, self.sim_now_target())
         call = Call(arrival_ns=arrival)
         inputs = []
@@ -134,9 +148,9 @@ class Pacer:
             for _ in range(n):
                 rid = f"f{self._next_id}"
                 self._next_id += 1
-                inputs.append(RequestInput(arrival, p, outputs[k], model=model, pipeline=FLEET_PIPELINE,
-                                           request_id=rid))
-                call.jobs.append(Job(rid, client_id, call, k, p, outputs[k]))
+                inputs.append(RequestInput(arrival, p, outputs[k], model=model, pipeline=pipeline,
+                                           request_id=rid, client_id=client_id))
+                call.jobs.append(Job(rid, client_id or "", call, k, p, outputs[k]))
                 k += 1
         self.sim.inject(inputs)  # raises (SpecError/LimitError) before adding anything
         call.pending = len(call.jobs)
@@ -241,9 +255,8 @@ class Pacer:
 
     def _answer_decisions(self) -> None:
         sim = self.sim
-        for d in sim.pending_decisions():  # usually none: an empty list
-            job = self.jobs.get(d.request_id)
-            target = job.client_id if job is not None else (self.background(d) if self.background else None)
+        for d in sim.pending_decisions():  # only with the spec's router external: listeners' requests are pinned
+            target = self.background(d) if self.background else None
             if target is not None and target in d.candidates:
                 sim.decide(d.decision_id, "route", target)
             else:
@@ -260,21 +273,35 @@ class Pacer:
         if job is None:
             return
         kind = ev.kind
-        if kind == "first_token":
+        if kind == "routed":
+            if (ev.data or {}).get("stage") in LLM_STAGES:
+                job.client_id = ev.client_id
+        elif kind == "arrival":
+            job.thinking = (ev.data or {}).get("thinking_tokens", 0)
+        elif kind == "first_token":
+            if job.first_ns >= 0:  # a later LLM stage of the same request (P/D, a reasoning loop)
+                return
             job.first_ns = job.clock_ns = ev.time_ns
-            job.released = 1
-            if job.released < job.output - 1:
+            self._generated(job, 1)
+            if job.generated < job.output + job.thinking - 1:
                 self._push(job)
-            job.call.notify()
         elif kind == "completed":
             job.done_ns = ev.time_ns
-            job.released = job.output
+            job.released, job.generated = job.output, job.output + job.thinking
             if job.first_ns < 0:
                 job.first_ns = ev.time_ns
             self._end(job)
         elif kind == "dropped":
             job.error = (ev.data or {}).get("reason", "dropped")
             self._end(job)
+
+    def _generated(self, job: Job, n: int) -> None:
+        """The engine has made `n` of the job's tokens: the answer's share of them goes out."""
+        job.generated = n
+        released = max(0, n - job.thinking)
+        if released != job.released:
+            job.released = released
+            job.call.notify()
 
     def _end(self, job: Job) -> None:
         job.done = True
@@ -293,10 +320,9 @@ class Pacer:
             t, _, job = heapq.heappop(due)
             if job.done:
                 continue
-            job.released += 1
             job.clock_ns = t
-            job.call.notify()
-            if job.released < job.output - 1:
+            self._generated(job, job.generated + 1)
+            if job.generated < job.output + job.thinking - 1:
                 self._push(job)
 
 
@@ -306,3 +332,4 @@ def _resolve(fut: asyncio.Future) -> None:
 
 
 FLEET_PIPELINE = "_fleet_direct"
+LLM_STAGES = ("llm", "prefill", "decode")  # stages whose client paces the request's tokens
