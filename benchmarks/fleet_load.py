@@ -55,10 +55,11 @@ PROMPT_TOKENS = 128
 class Front:
     """`hermes fleet` in a subprocess; its listener URLs."""
 
-    def __init__(self, spec_path: Path):
+    def __init__(self, spec_path: Path, profile: str | None = None):
+        prof = ["-m", "cProfile", "-o", profile] if profile else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "fleet", str(spec_path), "--base-port", "0", "--time-scale", "1",
-             "--log-level", "error"],
+            [sys.executable, *prof, "-m", "server.cli", "fleet", str(spec_path), "--base-port", "0",
+             "--time-scale", "1", "--log-level", "error"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.urls: list[str] = []
         for line in self.proc.stdout:
@@ -172,11 +173,13 @@ async def main_async(args: argparse.Namespace, front: Front) -> float:
         await light_load(session, urls, args.light_requests, args.light_tokens)
         best = 0.0
         for rate in args.rates:
-            cpu0 = front.cpu_s()
+            cpu0, gen0 = front.cpu_s(), time.process_time()
             sustained, lag, ok, sent = await rate_step(session, urls, rate, args.step_s, args.tokens)
             cpu = (front.cpu_s() - cpu0) / max(sent, 1)
+            gen = (time.process_time() - gen0) / max(sent, 1)
             print(f"rate {rate:6.1f} req/s: {ok}/{sent} streams complete, worst lag {lag * 1e3:6.1f} ms, "
                   f"front CPU {cpu * 1e3:.2f} ms per stream (one core's worth: {1 / cpu if cpu else 0:.0f} req/s), "
+                  f"load generator CPU {gen * 1e3:.2f} ms per stream, "
                   f"load average {os.getloadavg()[0]:.1f} -> {'sustained' if sustained else 'NOT sustained'}",
                   flush=True)
             if not sustained:
@@ -189,18 +192,22 @@ async def main_async(args: argparse.Namespace, front: Front) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="a few seconds; no timing is asserted")
+    p.add_argument("--rates", type=float, nargs="+", help="request rates to step through (default: 5 ... 400)")
+    p.add_argument("--step-s", type=float, default=8.0, help="seconds per rate step (default %(default)s)")
+    p.add_argument("--profile", metavar="FILE", help="run the front under cProfile, writing FILE")
     args = p.parse_args()
+    rates = args.rates
     if args.smoke:
         args.rates, args.step_s, args.tokens, args.pause_s = [5.0], 1.0, 32, 0.0
         args.light_requests, args.light_tokens = 2, 16
     else:
-        args.rates = [5.0, 10.0, 25.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0, 400.0]
-        args.step_s, args.tokens, args.pause_s = 8.0, OUTPUT_TOKENS, 3.0
+        args.rates = rates or [5.0, 10.0, 25.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0, 400.0]
+        args.tokens, args.pause_s = OUTPUT_TOKENS, 3.0
         args.light_requests, args.light_tokens = 20, 128
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = Path(tmp) / "fleet-load.yaml"
         spec_path.write_text(yaml.safe_dump(SPEC))
-        front = Front(spec_path)
+        front = Front(spec_path, args.profile)
         try:
             print(f"front: {len(front.urls)} instances ({SPEC['clients'][0]['hardware']}, "
                   f"{SPEC['clients'][0]['model']}), time scale 1, {args.tokens} output tokens per stream")

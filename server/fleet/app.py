@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from sim_engine import Simulation, SpecError, load_spec
 from sim_engine.errors import LimitError
@@ -27,7 +27,7 @@ from sim_engine.workload import LengthSampler
 from .metrics import CONTENT_TYPE, FleetMetrics
 from .pacer import FLEET_PIPELINE, Call, Pacer
 from .requests import BadRequest, GenRequest, Limits, parse_json, parse_request
-from .responses import SSE_DONE, Shaper, error_response, sse_error
+from .responses import SSE_DONE, Shaper, direct_sink, error_response, sse_error
 
 DEFAULT_OUTPUT_TOKENS = 16  # OpenAI's default max_tokens for completions, when the spec has no distribution
 LOAD_FORMATS = ("vllm", "sglang")
@@ -293,12 +293,20 @@ class Fleet:
 
     async def _stream(self, request: web.Request, call: Call, g: GenRequest, shaper: Shaper,
                       finish: str, inst: Instance) -> web.StreamResponse:
+        try:
+            return await self._stream_events(request, call, g, shaper, finish, inst)
+        finally:
+            call.sink = None  # the pacer must not write to a response that has ended
+
+    async def _stream_events(self, request: web.Request, call: Call, g: GenRequest, shaper: Shaper,
+                             finish: str, inst: Instance) -> web.StreamResponse:
+        """The handler writes the head, the first tokens and the end; the tokens in between go out from
+        the pacer through the call's sink, straight to the socket (see responses.direct_sink)."""
         jobs = call.jobs
-        sent = [0] * len(jobs)
         plain = [shaper.token_chunk(j.index) for j in jobs]
         resp: web.StreamResponse | None = None
         while True:
-            if not call.finished and all(sent[i] >= j.released for i, j in enumerate(jobs)):
+            if not call.finished and all(j.sent >= j.released for j in jobs):
                 await call.wait()
                 continue
             if resp is None:
@@ -314,7 +322,7 @@ class Fleet:
                     await resp.write(b"".join(shaper.role_chunk(j.index) for j in jobs))
             parts = []
             for i, j in enumerate(jobs):
-                k = j.released - sent[i]
+                k = j.released - j.sent
                 if k <= 0:
                     continue
                 if j.done and not j.error:
@@ -322,7 +330,7 @@ class Fleet:
                     parts.append(shaper.token_chunk(j.index, finish))
                 else:
                     parts.append(plain[i] * k)
-                sent[i] = j.released
+                j.sent = j.released
             if call.finished:
                 fail = self._failure(call)
                 if fail is not None:
@@ -339,6 +347,8 @@ class Fleet:
             if call.finished:
                 await resp.write_eof()
                 return resp
+            if call.sink is None and request.version >= HttpVersion11 and request.transport is not None:
+                call.sink = direct_sink(request.transport, plain)  # aiohttp chose chunked encoding (1.1)
 
 
 class _RoundRobin:

@@ -10,10 +10,12 @@ decisions).
 
 Token times. The engine reports a request's first token and its completion exactly, but
 advances runs of decode steps in closed form, so it has no event per token. The pacer
-releases the tokens in between at the client's current step time (``est_step_s`` of the
-engine's client state, refreshed whenever the engine moved): token k+1 comes one step
-after token k, never more than ``output - 1`` tokens before the completion, and whatever is
-left is released at the simulated completion time. At light load this matches the engine's
+releases the tokens in between at the client's current step time (the client's
+``last_step_s``, read whenever the engine moved): one tick per client and step, anchored
+at the client's latest first-token or completion event (both fall on step boundaries), gives
+every request in its batch one token, as the batch's step does; never more than
+``output - 1`` tokens go out before the completion, and whatever is left is released at the
+simulated completion time. At light load this matches the engine's
 step times; when other requests join or leave the batch it follows the new step time from
 the next token on (docs/FLEET.md). A request with reasoning generates its thinking tokens
 first: the answer's tokens are the last ``output`` of the ``output + thinking`` the engine
@@ -58,7 +60,9 @@ class Job:
     released: int = 0  # answer tokens handed to the HTTP side so far
     thinking: int = 0  # reasoning tokens the engine generates before the answer (not sent)
     generated: int = 0  # engine tokens (thinking + answer) so far, as paced
+    sent: int = 0  # answer tokens the HTTP side has written
     clock_ns: int = -1  # simulated time of the last released token
+    ticking: str = ""  # the client whose steps pace it now ("" once capped or ended)
     first_ns: int = -1
     done_ns: int = -1
     error: str = ""  # drop reason
@@ -72,6 +76,8 @@ class Call:
     jobs: list[Job] = field(default_factory=list)
     arrival_ns: int = 0
     pending: int = 0  # jobs not ended
+    # writes a job's newly released tokens itself (True) instead of waking the handler (False)
+    sink: Callable[[Job], bool] | None = None
     _waiter: asyncio.Future | None = None
 
     def notify(self) -> None:
@@ -102,8 +108,9 @@ class Pacer:
         self.wall0 = clock()
         self.sim0 = sim.now_ns
         self.jobs: dict[str, Job] = {}
-        self._due: list[tuple[int, int, Job]] = []  # (simulated due time of next token, seq, job)
-        self._seq = 0
+        self._due: list[tuple[int, str]] = []  # (simulated time of a client's next step tick, client id)
+        self._tick_at: dict[str, int] = {}  # client id -> its next tick (heap entries that differ are stale)
+        self._ticking: dict[str, dict[Job, None]] = {}  # client id -> jobs its ticks release tokens to
         self._next_id = 0
         self.step_ns: dict[str, int] = {}  # client id -> current step estimate
         self.client_status: dict[str, str] = {}
@@ -224,6 +231,7 @@ class Pacer:
         if moved:
             self._refresh_clients()
         for ev in events:
+            self._release_due(ev.time_ns)  # ticks before an event run first: it may re-anchor them
             self._on_event(ev)
         self._release_due(target)
         self.passes += 1
@@ -263,19 +271,25 @@ class Pacer:
                 sim.decide(d.decision_id, "drop")
 
     def _refresh_clients(self) -> None:
-        for c in self.sim.state().clients:
-            if c.est_step_s > 0:
-                self.step_ns[c.id] = max(1, int(c.est_step_s * NS))
-            self.client_status[c.id] = c.status
+        """Step times and status of every client (read from the engine's clients: sim.state() would
+        also sum every queue, which costs more than the rest of a pass)."""
+        for c in self.sim.clients:
+            if c.last_step_s > 0:
+                self.step_ns[c.id] = max(1, int(c.last_step_s * NS))
+            self.client_status[c.id] = str(c.status)
 
     def _on_event(self, ev) -> None:
+        kind = ev.kind
+        if kind in ("first_token", "completed") and ev.client_id in self._tick_at:
+            self._anchor(ev.client_id, ev.time_ns)  # the client's batch stepped at this time
         job = self.jobs.get(ev.request_id)
         if job is None:
             return
-        kind = ev.kind
         if kind == "routed":
             if (ev.data or {}).get("stage") in LLM_STAGES:
                 job.client_id = ev.client_id
+                if job.ticking:
+                    self._tick_on(job, ev.client_id, ev.time_ns)
         elif kind == "arrival":
             job.thinking = (ev.data or {}).get("thinking_tokens", 0)
         elif kind == "first_token":
@@ -284,7 +298,7 @@ class Pacer:
             job.first_ns = job.clock_ns = ev.time_ns
             self._generated(job, 1)
             if job.generated < job.output + job.thinking - 1:
-                self._push(job)
+                self._tick_on(job, job.client_id, ev.time_ns)
         elif kind == "completed":
             job.done_ns = ev.time_ns
             job.released, job.generated = job.output, job.output + job.thinking
@@ -296,34 +310,66 @@ class Pacer:
             self._end(job)
 
     def _generated(self, job: Job, n: int) -> None:
-        """The engine has made `n` of the job's tokens: the answer's share of them goes out."""
+        """The engine has made `n` of the job's tokens: the answer's share of them goes out, written by
+        the call's sink when it has one (no handler wake-up per token), else by the woken handler."""
         job.generated = n
-        released = max(0, n - job.thinking)
-        if released != job.released:
+        released = n - job.thinking
+        if released > job.released:
             job.released = released
-            job.call.notify()
+            sink = job.call.sink
+            if sink is None or not sink(job):
+                job.call.notify()
 
     def _end(self, job: Job) -> None:
         job.done = True
+        self._untick(job)
         del self.jobs[job.rid]
         job.call.pending -= 1
         job.call.notify()
 
-    def _push(self, job: Job) -> None:
-        step = self.step_ns.get(job.client_id, 1)
-        self._seq += 1
-        heapq.heappush(self._due, (job.clock_ns + step, self._seq, job))
+    # ---------------------------------------------------------------- step ticks
+
+    def _tick_on(self, job: Job, client_id: str, now_ns: int) -> None:
+        """Pace `job` by `client_id`'s steps from now on."""
+        if job.ticking and client_id not in self.step_ns:  # a decode client that has not stepped yet:
+            self.step_ns[client_id] = self.step_ns.get(job.ticking, 1)  # the previous client's step until it has
+        self._untick(job)
+        job.ticking = client_id
+        jobs = self._ticking.setdefault(client_id, {})
+        jobs[job] = None
+        if client_id not in self._tick_at:
+            self._anchor(client_id, now_ns)
+
+    def _untick(self, job: Job) -> None:
+        if job.ticking:
+            jobs = self._ticking[job.ticking]
+            del jobs[job]
+            if not jobs:
+                del self._ticking[job.ticking], self._tick_at[job.ticking]
+            job.ticking = ""
+
+    def _anchor(self, client_id: str, t_ns: int) -> None:
+        nxt = t_ns + self.step_ns.get(client_id, 1)
+        self._tick_at[client_id] = nxt
+        heapq.heappush(self._due, (nxt, client_id))
 
     def _release_due(self, now_ns: int) -> None:
-        due = self._due
+        """Run every client tick due by `now_ns`: each gives one token to each job the client paces."""
+        due, tick_at = self._due, self._tick_at
         while due and due[0][0] <= now_ns:
-            t, _, job = heapq.heappop(due)
-            if job.done:
-                continue
-            job.clock_ns = t
-            self._generated(job, job.generated + 1)
-            if job.generated < job.output + job.thinking - 1:
-                self._push(job)
+            t, cid = heapq.heappop(due)
+            if tick_at.get(cid) != t:
+                continue  # re-anchored or idle since
+            capped = []
+            for job in self._ticking[cid]:
+                job.clock_ns = t
+                self._generated(job, job.generated + 1)
+                if job.generated >= job.output + job.thinking - 1:
+                    capped.append(job)
+            for job in capped:
+                self._untick(job)
+            if cid in tick_at:
+                self._anchor(cid, t)
 
 
 def _resolve(fut: asyncio.Future) -> None:
