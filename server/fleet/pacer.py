@@ -111,6 +111,7 @@ class Pacer:
         self._due: list[tuple[int, str]] = []  # (simulated time of a client's next step tick, client id)
         self._tick_at: dict[str, int] = {}  # client id -> its next tick (heap entries that differ are stale)
         self._ticking: dict[str, dict[Job, None]] = {}  # client id -> jobs its ticks release tokens to
+        self._unsent: dict[Job, None] = {}  # jobs with tokens released in this pass, for their sinks
         self._next_id = 0
         self.step_ns: dict[str, int] = {}  # client id -> current step estimate
         self.client_status: dict[str, str] = {}
@@ -234,6 +235,7 @@ class Pacer:
             self._release_due(ev.time_ns)  # ticks before an event run first: it may re-anchor them
             self._on_event(ev)
         self._release_due(target)
+        self._flush()
         self.passes += 1
         if due_wall is not None:
             lag = max(0.0, self.clock() - due_wall)
@@ -310,15 +312,25 @@ class Pacer:
             self._end(job)
 
     def _generated(self, job: Job, n: int) -> None:
-        """The engine has made `n` of the job's tokens: the answer's share of them goes out, written by
-        the call's sink when it has one (no handler wake-up per token), else by the woken handler."""
+        """The engine has made `n` of the job's tokens: the answer's share of them goes out at the end of
+        the pass, written by the call's sink when it has one (no handler wake-up per token), else by the
+        woken handler."""
         job.generated = n
         released = n - job.thinking
         if released > job.released:
             job.released = released
-            sink = job.call.sink
-            if sink is None or not sink(job):
+            if job.call.sink is None:
                 job.call.notify()
+            else:
+                self._unsent[job] = None
+
+    def _flush(self) -> None:
+        """One write per stream and pass: every token released in a pass is due by the same wall instant."""
+        for job in self._unsent:
+            sink = job.call.sink
+            if not job.done and (sink is None or not sink(job)):  # an ended job's handler writes its end
+                job.call.notify()
+        self._unsent.clear()
 
     def _end(self, job: Job) -> None:
         job.done = True
