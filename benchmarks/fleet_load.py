@@ -56,11 +56,11 @@ PROMPT_TOKENS = 128
 class Front:
     """`hermes fleet` in a subprocess; its listener URLs."""
 
-    def __init__(self, spec_path: Path, profile: str | None = None):
+    def __init__(self, spec_path: Path, profile: str | None = None, loop: str = "asyncio"):
         prof = ["-m", "cProfile", "-o", profile] if profile else []
         self.proc = subprocess.Popen(
             [sys.executable, *prof, "-m", "server.cli", "fleet", str(spec_path), "--base-port", "0",
-             "--time-scale", "1", "--log-level", "error"],
+             "--time-scale", "1", "--log-level", "error", "--loop", loop],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.urls: list[str] = []
         for line in self.proc.stdout:
@@ -205,7 +205,8 @@ async def main_async(args: argparse.Namespace, front: Front) -> float:
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        await light_load(session, urls, args.light_requests, args.light_tokens)
+        if args.light_requests:
+            await light_load(session, urls, args.light_requests, args.light_tokens)
         best = 0.0
         for rate in args.rates:
             cpu0, gen0 = front.cpu_s(), time.process_time()
@@ -230,6 +231,8 @@ def main() -> int:
     p.add_argument("--rates", type=float, nargs="+", help="request rates to step through (default: 5 ... 400)")
     p.add_argument("--step-s", type=float, default=8.0, help="seconds per rate step (default %(default)s)")
     p.add_argument("--profile", metavar="FILE", help="run the front under cProfile, writing FILE")
+    p.add_argument("--light-requests", type=int, default=20, help="light-load streams (0: skip that part)")
+    p.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio", help="the front's event loop")
     args = p.parse_args()
     rates = args.rates
     if args.smoke:
@@ -238,11 +241,11 @@ def main() -> int:
     else:
         args.rates = rates or [5.0, 10.0, 25.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0, 400.0]
         args.tokens, args.pause_s = OUTPUT_TOKENS, 3.0
-        args.light_requests, args.light_tokens = 20, 128
+        args.light_tokens = 128
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = Path(tmp) / "fleet-load.yaml"
         spec_path.write_text(yaml.safe_dump(SPEC))
-        front = Front(spec_path, args.profile)
+        front = Front(spec_path, args.profile, args.loop)
         try:
             print(f"front: {len(front.urls)} instances ({SPEC['clients'][0]['hardware']}, "
                   f"{SPEC['clients'][0]['model']}), time scale 1, {args.tokens} output tokens per stream")

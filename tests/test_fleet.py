@@ -380,3 +380,68 @@ def test_workload_of_an_external_router_spec_is_spread_round_robin():
     assert sim.injected > 10 and sim.completed > 0 and sim.dropped == 0
     served = [c.requests_completed_total + c.num_running + c.num_waiting for c in sim.state().clients]
     assert sum(served) == sim.injected and max(served) - min(served) <= 1, served  # round robin
+
+
+def test_one_tick_per_client_step_gives_every_request_in_the_batch_its_token_at_once():
+    sim = Simulation(fleet_spec(HETERO), record_events=True)
+    clock = FakeClock()
+    pacer = Pacer(sim, time_scale=1.0, clock=clock)
+    calls = [pacer.submit("h100-0", MODEL, (200,), [40], 1) for _ in range(3)]
+    jobs = [c.jobs[0] for c in calls]
+    released_at: dict[int, list[int]] = {}  # simulated time of a release -> jobs that got a token then
+    last = [0, 0, 0]
+    while not all(c.finished for c in calls):
+        clock.t += 0.0005
+        pacer.step(clock.t)
+        for i, j in enumerate(jobs):
+            if 1 < j.released <= j.output - 1 and j.released != last[i]:
+                released_at.setdefault(j.clock_ns, []).append(i)
+            last[i] = j.released
+    assert all(j.released == 40 for j in jobs)
+    # the three prefilled in one batch: from then on every tick gave each of them a token
+    assert len(released_at) > 20 and all(sorted(v) == [0, 1, 2] for v in released_at.values()), released_at
+    ticks = sorted(released_at)
+    gaps = {b - a for a, b in zip(ticks, ticks[1:], strict=False)}
+    assert max(gaps) - min(gaps) <= max(gaps) // 5  # one step apart (the step time changes little)
+
+
+class _FakeTransport:
+    def __init__(self, buffered: int = 0, closing: bool = False):
+        self.buffered, self.closing, self.data = buffered, closing, b""
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
+def test_direct_sink_writes_chunked_frames_or_leaves_the_tokens_to_the_handler():
+    from server.fleet.pacer import Call, Job
+    from server.fleet.responses import SINK_BUFFER_LIMIT, direct_sink
+
+    job = Job("r", "c", Call(), 0, 10, 8, released=3, sent=1)
+    t = _FakeTransport()
+    assert direct_sink(t, [b"data: x\n\n"])(job) and job.sent == 3
+    assert t.data == b"9\r\ndata: x\n\n\r\n" * 2  # two tokens, each one chunked-transfer frame
+    for full in (_FakeTransport(buffered=SINK_BUFFER_LIMIT + 1), _FakeTransport(closing=True)):
+        job.released = 5
+        assert not direct_sink(full, [b"data: x\n\n"])(job) and full.data == b"" and job.sent == 3
+
+
+def test_a_refusing_sink_wakes_the_handler_instead():
+    sim = Simulation(fleet_spec(HETERO), record_events=True)
+    clock = FakeClock()
+    pacer = Pacer(sim, time_scale=1.0, clock=clock)
+    call = pacer.submit("h100-0", MODEL, (200,), [30], 1)
+    offered = []
+    call.sink = lambda job: offered.append(job.released) or False
+    woken = []
+    call.notify = lambda: woken.append(call.jobs[0].released)
+    while not call.finished:
+        clock.t += 0.0005
+        pacer.step(clock.t)
+    assert offered and woken[-1] == 30 and set(offered) <= set(woken)
