@@ -10,9 +10,16 @@ a rate is sustained when every stream comes back with its 256 tokens and the fro
 Before that, at light load (one stream at a time), it compares client-measured TTFT and
 inter-token latency with the simulated ones (from the instances' vLLM histograms).
 
-Each step also reports the front's CPU time per stream (from /proc), which does not depend on
-what else the machine runs: one core divided by it bounds the front's capacity. The lag
-criterion does depend on it: on a shared machine the front is descheduled now and then.
+Each step also reports the front's CPU time per stream (from /proc; it grows when other jobs
+share the cores and their caches, and shrinks when the front lags, since a late pass writes
+several tokens per stream at once): one core divided by it bounds the front's capacity; the
+load generator's own CPU per stream (a lean protocol-level client, its share of the cores);
+and the host probe's lag: how late an idle process wakes from a 5 ms sleep over the same
+interval, the baseline the front's lag compares with. On a shared machine the front is
+descheduled now and then, and when the probe is 50 ms late no rate can pass.
+
+Options: `--rates R ...`, `--step-s S`, `--light-requests N` (0 skips the light-load part),
+`--loop uvloop` (the front's event loop), `--profile FILE` (the front under cProfile).
 
 Prints per-step results and, last, `fleet_max_requests_per_s=<x>` (0 when even the first
 rate fails). Goal (issue 10): at least 200 requests/s.
@@ -28,10 +35,12 @@ import asyncio
 import json
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -90,6 +99,80 @@ def _metric_sum(text: str, name: str) -> float:
 async def _scrape(session: aiohttp.ClientSession, url: str) -> str:
     async with session.get(url + "/metrics") as r:
         return await r.text()
+
+
+PROBE = """
+import sys, time
+worst, mark = 0.0, time.monotonic()
+while True:
+    t = time.monotonic()
+    time.sleep(0.005)
+    worst = max(worst, time.monotonic() - t - 0.005)
+    if t - mark >= 0.5:
+        print(worst, flush=True)
+        worst, mark = 0.0, t
+"""
+
+
+class HostProbe:
+    """The baseline lag of the host itself: an idle process that sleeps 5 ms at a time and reports how
+    late it woke (worst per half second). When the host is this late, no process on it meets the lag
+    limit, the front included; the benchmark prints it next to the front's lag."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", PROBE], stdout=subprocess.PIPE, text=True)
+        self.samples: list[float] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:  # type: ignore[union-attr]
+            self.samples.append(float(line))
+
+    def worst_since(self, start: int) -> float:
+        return max(self.samples[start:], default=0.0)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(15)
+
+
+SINK = """
+import selectors, socket, sys
+srv = socket.create_server(("127.0.0.1", 0))
+print(srv.getsockname()[1], flush=True)
+sel = selectors.DefaultSelector()
+conns = [srv.accept()[0] for _ in range(int(sys.argv[1]))]
+for c in conns:
+    sel.register(c, selectors.EVENT_READ)
+while conns:
+    for key, _ in sel.select():
+        if not key.fileobj.recv(1 << 16):
+            sel.unregister(key.fileobj)
+            conns.remove(key.fileobj)
+"""
+
+
+def send_floor(sends: int = 20000, streams: int = 64, size: int = 160) -> float:
+    """The host's floor for one token: CPU seconds this process spends in one `size`-byte loopback TCP
+    send (a token chunk's size), to a separate reading process over `streams` connections, one send
+    per token as the front makes. The kernel does the receiver's TCP work in the sender's send, so this
+    is what any HTTP front pays per streamed token on this host, before any Python."""
+    reader = subprocess.Popen([sys.executable, "-c", SINK, str(streams)], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(reader.stdout.readline())  # type: ignore[union-attr]
+        conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(streams)]
+        for c in conns:
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio's transports set it
+        data = b"x" * size
+        cpu0 = time.process_time()
+        for i in range(sends):
+            conns[i % streams].send(data)
+        cpu = time.process_time() - cpu0
+        for c in conns:
+            c.close()
+    finally:
+        reader.wait(30)
+    return cpu / sends
 
 
 class _StreamCounter(asyncio.Protocol):
@@ -200,7 +283,7 @@ async def rate_step(session: aiohttp.ClientSession, urls: list[str], rate: float
     return ok == count and worst <= LAG_LIMIT_S, worst, ok, count
 
 
-async def main_async(args: argparse.Namespace, front: Front) -> float:
+async def main_async(args: argparse.Namespace, front: Front, probe: HostProbe) -> float:
     urls = front.urls
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=300)
@@ -209,13 +292,14 @@ async def main_async(args: argparse.Namespace, front: Front) -> float:
             await light_load(session, urls, args.light_requests, args.light_tokens)
         best = 0.0
         for rate in args.rates:
-            cpu0, gen0 = front.cpu_s(), time.process_time()
+            cpu0, gen0, probe0 = front.cpu_s(), time.process_time(), len(probe.samples)
             sustained, lag, ok, sent = await rate_step(session, urls, rate, args.step_s, args.tokens)
             cpu = (front.cpu_s() - cpu0) / max(sent, 1)
             gen = (time.process_time() - gen0) / max(sent, 1)
             print(f"rate {rate:6.1f} req/s: {ok}/{sent} streams complete, worst lag {lag * 1e3:6.1f} ms, "
                   f"front CPU {cpu * 1e3:.2f} ms per stream (one core's worth: {1 / cpu if cpu else 0:.0f} req/s), "
                   f"load generator CPU {gen * 1e3:.2f} ms per stream, "
+                  f"host probe lag {probe.worst_since(probe0) * 1e3:.1f} ms, "
                   f"load average {os.getloadavg()[0]:.1f} -> {'sustained' if sustained else 'NOT sustained'}",
                   flush=True)
             if not sustained:
@@ -242,15 +326,20 @@ def main() -> int:
         args.rates = rates or [5.0, 10.0, 25.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0, 400.0]
         args.tokens, args.pause_s = OUTPUT_TOKENS, 3.0
         args.light_tokens = 128
+    floor = send_floor(2000 if args.smoke else 20000)
+    print(f"host floor: one 160-byte loopback TCP send costs {floor * 1e6:.1f} us of CPU, so 200 req/s of "
+          f"{args.tokens} tokens need {200 * args.tokens * floor:.2f} cores for the sends alone")
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = Path(tmp) / "fleet-load.yaml"
         spec_path.write_text(yaml.safe_dump(SPEC))
         front = Front(spec_path, args.profile, args.loop)
+        probe = HostProbe()
         try:
             print(f"front: {len(front.urls)} instances ({SPEC['clients'][0]['hardware']}, "
                   f"{SPEC['clients'][0]['model']}), time scale 1, {args.tokens} output tokens per stream")
-            best = asyncio.run(main_async(args, front))
+            best = asyncio.run(main_async(args, front, probe))
         finally:
+            probe.stop()
             front.stop()
     print(f"fleet_max_requests_per_s={best:g}")
     return 0
