@@ -176,36 +176,53 @@ def send_floor(sends: int = 20000, streams: int = 64, size: int = 160) -> float:
 
 
 class _StreamCounter(asyncio.Protocol):
-    """The load generator's side of one streaming call, as lean as a client can be (so that it takes
-    little of the CPU it shares with the front): it sends the request with `Connection: close`,
-    counts `"text"` fields in what arrives (one per token chunk) and is done when the front closes."""
+    """The load generator's side of streaming calls on one kept-alive connection, as lean as a client
+    can be (so that it takes little of the CPU it shares with the front): it counts `"text"` fields
+    (one per token chunk) and a call ends at the chunked body's last chunk (any other status: at
+    its first bytes, and the connection is not reused)."""
 
     MARK = b'"text"'
+    END = b"\r\n0\r\n\r\n"
 
-    def __init__(self, request: bytes, done: asyncio.Future):
-        self.request, self.done = request, done
-        self.status = 0
-        self.got = 0
-        self.first = self.last = 0.0
-        self.tail = b""
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.done: asyncio.Future | None = None
+        self.lost = False
+
+    def call(self, request: bytes, done: asyncio.Future) -> None:
+        self.done, self.status, self.got, self.first, self.last, self.tail = done, 0, 0, 0.0, 0.0, b""
+        self.transport.write(request)  # type: ignore[union-attr]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        transport.write(self.request)  # type: ignore[attr-defined]
+        self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        if not self.status:
-            self.status = int(data[9:12])
-        n = (self.tail + data).count(self.MARK)  # the tail is too short to hold a whole mark twice
-        self.tail = data[-len(self.MARK) + 1:]
+        if self.done is None:
+            return
+        buf = self.tail + data
+        if not self.status and len(buf) >= 12:
+            self.status = int(buf[9:12])
+        n = buf.count(self.MARK)  # the tail kept is too short to hold a whole mark: none counted twice
+        self.tail = buf[-len(self.END):]
         if n:
             self.last = time.monotonic()
             if not self.got:
                 self.first = self.last
             self.got += n
+        if (self.status and self.status != 200) or buf.endswith(self.END):
+            self._finish()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if not self.done.done():
+        self.lost = True
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.done is not None and not self.done.done():
             self.done.set_result(None)
+        self.done = None
+
+
+_IDLE: dict[str, list[_StreamCounter]] = {}  # url -> kept-alive connections not in a call
 
 
 async def _stream(url: str, tokens: int) -> tuple[int, float, float, float]:
@@ -214,15 +231,23 @@ async def _stream(url: str, tokens: int) -> tuple[int, float, float, float]:
                        "ignore_eos": True}).encode()
     host, port = url.removeprefix("http://").rsplit(":", 1)
     request = (f"POST /v1/completions HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n").encode() + body
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
     loop = asyncio.get_running_loop()
-    done = loop.create_future()
+    idle = _IDLE.setdefault(url, [])
     start = time.monotonic()
-    transport, proto = await loop.create_connection(lambda: _StreamCounter(request, done), host, int(port))
-    try:
-        await done
-    finally:
-        transport.close()
+    while idle and idle[-1].lost:
+        idle.pop()
+    if idle:
+        proto = idle.pop()
+    else:
+        _, proto = await loop.create_connection(_StreamCounter, host, int(port))
+    done = loop.create_future()
+    proto.call(request, done)
+    await done
+    if proto.status == 200 and not proto.lost:
+        idle.append(proto)
+    elif not proto.lost:
+        proto.transport.close()  # type: ignore[union-attr]
     if proto.status != 200:
         return -proto.status, start, start, start
     return proto.got, start, proto.first, proto.last
