@@ -19,7 +19,7 @@ interval, the baseline the front's lag compares with. On a shared machine the fr
 descheduled now and then, and when the probe is 50 ms late no rate can pass.
 
 Options: `--rates R ...`, `--step-s S`, `--light-requests N` (0 skips the light-load part),
-`--loop uvloop` (the front's event loop), `--profile FILE` (the front under cProfile).
+`--profile FILE` (the front under cProfile).
 
 Prints per-step results and, last, `fleet_max_requests_per_s=<x>` (0 when even the first
 rate fails). Goal (issue 10): at least 200 requests/s.
@@ -65,11 +65,11 @@ PROMPT_TOKENS = 128
 class Front:
     """`hermes fleet` in a subprocess; its listener URLs."""
 
-    def __init__(self, spec_path: Path, profile: str | None = None, loop: str = "asyncio"):
+    def __init__(self, spec_path: Path, profile: str | None = None):
         prof = ["-m", "cProfile", "-o", profile] if profile else []
         self.proc = subprocess.Popen(
             [sys.executable, *prof, "-m", "server.cli", "fleet", str(spec_path), "--base-port", "0",
-             "--time-scale", "1", "--log-level", "error", "--loop", loop],
+             "--time-scale", "1", "--log-level", "error"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.urls: list[str] = []
         for line in self.proc.stdout:
@@ -341,7 +341,6 @@ def main() -> int:
     p.add_argument("--step-s", type=float, default=8.0, help="seconds per rate step (default %(default)s)")
     p.add_argument("--profile", metavar="FILE", help="run the front under cProfile, writing FILE")
     p.add_argument("--light-requests", type=int, default=20, help="light-load streams (0: skip that part)")
-    p.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio", help="the front's event loop")
     args = p.parse_args()
     rates = args.rates
     if args.smoke:
@@ -357,7 +356,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = Path(tmp) / "fleet-load.yaml"
         spec_path.write_text(yaml.safe_dump(SPEC))
-        front = Front(spec_path, args.profile, args.loop)
+        front = Front(spec_path, args.profile)
         probe = HostProbe()
         try:
             print(f"front: {len(front.urls)} instances ({SPEC['clients'][0]['hardware']}, "

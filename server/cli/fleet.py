@@ -64,13 +64,6 @@ def _run(args: argparse.Namespace) -> int:
         print("hermes fleet: --gateway-port must be between 0 and 65535", file=sys.stderr)
         return 2
     try:
-        if args.loop == "uvloop":
-            try:
-                import uvloop
-            except ImportError:
-                print("hermes fleet: --loop uvloop needs the uvloop package (pip install uvloop)", file=sys.stderr)
-                return 2
-            return uvloop.run(_serve(args))
         return asyncio.run(_serve(args))
     except SpecError as e:
         print(f"hermes fleet: {e}", file=sys.stderr)
@@ -104,7 +97,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-body-mb", type=int, default=8, help="largest request body, MiB")
     p.add_argument("--max-n", type=int, default=16, help="largest n (choices per prompt)")
     p.add_argument("--max-tokens", type=int, default=1 << 20, help="largest max_tokens accepted")
-    p.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio",
-                   help="event loop: uvloop (if installed) costs less per streamed token (docs/FLEET.md)")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     p.set_defaults(func=_run)
