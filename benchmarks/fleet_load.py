@@ -19,7 +19,7 @@ interval, the baseline the front's lag compares with. On a shared machine the fr
 descheduled now and then, and when the probe is 50 ms late no rate can pass.
 
 Options: `--rates R ...`, `--step-s S`, `--light-requests N` (0 skips the light-load part),
-`--profile FILE` (the front under cProfile).
+`--all-rates` (go on after a failed rate, to compare CPU per stream), `--profile FILE` (the front under cProfile).
 
 Prints per-step results and, last, `fleet_max_requests_per_s=<x>` (0 when even the first
 rate fails). Goal (issue 10): at least 200 requests/s.
@@ -315,7 +315,7 @@ async def main_async(args: argparse.Namespace, front: Front, probe: HostProbe) -
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         if args.light_requests:
             await light_load(session, urls, args.light_requests, args.light_tokens)
-        best = 0.0
+        best, failed = 0.0, False
         for rate in args.rates:
             cpu0, gen0, probe0 = front.cpu_s(), time.process_time(), len(probe.samples)
             sustained, lag, ok, sent = await rate_step(session, urls, rate, args.step_s, args.tokens)
@@ -328,8 +328,11 @@ async def main_async(args: argparse.Namespace, front: Front, probe: HostProbe) -
                   f"load average {os.getloadavg()[0]:.1f} -> {'sustained' if sustained else 'NOT sustained'}",
                   flush=True)
             if not sustained:
-                break
-            best = rate
+                failed = True
+                if not args.all_rates:
+                    break
+            if not failed:
+                best = rate
             await asyncio.sleep(args.pause_s)  # let the previous step's streams drain from the engine
         return best
 
@@ -339,6 +342,8 @@ def main() -> int:
     p.add_argument("--smoke", action="store_true", help="a few seconds; no timing is asserted")
     p.add_argument("--rates", type=float, nargs="+", help="request rates to step through (default: 5 ... 400)")
     p.add_argument("--step-s", type=float, default=8.0, help="seconds per rate step (default %(default)s)")
+    p.add_argument("--all-rates", action="store_true",
+                   help="run every rate, also after one failed (the figure stays the last rate before it)")
     p.add_argument("--profile", metavar="FILE", help="run the front under cProfile, writing FILE")
     p.add_argument("--light-requests", type=int, default=20, help="light-load streams (0: skip that part)")
     args = p.parse_args()
