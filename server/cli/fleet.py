@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -30,6 +31,9 @@ async def _serve(args: argparse.Namespace) -> int:
                   load_format=args.load_format, limits=limits, max_inflight=args.max_inflight,
                   gateway_port=args.gateway_port)
     instances = await fleet.start()
+    # the modules, the spec and the engine built so far live as long as the process: keep them out of
+    # the collector's full passes, which would otherwise walk them all and stall every stream
+    gc.freeze()
     for inst in instances:
         print(f"hermes fleet {inst.client_id} {inst.model} {inst.url}", flush=True)
     if fleet.gateway is not None:
