@@ -322,7 +322,8 @@ async def main_async(args: argparse.Namespace, front: Front, probe: HostProbe) -
             cpu = (front.cpu_s() - cpu0) / max(sent, 1)
             gen = (time.process_time() - gen0) / max(sent, 1)
             print(f"rate {rate:6.1f} req/s: {ok}/{sent} streams complete, worst lag {lag * 1e3:6.1f} ms, "
-                  f"front CPU {cpu * 1e3:.2f} ms per stream (one core's worth: {1 / cpu if cpu else 0:.0f} req/s), "
+                  f"front CPU {cpu * 1e3:.2f} ms per stream (one core's worth: {1 / cpu if cpu else 0:.0f} req/s; "
+                  f"per token {cpu / args.tokens / args.floor:.1f}x the host's send floor), "
                   f"load generator CPU {gen * 1e3:.2f} ms per stream, "
                   f"host probe lag {probe.worst_since(probe0) * 1e3:.1f} ms, "
                   f"load average {os.getloadavg()[0]:.1f} -> {'sustained' if sustained else 'NOT sustained'}",
@@ -355,7 +356,7 @@ def main() -> int:
         args.rates = rates or [5.0, 10.0, 25.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0, 400.0]
         args.tokens, args.pause_s = OUTPUT_TOKENS, 3.0
         args.light_tokens = 128
-    floor = send_floor(2000 if args.smoke else 20000)
+    floor = args.floor = send_floor(2000 if args.smoke else 20000)
     print(f"host floor: one 160-byte loopback TCP send costs {floor * 1e6:.1f} us of CPU, so 200 req/s of "
           f"{args.tokens} tokens need {200 * args.tokens * floor:.2f} cores for the sends alone")
     with tempfile.TemporaryDirectory() as tmp:
