@@ -10,9 +10,16 @@ a rate is sustained when every stream comes back with its 256 tokens and the fro
 Before that, at light load (one stream at a time), it compares client-measured TTFT and
 inter-token latency with the simulated ones (from the instances' vLLM histograms).
 
-Each step also reports the front's CPU time per stream (from /proc), which does not depend on
-what else the machine runs: one core divided by it bounds the front's capacity. The lag
-criterion does depend on it: on a shared machine the front is descheduled now and then.
+Each step also reports the front's CPU time per stream (from /proc; it grows when other jobs
+share the cores and their caches, and shrinks when the front lags, since a late pass writes
+several tokens per stream at once): one core divided by it bounds the front's capacity; the
+load generator's own CPU per stream (a lean protocol-level client, its share of the cores);
+and the host probe's lag: how late an idle process wakes from a 5 ms sleep over the same
+interval, the baseline the front's lag compares with. On a shared machine the front is
+descheduled now and then, and when the probe is 50 ms late no rate can pass.
+
+Options: `--rates R ...`, `--step-s S`, `--light-requests N` (0 skips the light-load part),
+`--all-rates` (go on after a failed rate, to compare CPU per stream), `--profile FILE` (the front under cProfile).
 
 Prints per-step results and, last, `fleet_max_requests_per_s=<x>` (0 when even the first
 rate fails). Goal (issue 10): at least 200 requests/s.
@@ -25,12 +32,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import re
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -55,10 +65,11 @@ PROMPT_TOKENS = 128
 class Front:
     """`hermes fleet` in a subprocess; its listener URLs."""
 
-    def __init__(self, spec_path: Path):
+    def __init__(self, spec_path: Path, profile: str | None = None):
+        prof = ["-m", "cProfile", "-o", profile] if profile else []
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "fleet", str(spec_path), "--base-port", "0", "--time-scale", "1",
-             "--log-level", "error"],
+            [sys.executable, *prof, "-m", "server.cli", "fleet", str(spec_path), "--base-port", "0",
+             "--time-scale", "1", "--log-level", "error"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         self.urls: list[str] = []
         for line in self.proc.stdout:
@@ -90,23 +101,156 @@ async def _scrape(session: aiohttp.ClientSession, url: str) -> str:
         return await r.text()
 
 
-async def _stream(session: aiohttp.ClientSession, url: str, tokens: int) -> tuple[int, float, float, float]:
+PROBE = """
+import sys, time
+worst, mark = 0.0, time.monotonic()
+while True:
+    t = time.monotonic()
+    time.sleep(0.005)
+    worst = max(worst, time.monotonic() - t - 0.005)
+    if t - mark >= 0.5:
+        print(worst, flush=True)
+        worst, mark = 0.0, t
+"""
+
+
+class HostProbe:
+    """The baseline lag of the host itself: an idle process that sleeps 5 ms at a time and reports how
+    late it woke (worst per half second). When the host is this late, no process on it meets the lag
+    limit, the front included; the benchmark prints it next to the front's lag."""
+
+    def __init__(self) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-c", PROBE], stdout=subprocess.PIPE, text=True)
+        self.samples: list[float] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:  # type: ignore[union-attr]
+            self.samples.append(float(line))
+
+    def worst_since(self, start: int) -> float:
+        return max(self.samples[start:], default=0.0)
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(15)
+
+
+SINK = """
+import selectors, socket, sys
+srv = socket.create_server(("127.0.0.1", 0))
+print(srv.getsockname()[1], flush=True)
+sel = selectors.DefaultSelector()
+conns = [srv.accept()[0] for _ in range(int(sys.argv[1]))]
+for c in conns:
+    sel.register(c, selectors.EVENT_READ)
+while conns:
+    for key, _ in sel.select():
+        if not key.fileobj.recv(1 << 16):
+            sel.unregister(key.fileobj)
+            conns.remove(key.fileobj)
+"""
+
+
+def send_floor(sends: int = 20000, streams: int = 64, size: int = 160) -> float:
+    """The host's floor for one token: CPU seconds this process spends in one `size`-byte loopback TCP
+    send (a token chunk's size), to a separate reading process over `streams` connections, one send
+    per token as the front makes. The kernel does the receiver's TCP work in the sender's send, so this
+    is what any HTTP front pays per streamed token on this host, before any Python."""
+    reader = subprocess.Popen([sys.executable, "-c", SINK, str(streams)], stdout=subprocess.PIPE, text=True)
+    try:
+        port = int(reader.stdout.readline())  # type: ignore[union-attr]
+        conns = [socket.create_connection(("127.0.0.1", port)) for _ in range(streams)]
+        for c in conns:
+            c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as asyncio's transports set it
+        data = b"x" * size
+        cpu0 = time.process_time()
+        for i in range(sends):
+            conns[i % streams].send(data)
+        cpu = time.process_time() - cpu0
+        for c in conns:
+            c.close()
+    finally:
+        reader.wait(30)
+    return cpu / sends
+
+
+class _StreamCounter(asyncio.Protocol):
+    """The load generator's side of streaming calls on one kept-alive connection, as lean as a client
+    can be (so that it takes little of the CPU it shares with the front): it counts `"text"` fields
+    (one per token chunk) and a call ends at the chunked body's last chunk (any other status: at
+    its first bytes, and the connection is not reused)."""
+
+    MARK = b'"text"'
+    END = b"\r\n0\r\n\r\n"
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.done: asyncio.Future | None = None
+        self.lost = False
+
+    def call(self, request: bytes, done: asyncio.Future) -> None:
+        self.done, self.status, self.got, self.first, self.last, self.tail = done, 0, 0, 0.0, 0.0, b""
+        self.transport.write(request)  # type: ignore[union-attr]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.done is None:
+            return
+        buf = self.tail + data
+        if not self.status and len(buf) >= 12:
+            self.status = int(buf[9:12])
+        n = buf.count(self.MARK)  # the tail kept is too short to hold a whole mark: none counted twice
+        self.tail = buf[-len(self.END):]
+        if n:
+            self.last = time.monotonic()
+            if not self.got:
+                self.first = self.last
+            self.got += n
+        if (self.status and self.status != 200) or buf.endswith(self.END):
+            self._finish()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.done is not None and not self.done.done():
+            self.done.set_result(None)
+        self.done = None
+
+
+_IDLE: dict[str, list[_StreamCounter]] = {}  # url -> kept-alive connections not in a call
+
+
+async def _stream(url: str, tokens: int) -> tuple[int, float, float, float]:
     """One streaming completion: (content chunks, start, first chunk, last chunk) in monotonic seconds."""
-    body = {"prompt": [1] * PROMPT_TOKENS, "max_tokens": tokens, "stream": True, "ignore_eos": True}
+    body = json.dumps({"prompt": [1] * PROMPT_TOKENS, "max_tokens": tokens, "stream": True,
+                       "ignore_eos": True}).encode()
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    request = (f"POST /v1/completions HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    loop = asyncio.get_running_loop()
+    idle = _IDLE.setdefault(url, [])
     start = time.monotonic()
-    first = last = 0.0
-    got = 0
-    async with session.post(url + "/v1/completions", json=body) as r:
-        if r.status != 200:
-            return -r.status, start, start, start
-        async for data in r.content.iter_any():
-            n = data.count(b'"text"')
-            if n:
-                last = time.monotonic()
-                if not got:
-                    first = last
-                got += n
-    return got, start, first, last
+    while idle and idle[-1].lost:
+        idle.pop()
+    if idle:
+        proto = idle.pop()
+    else:
+        _, proto = await loop.create_connection(_StreamCounter, host, int(port))
+    done = loop.create_future()
+    proto.call(request, done)
+    await done
+    if proto.status == 200 and not proto.lost:
+        idle.append(proto)
+    elif not proto.lost:
+        proto.transport.close()  # type: ignore[union-attr]
+    if proto.status != 200:
+        return -proto.status, start, start, start
+    return proto.got, start, proto.first, proto.last
 
 
 async def light_load(session: aiohttp.ClientSession, urls: list[str], n: int, tokens: int) -> None:
@@ -114,7 +258,7 @@ async def light_load(session: aiohttp.ClientSession, urls: list[str], n: int, to
     before = await _scrape(session, urls[0])
     ttft, itl = [], []
     for _ in range(n):
-        got, start, first, last = await _stream(session, urls[0], tokens)
+        got, start, first, last = await _stream(urls[0], tokens)
         assert got == tokens, got
         ttft.append(first - start)
         itl.append((last - first) / (tokens - 1))
@@ -154,7 +298,7 @@ async def rate_step(session: aiohttp.ClientSession, urls: list[str], rate: float
         delay = t0 + i / rate - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(_stream(session, urls[i % len(urls)], tokens)))
+        tasks.append(asyncio.create_task(_stream(urls[i % len(urls)], tokens)))
     results = await asyncio.gather(*tasks)
     stop.set()
     await watcher
@@ -164,24 +308,32 @@ async def rate_step(session: aiohttp.ClientSession, urls: list[str], rate: float
     return ok == count and worst <= LAG_LIMIT_S, worst, ok, count
 
 
-async def main_async(args: argparse.Namespace, front: Front) -> float:
+async def main_async(args: argparse.Namespace, front: Front, probe: HostProbe) -> float:
     urls = front.urls
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=300)
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        await light_load(session, urls, args.light_requests, args.light_tokens)
-        best = 0.0
+        if args.light_requests:
+            await light_load(session, urls, args.light_requests, args.light_tokens)
+        best, failed = 0.0, False
         for rate in args.rates:
-            cpu0 = front.cpu_s()
+            cpu0, gen0, probe0 = front.cpu_s(), time.process_time(), len(probe.samples)
             sustained, lag, ok, sent = await rate_step(session, urls, rate, args.step_s, args.tokens)
             cpu = (front.cpu_s() - cpu0) / max(sent, 1)
+            gen = (time.process_time() - gen0) / max(sent, 1)
             print(f"rate {rate:6.1f} req/s: {ok}/{sent} streams complete, worst lag {lag * 1e3:6.1f} ms, "
-                  f"front CPU {cpu * 1e3:.2f} ms per stream (one core's worth: {1 / cpu if cpu else 0:.0f} req/s), "
+                  f"front CPU {cpu * 1e3:.2f} ms per stream (one core's worth: {1 / cpu if cpu else 0:.0f} req/s; "
+                  f"per token {cpu / args.tokens / args.floor:.1f}x the host's send floor), "
+                  f"load generator CPU {gen * 1e3:.2f} ms per stream, "
+                  f"host probe lag {probe.worst_since(probe0) * 1e3:.1f} ms, "
                   f"load average {os.getloadavg()[0]:.1f} -> {'sustained' if sustained else 'NOT sustained'}",
                   flush=True)
             if not sustained:
-                break
-            best = rate
+                failed = True
+                if not args.all_rates:
+                    break
+            if not failed:
+                best = rate
             await asyncio.sleep(args.pause_s)  # let the previous step's streams drain from the engine
         return best
 
@@ -189,23 +341,35 @@ async def main_async(args: argparse.Namespace, front: Front) -> float:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--smoke", action="store_true", help="a few seconds; no timing is asserted")
+    p.add_argument("--rates", type=float, nargs="+", help="request rates to step through (default: 5 ... 400)")
+    p.add_argument("--step-s", type=float, default=8.0, help="seconds per rate step (default %(default)s)")
+    p.add_argument("--all-rates", action="store_true",
+                   help="run every rate, also after one failed (the figure stays the last rate before it)")
+    p.add_argument("--profile", metavar="FILE", help="run the front under cProfile, writing FILE")
+    p.add_argument("--light-requests", type=int, default=20, help="light-load streams (0: skip that part)")
     args = p.parse_args()
+    rates = args.rates
     if args.smoke:
         args.rates, args.step_s, args.tokens, args.pause_s = [5.0], 1.0, 32, 0.0
         args.light_requests, args.light_tokens = 2, 16
     else:
-        args.rates = [5.0, 10.0, 25.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0, 400.0]
-        args.step_s, args.tokens, args.pause_s = 8.0, OUTPUT_TOKENS, 3.0
-        args.light_requests, args.light_tokens = 20, 128
+        args.rates = rates or [5.0, 10.0, 25.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0, 400.0]
+        args.tokens, args.pause_s = OUTPUT_TOKENS, 3.0
+        args.light_tokens = 128
+    floor = args.floor = send_floor(2000 if args.smoke else 20000)
+    print(f"host floor: one 160-byte loopback TCP send costs {floor * 1e6:.1f} us of CPU, so 200 req/s of "
+          f"{args.tokens} tokens need {200 * args.tokens * floor:.2f} cores for the sends alone")
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = Path(tmp) / "fleet-load.yaml"
         spec_path.write_text(yaml.safe_dump(SPEC))
-        front = Front(spec_path)
+        front = Front(spec_path, args.profile)
+        probe = HostProbe()
         try:
             print(f"front: {len(front.urls)} instances ({SPEC['clients'][0]['hardware']}, "
                   f"{SPEC['clients'][0]['model']}), time scale 1, {args.tokens} output tokens per stream")
-            best = asyncio.run(main_async(args, front))
+            best = asyncio.run(main_async(args, front, probe))
         finally:
+            probe.stop()
             front.stop()
     print(f"fleet_max_requests_per_s={best:g}")
     return 0

@@ -19,6 +19,7 @@ class RequestInput:
     pipeline: str | None = None
     request_id: str | None = None
     prefix_key: str | None = None  # cacheable prefix identity (kv_retrieval); same key, same prefix
+    client_id: str | None = None  # pin: the request's LLM stages this client can serve go to it, unrouted
 
 
 class Request:
@@ -34,7 +35,7 @@ class Request:
         # LLM stage shape: what this client does with it, and reasoning branches
         "mode", "cached", "key", "parent", "children", "branches_left", "shared", "prefix_key", "fork_at",
         "resume_extra",
-        "target", "difficulty", "segments", "home", "loop_context",
+        "target", "difficulty", "segments", "home", "loop_context", "pin",
     )
 
     def __init__(self, idx: int, rid: str, arrival_ns: int, prompt: int, output: int, model: str):
@@ -79,6 +80,7 @@ class Request:
         self.segments = ()  # cumulative token targets of the thinking steps of a reasoning loop
         self.home = None  # LLM client of the last llm stage (a loop's next step stays there)
         self.loop_context = 0  # tokens in that client's KV when the last llm stage ended
+        self.pin = None  # the client this request's LLM stages must run on (RequestInput.client_id)
 
 
 STATUS_COMPLETED = 1

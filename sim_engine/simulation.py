@@ -52,6 +52,7 @@ from .views import (
 )
 from .workload import ArrivalSource, ClosedLoopSource, LengthSampler
 
+PINNED_KINDS = ("llm", "prefill", "decode")  # stages a pinned request skips the router for
 DEFAULT_RETRY_NS = 1_000_000  # a deferred decision is asked again after 1 ms unless told otherwise
 
 
@@ -199,7 +200,10 @@ class Simulation:
         self._arrive(req)
 
     def _arrive(self, req: Request) -> None:
-        self._emit("arrival", req, None, {"prompt_tokens": req.prompt, "output_tokens": req.output})
+        data = {"prompt_tokens": req.prompt, "output_tokens": req.output}
+        if req.target != req.output or req.segments:  # reasoning: the thinking tokens that precede the answer
+            data["thinking_tokens"] = (req.segments[-1] if req.segments else req.target) - req.output
+        self._emit("arrival", req, None, data)
         self._start_stage(req)
 
     # ------------------------------------------------------------------ the stage machine
@@ -234,6 +238,12 @@ class Simulation:
             req.cached = req.loop_context
         if pinned is not None and pinned.status != ClientStatus.ACTIVE:  # gone: start afresh elsewhere
             pinned, req.cached = None, 0
+        if pinned is None and req.pin is not None and st.kind in PINNED_KINDS \
+                and req.pin.spec.role in STAGE_ROLES[st.kind]:
+            if req.pin.status != ClientStatus.ACTIVE:
+                self.drop(req, req.pin, now, "pinned_client_unavailable")
+                return
+            pinned = req.pin
         candidates = [pinned] if pinned is not None else self._candidates(req, st)
         if not candidates:
             self.drop(req, None, now, "no_capable_client")
@@ -469,6 +479,12 @@ class Simulation:
             if r.pipeline is not None and r.pipeline not in self.spec.pipelines:
                 raise SpecError(f"{path}.pipeline", f"no pipeline {r.pipeline!r}; defined: "
                                 f"{', '.join(self.spec.pipelines)}")
+            if r.client_id is not None:
+                pin = self.client_by_id.get(r.client_id) if isinstance(r.client_id, str) else None
+                if pin is None or not pin.spec.is_llm:
+                    raise SpecError(f"{path}.client_id", f"no LLM client {r.client_id!r}")
+                if pin.model != model:
+                    raise SpecError(f"{path}.client_id", f"client {r.client_id!r} serves {pin.model!r}, not {model!r}")
             if r.request_id is not None:
                 if not r.request_id or r.request_id.startswith("#"):
                     raise SpecError(f"{path}.request_id", "must be non-empty and not start with '#'")
@@ -481,6 +497,8 @@ class Simulation:
                                     r.request_id, r.pipeline)
             if r.prefix_key is not None:
                 req.prefix_key = r.prefix_key
+            if r.client_id is not None:
+                req.pin = self.client_by_id[r.client_id]
             self.kernel.schedule(r.arrival_ns, PRIO_INPUT, self._on_injected_arrival, req)
             ids.append(self.request_id(req))
         self._user_ids |= new_ids

@@ -19,7 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from server.fleet.app import Fleet, fleet_spec
 from server.fleet.pacer import Pacer
 from server.fleet.requests import CHARS_PER_TOKEN, Limits
-from sim_engine import Simulation
+from sim_engine import Simulation, load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 HETERO = "hetero-demo"  # H100 + A100 + L40S serving Llama-3.1-8B
@@ -351,17 +351,97 @@ def test_hermes_fleet_command_prints_listeners_and_writes_the_endpoints_file(tmp
             assert p.wait(15) == 0
 
 
-def test_workload_flag_keeps_the_spec_generator_and_spreads_it_round_robin():
-    from server.fleet.app import _RoundRobin
-
-    sim = Simulation(fleet_spec("hetero-poisson", workload=True), record_events=True)
+def _run_workload(spec, background=None) -> Simulation:
+    sim = Simulation(spec, record_events=True)
     clock = FakeClock()
     pacer = Pacer(sim, time_scale=1.0, clock=clock)
-    pacer.background = _RoundRobin()
+    pacer.background = background
     for _ in range(2000):  # 20 simulated seconds
         clock.t += 0.01
         pacer.step(clock.t)
+    return sim
+
+
+def test_workload_flag_keeps_the_spec_generator_and_its_router():
+    sim = _run_workload(fleet_spec("hetero-poisson", workload=True))  # least_loaded
+    assert sim.injected > 10 and sim.completed > 0 and sim.dropped == 0
+    # routed as the offline engine routes the same spec over the same 20 s
+    offline = Simulation(load_spec("hetero-poisson"))
+    offline.advance(until_ns=sim.now_ns)
+    served = [c.requests_completed_total + c.num_running + c.num_waiting for c in sim.state().clients]
+    assert served == [c.requests_completed_total + c.num_running + c.num_waiting for c in offline.state().clients]
+    assert Simulation(fleet_spec("hetero-poisson"), record_events=True).source is None  # off by default
+
+
+def test_workload_of_an_external_router_spec_is_spread_round_robin():
+    from server.fleet.app import _RoundRobin
+
+    sim = _run_workload(fleet_spec("hetero-poisson", {"router.policy": "external"}, workload=True), _RoundRobin())
     assert sim.injected > 10 and sim.completed > 0 and sim.dropped == 0
     served = [c.requests_completed_total + c.num_running + c.num_waiting for c in sim.state().clients]
     assert sum(served) == sim.injected and max(served) - min(served) <= 1, served  # round robin
-    assert Simulation(fleet_spec("hetero-poisson"), record_events=True).source is None  # off by default
+
+
+def test_one_tick_per_client_step_gives_every_request_in_the_batch_its_token_at_once():
+    sim = Simulation(fleet_spec(HETERO), record_events=True)
+    clock = FakeClock()
+    pacer = Pacer(sim, time_scale=1.0, clock=clock)
+    calls = [pacer.submit("h100-0", MODEL, (200,), [40], 1) for _ in range(3)]
+    jobs = [c.jobs[0] for c in calls]
+    released_at: dict[int, list[int]] = {}  # simulated time of a release -> jobs that got a token then
+    last = [0, 0, 0]
+    while not all(c.finished for c in calls):
+        clock.t += 0.0005
+        pacer.step(clock.t)
+        for i, j in enumerate(jobs):
+            if 1 < j.released <= j.output - 1 and j.released != last[i]:
+                released_at.setdefault(j.clock_ns, []).append(i)
+            last[i] = j.released
+    assert all(j.released == 40 for j in jobs)
+    # the three prefilled in one batch: from then on every tick gave each of them a token
+    assert len(released_at) > 20 and all(sorted(v) == [0, 1, 2] for v in released_at.values()), released_at
+    ticks = sorted(released_at)
+    gaps = {b - a for a, b in zip(ticks, ticks[1:], strict=False)}
+    assert max(gaps) - min(gaps) <= max(gaps) // 5  # one step apart (the step time changes little)
+
+
+class _FakeTransport:
+    def __init__(self, buffered: int = 0, closing: bool = False):
+        self.buffered, self.closing, self.data = buffered, closing, b""
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def get_write_buffer_size(self) -> int:
+        return self.buffered
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+
+def test_direct_sink_writes_chunked_frames_or_leaves_the_tokens_to_the_handler():
+    from server.fleet.pacer import Call, Job
+    from server.fleet.responses import SINK_BUFFER_LIMIT, direct_sink
+
+    job = Job("r", "c", Call(), 0, 10, 8, released=3, sent=1)
+    t = _FakeTransport()
+    assert direct_sink(t, [b"data: x\n\n"])(job) and job.sent == 3
+    assert t.data == b"9\r\ndata: x\n\n\r\n" * 2  # two tokens, each one chunked-transfer frame
+    for full in (_FakeTransport(buffered=SINK_BUFFER_LIMIT + 1), _FakeTransport(closing=True)):
+        job.released = 5
+        assert not direct_sink(full, [b"data: x\n\n"])(job) and full.data == b"" and job.sent == 3
+
+
+def test_a_refusing_sink_wakes_the_handler_instead():
+    sim = Simulation(fleet_spec(HETERO), record_events=True)
+    clock = FakeClock()
+    pacer = Pacer(sim, time_scale=1.0, clock=clock)
+    call = pacer.submit("h100-0", MODEL, (200,), [30], 1)
+    offered = []
+    call.sink = lambda job: offered.append(job.released) or False
+    woken = []
+    call.notify = lambda: woken.append(call.jobs[0].released)
+    while not call.finished:
+        clock.t += 0.0005
+        pacer.step(clock.t)
+    assert offered and woken[-1] == 30 and set(offered) <= set(woken)

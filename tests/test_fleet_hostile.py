@@ -8,7 +8,7 @@ import json
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from test_fleet import MODEL, FleetThread, post
+from test_fleet import MODEL, ROOT, FleetThread, post
 
 from server.fleet.requests import BadRequest, Limits, parse_json, parse_request
 
@@ -102,6 +102,35 @@ def test_every_hostile_body_gets_its_error_and_changes_nothing(fleet):
     assert status == 200 and reply["usage"]["completion_tokens"] == 2
 
 
+@pytest.fixture(scope="module")
+def gateway():
+    with FleetThread(str(ROOT / "examples/specs/multistage-hetero.yaml"), time_scale=1000.0, limits=LIMITS,
+                     gateway_port=0) as ft:
+        yield ft
+
+
+GATEWAY_CORPUS = CORPUS + [
+    ("model of no client", "completions", {"prompt": "a", "model": "Llama-3.1-405B"}, 404, "model"),
+    ("model not a string", "chat/completions", {"messages": [{"role": "user", "content": "x"}], "model": ["a"]},
+     400, "model"),
+]
+
+
+@pytest.mark.slow
+def test_every_hostile_body_to_the_gateway_gets_its_error_and_changes_nothing(gateway):
+    gw = gateway.fleet.gateway
+    before = gateway.on_loop(lambda: gateway.fleet.sim.injected)
+    for name, endpoint, body, status, param in GATEWAY_CORPUS:
+        got, reply, _ = post(gw.url + "/v1/" + endpoint, _body(body))
+        assert got == status, (name, got, reply)
+        err = reply["error"]
+        assert err["code"] == status and err["param"] == param and err["message"], (name, err)
+    assert gateway.on_loop(lambda: gateway.fleet.sim.injected) == before
+    assert gw.inflight == 0
+    status, reply, _ = post(gw.url + "/v1/completions", {"model": "Llama-3.1-70B", "prompt": "ok", "max_tokens": 2})
+    assert status == 200 and reply["usage"]["completion_tokens"] == 2
+
+
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
                     lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=8), kids, max_size=4),
                     max_leaves=12)
@@ -117,6 +146,18 @@ def test_fuzzed_bodies_never_cause_a_server_error(fleet, doc, chat):
     if isinstance(doc.get("max_tokens"), int) and doc["max_tokens"] > 4096:
         doc["max_tokens"] = 4096  # a valid but long request would only slow the test down
     got, reply, _ = post(fleet.url(1) + ("/v1/chat/completions" if chat else "/v1/completions"), doc)
+    assert got in (200, 400, 404), (got, reply)
+    if got != 200:
+        assert reply["error"]["code"] == got and reply["error"]["message"]
+
+
+@pytest.mark.slow
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(doc=FIELDS, chat=st.booleans())
+def test_fuzzed_bodies_to_the_gateway_never_cause_a_server_error(gateway, doc, chat):
+    if isinstance(doc.get("max_tokens"), int) and doc["max_tokens"] > 4096:
+        doc["max_tokens"] = 4096
+    got, reply, _ = post(gateway.fleet.gateway.url + ("/v1/chat/completions" if chat else "/v1/completions"), doc)
     assert got in (200, 400, 404), (got, reply)
     if got != 200:
         assert reply["error"]["code"] == got and reply["error"]["message"]

@@ -1,13 +1,15 @@
 """`hermes fleet SPEC`: serve the spec's LLM clients over HTTP as vLLM-like instances, paced by the wall clock.
 
-Prints one line per listener (`hermes fleet CLIENT MODEL URL`), then `hermes fleet ready`,
-and runs until SIGTERM/SIGINT.
+Prints one line per listener (`hermes fleet CLIENT MODEL URL`), with `--gateway-port` one
+`hermes gateway MODEL URL` for the listener whose calls run the spec's own pipeline, then
+`hermes fleet ready`, and runs until SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import logging
 import signal
 import sys
@@ -27,10 +29,15 @@ async def _serve(args: argparse.Namespace) -> int:
     limits = Limits(max_body_bytes=args.max_body_mb << 20, max_n=args.max_n, max_tokens=args.max_tokens)
     fleet = Fleet(spec, time_scale=args.time_scale, host=args.host, base_port=args.base_port,
                   load_format=args.load_format, limits=limits, max_inflight=args.max_inflight,
-                  background=args.workload)
+                  gateway_port=args.gateway_port)
     instances = await fleet.start()
+    # the modules, the spec and the engine built so far live as long as the process: keep them out of
+    # the collector's full passes, which would otherwise walk them all and stall every stream
+    gc.freeze()
     for inst in instances:
         print(f"hermes fleet {inst.client_id} {inst.model} {inst.url}", flush=True)
+    if fleet.gateway is not None:
+        print(f"hermes gateway {fleet.gateway.model} {fleet.gateway.url}", flush=True)
     if args.endpoints_file:
         write_endpoints(args.endpoints_file, endpoint_entries(instances, spec, args.host))
     print(f"hermes fleet ready: {len(instances)} instances, time scale {args.time_scale:g}", flush=True)
@@ -57,6 +64,9 @@ def _run(args: argparse.Namespace) -> int:
     if not args.time_scale > 0:
         print("hermes fleet: --time-scale must be > 0", file=sys.stderr)
         return 2
+    if args.gateway_port is not None and not 0 <= args.gateway_port <= 65535:
+        print("hermes fleet: --gateway-port must be between 0 and 65535", file=sys.stderr)
+        return 2
     try:
         return asyncio.run(_serve(args))
     except SpecError as e:
@@ -82,7 +92,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--load-format", choices=["vllm", "sglang"], default="vllm",
                    help="/get_load body: vllm-router's {\"load\": N} or sglang-router's per-rank list")
     p.add_argument("--workload", action="store_true",
-                   help="also run the spec's workload generator (its requests are spread round robin)")
+                   help="also run the spec's workload generator (its requests go through the spec's router)")
+    p.add_argument("--gateway-port", type=int, default=None,
+                   help="also open an OpenAI-compatible gateway whose calls run the spec's own pipeline and "
+                        "router (0: a free port; off by default)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec field (repeatable)")
     p.add_argument("--max-inflight", type=int, default=4096, help="requests per instance before 429")
     p.add_argument("--max-body-mb", type=int, default=8, help="largest request body, MiB")

@@ -4,6 +4,10 @@ Each listener answers what vLLM's OpenAI server offers and routers probe (docs/F
 ``POST /v1/completions``, ``POST /v1/chat/completions`` (JSON or server-sent events),
 ``GET /v1/models``, ``/health``, ``/metrics``, ``/get_load`` (vllm-router's or sglang-router's
 format), plus ``/get_model_info`` and ``/get_server_info`` for sglang-style probes.
+
+The optional gateway listener (``gateway_port``) answers the same generation calls, but its
+requests are not pinned: they run the spec's own pipeline (RAG, KV retrieval, model routing,
+prefill/decode, reasoning) placed by the spec's router, and its ``/metrics`` shows per-stage latencies.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from aiohttp import web
+from aiohttp import HttpVersion11, web
 
 from sim_engine import Simulation, SpecError, load_spec
 from sim_engine.errors import LimitError
@@ -23,7 +27,7 @@ from sim_engine.workload import LengthSampler
 from .metrics import CONTENT_TYPE, FleetMetrics
 from .pacer import FLEET_PIPELINE, Call, Pacer
 from .requests import BadRequest, GenRequest, Limits, parse_json, parse_request
-from .responses import SSE_DONE, Shaper, error_response, sse_error
+from .responses import SSE_DONE, Shaper, direct_sink, error_response, sse_error
 
 DEFAULT_OUTPUT_TOKENS = 16  # OpenAI's default max_tokens for completions, when the spec has no distribution
 LOAD_FORMATS = ("vllm", "sglang")
@@ -38,10 +42,9 @@ DROP_STATUS = {
 
 
 def fleet_spec(source: Any, overrides: dict | None = None, workload: bool = False) -> SimSpec:
-    """The spec as the front runs it: external routing (the front pins each request to its
-    listener's client), a one-stage pipeline for listener requests, and no workload unless asked."""
+    """The spec as the front runs it: the spec's router (listener requests are pinned to their
+    client), a one-stage pipeline for listener requests, and no workload unless asked."""
     ov = dict(overrides or {})
-    ov["router.policy"] = "external"
     ov[f"pipelines.{FLEET_PIPELINE}"] = [{"kind": "llm"}]
     if not workload:
         ov["workload.arrival"] = {"process": "none"}
@@ -52,10 +55,10 @@ def fleet_spec(source: Any, overrides: dict | None = None, workload: bool = Fals
 
 @dataclass
 class Instance:
-    """One listener: the simulated client it fronts and where it listens."""
+    """One listener: the simulated client it fronts (None: the gateway) and where it listens."""
 
-    client_id: str
-    model: str
+    client_id: str | None
+    model: str  # the gateway's default model (the spec's workload model)
     max_model_len: int
     kv_tokens: int
     block_size: int
@@ -69,7 +72,7 @@ class Fleet:
 
     def __init__(self, spec: SimSpec, time_scale: float = 1.0, host: str = "127.0.0.1", base_port: int = 8100,
                  load_format: str = "vllm", limits: Limits | None = None, max_inflight: int = 4096,
-                 background: bool = False):
+                 gateway_port: int | None = None):
         if load_format not in LOAD_FORMATS:
             raise ValueError(f"load_format must be one of {LOAD_FORMATS}")
         self.spec, self.host, self.base_port, self.load_format = spec, host, base_port, load_format
@@ -78,8 +81,7 @@ class Fleet:
         self.sim = Simulation(spec, record_events=True)
         self.pacer = Pacer(self.sim, time_scale)
         self.metrics = FleetMetrics(self.sim, self.pacer)
-        if background:
-            self.pacer.background = _RoundRobin()
+        self.pacer.background = _RoundRobin()  # only asked when the spec's router is external
         states = {c.id: c for c in self.sim.state().clients}
         self.instances: list[Instance] = []
         for cs in spec.clients:
@@ -90,6 +92,13 @@ class Fleet:
                                            st.kv_total_blocks * cs.scheduler.block_size, cs.scheduler.block_size))
         if not self.instances:
             raise SpecError("clients", "the fleet needs at least one LLM client with role both")
+        self.gateway_port = gateway_port
+        self.gateway: Instance | None = None
+        if gateway_port is not None:  # a call must fit the largest LLM client (where its stages run is checked later)
+            llm = [(cs.scheduler.max_model_len or cs.model.max_context,
+                    states[cs.id].kv_total_blocks * cs.scheduler.block_size) for cs in spec.clients if cs.is_llm]
+            self.gateway = Instance(None, self.sim.default_model, max(n for n, _ in llm), max(k for _, k in llm), 0)
+        self.models = sorted({c.model.name for c in spec.clients if c.is_llm})
         w = spec.workload.output_tokens
         rng = np.random.default_rng(np.random.SeedSequence(spec.seed).spawn(8)[7])
         base_dir = spec.document.get("base_dir")
@@ -101,20 +110,27 @@ class Fleet:
     async def start(self) -> list[Instance]:
         """Open the listeners (ports base, base+1, ... in client order; base 0 picks free ports)."""
         for i, inst in enumerate(self.instances):
-            app = web.Application(client_max_size=self.limits.max_body_bytes)
-            app[INSTANCE] = inst
-            self._routes(app)
-            runner = web.AppRunner(app, access_log=None, handle_signals=False)
-            await runner.setup()
-            port = self.base_port + i if self.base_port else 0
-            site = web.TCPSite(runner, self.host, port, reuse_address=True)
-            await site.start()
-            self._runners.append(runner)
-            inst.port = site._server.sockets[0].getsockname()[1] if port == 0 else port  # type: ignore[union-attr]
-            host = f"[{self.host}]" if ":" in self.host else self.host
-            inst.url = f"http://{host}:{inst.port}"
+            await self._listen(inst, self.base_port + i if self.base_port else 0)
+        if self.gateway is not None:
+            await self._listen(self.gateway, self.gateway_port or 0)
         self.pacer.start()  # after the listeners are up: their setup must not count as lag
         return self.instances
+
+    async def _listen(self, inst: Instance, port: int) -> None:
+        app = web.Application(client_max_size=self.limits.max_body_bytes)
+        app[INSTANCE] = inst
+        if inst.client_id is None:
+            self._gateway_routes(app)
+        else:
+            self._routes(app)
+        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        await runner.setup()
+        site = web.TCPSite(runner, self.host, port, reuse_address=True)
+        await site.start()
+        self._runners.append(runner)
+        inst.port = site._server.sockets[0].getsockname()[1] if port == 0 else port  # type: ignore[union-attr]
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        inst.url = f"http://{host}:{inst.port}"
 
     async def stop(self) -> None:
         for runner in self._runners:
@@ -132,9 +148,18 @@ class Fleet:
         app.router.add_get("/get_model_info", self._model_info)
         app.router.add_get("/get_server_info", self._server_info)
 
+    def _gateway_routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/completions", self._completions)
+        app.router.add_post("/v1/chat/completions", self._chat)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/health", self._health)
+        app.router.add_get("/metrics", self._metrics)
+
     # ---------------------------------------------------------------- probes
 
     def _status(self, inst: Instance) -> str:
+        if inst.client_id is None:  # the gateway serves while the spec's router finds clients
+            return "active"
         return self.pacer.client_status.get(inst.client_id, "active")
 
     async def _health(self, request: web.Request) -> web.Response:
@@ -145,6 +170,12 @@ class Fleet:
 
     async def _models(self, request: web.Request) -> web.Response:
         inst = request.app[INSTANCE]
+        if inst.client_id is None:
+            lens = {c.model.name: c.scheduler.max_model_len or c.model.max_context for c in self.spec.clients
+                    if c.is_llm}
+            return web.json_response({"object": "list", "data": [{
+                "id": m, "object": "model", "created": int(time.time()), "owned_by": "hermes", "root": m,
+                "parent": None, "max_model_len": lens[m]} for m in self.models]})
         return web.json_response({"object": "list", "data": [{
             "id": inst.model, "object": "model", "created": int(time.time()), "owned_by": "hermes",
             "root": inst.model, "parent": None, "max_model_len": inst.max_model_len}]})
@@ -162,7 +193,8 @@ class Fleet:
 
     async def _metrics(self, request: web.Request) -> web.Response:
         inst = request.app[INSTANCE]
-        return web.Response(body=self.metrics.render(inst.client_id), headers={"Content-Type": CONTENT_TYPE})
+        body = self.metrics.render_gateway() if inst.client_id is None else self.metrics.render(inst.client_id)
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def _get_load(self, request: web.Request) -> web.Response:
         inst = request.app[INSTANCE]
@@ -209,7 +241,8 @@ class Fleet:
             except web.HTTPRequestEntityTooLarge:
                 raise BadRequest(None, f"request body exceeds {self.limits.max_body_bytes} bytes", 413) from None
             g = parse_request(parse_json(body, self.limits), chat, self.limits)
-            if g.model is not None and g.model != inst.model:
+            served = self.models if inst.client_id is None else (inst.model,)
+            if g.model is not None and g.model not in served:
                 raise BadRequest("model", f"The model `{g.model}` does not exist.", 404)
             if self._status(inst) != "active":
                 raise BadRequest(None, f"simulated instance {inst.client_id} is {self._status(inst)}", 503)
@@ -220,7 +253,7 @@ class Fleet:
             outputs, finish = self._outputs(g, count)
             self._check_fits(inst, g, outputs)
             try:
-                call = self.pacer.submit(inst.client_id, inst.model, g.prompt_tokens, outputs, g.n)
+                call = self.pacer.submit(inst.client_id, g.model or inst.model, g.prompt_tokens, outputs, g.n)
             except LimitError as e:
                 raise BadRequest(None, str(e), 429) from None
             except SpecError as e:
@@ -252,31 +285,46 @@ class Fleet:
             return error_response(*fail)
         choices = [(j.index, j.output, finish) for j in call.jobs]
         if finish == "stop":
-            self.metrics.note_stopped(inst.client_id, len(call.jobs))
-        return web.json_response(shaper.full(choices, sum(g.prompt_tokens)), headers={INSTANCE_HEADER: inst.client_id})
+            self._note_stopped(call)
+        served_by = inst.client_id or ",".join(sorted({j.client_id for j in call.jobs}))
+        return web.json_response(shaper.full(choices, sum(g.prompt_tokens)), headers={INSTANCE_HEADER: served_by})
+
+    def _note_stopped(self, call: Call) -> None:
+        for j in call.jobs:
+            self.metrics.note_stopped(j.client_id, 1)
 
     async def _stream(self, request: web.Request, call: Call, g: GenRequest, shaper: Shaper,
                       finish: str, inst: Instance) -> web.StreamResponse:
+        try:
+            return await self._stream_events(request, call, g, shaper, finish, inst)
+        finally:
+            call.sink = None  # the pacer must not write to a response that has ended
+
+    async def _stream_events(self, request: web.Request, call: Call, g: GenRequest, shaper: Shaper,
+                             finish: str, inst: Instance) -> web.StreamResponse:
+        """The handler writes the head, the first tokens and the end; the tokens in between go out from
+        the pacer through the call's sink, straight to the socket (see responses.direct_sink)."""
         jobs = call.jobs
-        sent = [0] * len(jobs)
         plain = [shaper.token_chunk(j.index) for j in jobs]
         resp: web.StreamResponse | None = None
         while True:
-            if not call.finished and all(sent[i] >= j.released for i, j in enumerate(jobs)):
+            if not call.finished and all(j.sent >= j.released for j in jobs):
                 await call.wait()
                 continue
             if resp is None:
                 fail = self._failure(call) if not any(j.released for j in jobs) else None
                 if fail is not None:
                     return error_response(*fail)
-                resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                                   INSTANCE_HEADER: inst.client_id})
+                headers = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+                if inst.client_id is not None:  # a gateway stream's clients are not all known yet
+                    headers[INSTANCE_HEADER] = inst.client_id
+                resp = web.StreamResponse(headers=headers)
                 await resp.prepare(request)
                 if g.chat:
                     await resp.write(b"".join(shaper.role_chunk(j.index) for j in jobs))
             parts = []
             for i, j in enumerate(jobs):
-                k = j.released - sent[i]
+                k = j.released - j.sent
                 if k <= 0:
                     continue
                 if j.done and not j.error:
@@ -284,13 +332,13 @@ class Fleet:
                     parts.append(shaper.token_chunk(j.index, finish))
                 else:
                     parts.append(plain[i] * k)
-                sent[i] = j.released
+                j.sent = j.released
             if call.finished:
                 fail = self._failure(call)
                 if fail is not None:
                     parts.append(sse_error(*fail))
                 elif finish == "stop":
-                    self.metrics.note_stopped(inst.client_id, len(jobs))
+                    self._note_stopped(call)
                 if fail is None and g.include_usage:
                     parts.append(shaper.usage_chunk(sum(g.prompt_tokens), sum(j.output for j in jobs)))
                 parts.append(SSE_DONE)
@@ -301,6 +349,8 @@ class Fleet:
             if call.finished:
                 await resp.write_eof()
                 return resp
+            if call.sink is None and request.version >= HttpVersion11 and request.transport is not None:
+                call.sink = direct_sink(request.transport, plain)  # aiohttp chose chunked encoding (1.1)
 
 
 class _RoundRobin:

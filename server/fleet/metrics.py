@@ -7,7 +7,8 @@ in Prometheus text format 0.0.4. Names, help texts and buckets come from the exp
 is, from vLLM). Labels are vLLM's (`model_name`, `engine`). Added here:
 ``vllm:cache_config_info`` (block size and number of blocks, which the Gateway API endpoint
 picker reads), ``hermes_fleet_lag_seconds``, ``hermes_fleet_time_scale`` and
-``hermes_simulated_time_seconds``.
+``hermes_simulated_time_seconds``. The gateway's scrape (`render_gateway`) has the exporter's
+``hermes_stage_latency_seconds{stage}`` and request counts, which show that a pipeline's stages ran.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 from sim_engine import Simulation
 
 from ..metrics.families import FAMILIES, REQUEST_HISTOGRAMS, VLLM_STATE_FIELDS
-from ..metrics.hist import Hist
+from ..metrics.hist import STAGE_BUCKETS, Hist
 from ..metrics.tables import SessionTable, observe_client, read_simulation
 from .pacer import Pacer
 
@@ -57,12 +58,15 @@ class FleetMetrics:
             if c.spec.is_llm:
                 self._inst[c.id] = _Instance(f'model_name="{_escape(c.model)}",engine="0"')
         self._state = None
+        self.stages: dict[str, Hist] = {}  # stage group -> latencies of the stages that ended
 
     def refresh(self) -> None:
         r = read_simulation(self.sim, self._cur)
         self._cur.cursor, self._cur.stage_cursor = r.ends
         self._cur.clock_s = r.clock_s
         self._state = {c.id: c for c in r.state.clients}
+        for kind, values in r.stages.items():
+            self.stages.setdefault(kind, Hist(STAGE_BUCKETS)).observe(values)
         lat = r.requests
         if lat:
             for idx in np.unique(lat["client"]).tolist():
@@ -72,7 +76,9 @@ class FleetMetrics:
 
     def note_stopped(self, client_id: str, n: int) -> None:
         """The front drew these completions' lengths (finish_reason stop, not length)."""
-        self._inst[client_id].stopped += n
+        inst = self._inst.get(client_id)
+        if inst is not None:
+            inst.stopped += n
 
     def render(self, client_id: str) -> bytes:
         self.refresh()
@@ -107,6 +113,32 @@ class FleetMetrics:
         out.append(f'vllm:cache_config_info{{block_size="{spec.scheduler.block_size}",'
                    f'gpu_memory_utilization="{spec.scheduler.gpu_memory_utilization}",num_gpu_blocks="{blocks}",'
                    f'num_cpu_blocks="0",enable_prefix_caching="False",{lab}}} 1.0\n')
+        out.extend(self._fleet_gauges())
+        return "".join(out).encode()
+
+    def render_gateway(self) -> bytes:
+        """The gateway's scrape: per-stage latencies and request counts of the whole simulation."""
+        self.refresh()
+        out: list[str] = []
+        name = "hermes_stage_latency_seconds"
+        out.append(f"# HELP {name} {FAMILIES[name][1]}\n# TYPE {name} histogram\n")
+        for stage, h in sorted(self.stages.items()):
+            for le, count in h.exposition():
+                out.append(f'{name}_bucket{{stage="{stage}",le="{le}"}} {_num(count)}\n')
+            out.append(f'{name}_count{{stage="{stage}"}} {_num(h.count)}\n'
+                       f'{name}_sum{{stage="{stage}"}} {_num(h.total)}\n')
+        for name, value in (("hermes_requests_completed", self.sim.completed),
+                            ("hermes_requests_dropped", self.sim.dropped)):
+            out.append(f"# HELP {name} {FAMILIES[name][1]}\n# TYPE {name} counter\n{name}_total {_num(value)}\n")
+        out.extend(self._fleet_gauges())
+        return "".join(out).encode()
+
+    def _fleet_gauges(self) -> list[str]:
+        out: list[str] = []
+
+        def family(name: str, kind: str, doc: str) -> None:
+            out.append(f"# HELP {name} {doc}\n# TYPE {name} {kind}\n")
+
         family("hermes_fleet_lag_seconds", "gauge",
                "Worst delay (wall seconds) of the simulation behind its scaled clock over the last 1-2 s.")
         out.append(f"hermes_fleet_lag_seconds {_num(self.pacer.lag_gauge())}\n")
@@ -114,4 +146,4 @@ class FleetMetrics:
         out.append(f"hermes_fleet_time_scale {_num(self.pacer.scale)}\n")
         family("hermes_simulated_time_seconds", "gauge", "The fleet's simulated clock (simulated seconds).")
         out.append(f"hermes_simulated_time_seconds {_num(self.sim.now_ns / 1e9)}\n")
-        return "".join(out).encode()
+        return out

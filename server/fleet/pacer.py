@@ -2,18 +2,24 @@
 
 Simulated time is ``sim0 + (wall - wall0) x time_scale``; the engine is only ever advanced
 to the simulated time of *now*, never past it, so everything it reports has happened.
-Requests arrive by ``Simulation.inject`` at the current simulated time and reach the
-listener's client through the engine's external-routing decisions (the fleet's spec is
-switched to ``router: external``), so the front uses only the public co-simulation API.
+Requests arrive by ``Simulation.inject`` at the current simulated time, so the front uses only
+the public co-simulation API: a listener's request is pinned to its client
+(``RequestInput.client_id``); a gateway request has no pin and goes through the spec's
+pipeline and router (when the spec's router is ``external``, ``background`` answers its
+decisions).
 
 Token times. The engine reports a request's first token and its completion exactly, but
 advances runs of decode steps in closed form, so it has no event per token. The pacer
-releases the tokens in between at the client's current step time (``est_step_s`` of the
-engine's client state, refreshed whenever the engine moved): token k+1 comes one step
-after token k, never more than ``output - 1`` tokens before the completion, and whatever is
-left is released at the simulated completion time. At light load this matches the engine's
+releases the tokens in between at the client's current step time (the client's
+``last_step_s``, read whenever the engine moved): one tick per client and step, anchored
+at the client's latest first-token or completion event (both fall on step boundaries), gives
+every request in its batch one token, as the batch's step does; never more than
+``output - 1`` tokens go out before the completion, and whatever is left is released at the
+simulated completion time. At light load this matches the engine's
 step times; when other requests join or leave the batch it follows the new step time from
-the next token on (docs/FLEET.md).
+the next token on (docs/FLEET.md). A request with reasoning generates its thinking tokens
+first: the answer's tokens are the last ``output`` of the ``output + thinking`` the engine
+makes, and the step cadence follows the client of the request's latest LLM stage.
 
 Lag is how late the pacer delivered what was due: the wall time after a pass over the
 engine minus the wall time the pass was due at.
@@ -46,13 +52,17 @@ class Job:
     """One engine request (one choice of one prompt of an HTTP call)."""
 
     rid: str
-    client_id: str
+    client_id: str  # the client of its latest LLM stage ("" until a gateway request reaches one)
     call: Call
     index: int  # choice index in the response
     prompt: int
     output: int
-    released: int = 0  # tokens handed to the HTTP side so far
+    released: int = 0  # answer tokens handed to the HTTP side so far
+    thinking: int = 0  # reasoning tokens the engine generates before the answer (not sent)
+    generated: int = 0  # engine tokens (thinking + answer) so far, as paced
+    sent: int = 0  # answer tokens the HTTP side has written
     clock_ns: int = -1  # simulated time of the last released token
+    ticking: str = ""  # the client whose steps pace it now ("" once capped or ended)
     first_ns: int = -1
     done_ns: int = -1
     error: str = ""  # drop reason
@@ -66,6 +76,8 @@ class Call:
     jobs: list[Job] = field(default_factory=list)
     arrival_ns: int = 0
     pending: int = 0  # jobs not ended
+    # writes a job's newly released tokens itself (True) instead of waking the handler (False)
+    sink: Callable[[Job], bool] | None = None
     _waiter: asyncio.Future | None = None
 
     def notify(self) -> None:
@@ -96,8 +108,10 @@ class Pacer:
         self.wall0 = clock()
         self.sim0 = sim.now_ns
         self.jobs: dict[str, Job] = {}
-        self._due: list[tuple[int, int, Job]] = []  # (simulated due time of next token, seq, job)
-        self._seq = 0
+        self._due: list[tuple[int, str]] = []  # (simulated time of a client's next step tick, client id)
+        self._tick_at: dict[str, int] = {}  # client id -> its next tick (heap entries that differ are stale)
+        self._ticking: dict[str, dict[Job, None]] = {}  # client id -> jobs its ticks release tokens to
+        self._unsent: dict[Job, None] = {}  # jobs with tokens released in this pass, for their sinks
         self._next_id = 0
         self.step_ns: dict[str, int] = {}  # client id -> current step estimate
         self.client_status: dict[str, str] = {}
@@ -110,7 +124,8 @@ class Pacer:
         self._wake_due_wall: float | None = None
         self._task: asyncio.Task | None = None
         self._stopping = False
-        self.background: Callable[[object], str | None] | None = None  # answers decisions for the workload
+        # answers the decisions of unpinned requests (workload, gateway) when the spec's router is external
+        self.background: Callable[[object], str | None] | None = None
         self._refresh_clients()
 
     # ---------------------------------------------------------------- clock
@@ -124,8 +139,15 @@ class Pacer:
 
     # ---------------------------------------------------------------- intake
 
-    def submit(self, client_id: str, model: str, prompts: tuple[int, ...], outputs: list[int], n: int) -> Call:
-        """Inject one HTTP call's requests at the current simulated time (atomic: all or none)."""
+    def submit(self, client_id: str | None, model: str, prompts: tuple[int, ...], outputs: list[int], n: int,
+               pipeline: str | None = None) -> Call:
+        """Inject one HTTP call's requests at the current simulated time (atomic: all or none).
+
+        With a ``client_id`` every request is pinned to that client on ``pipeline`` (the fleet's
+        direct pipeline by default); without one it goes through ``pipeline`` (None: the spec's
+        workload mix) routed by the spec's router, as a request of the spec's workload would."""
+        if client_id is not None and pipeline is None:
+            pipeline = FLEET_PIPELINE
         arrival = max(self.sim.now_ns, self.sim_now_target())
         call = Call(arrival_ns=arrival)
         inputs = []
@@ -134,9 +156,9 @@ class Pacer:
             for _ in range(n):
                 rid = f"f{self._next_id}"
                 self._next_id += 1
-                inputs.append(RequestInput(arrival, p, outputs[k], model=model, pipeline=FLEET_PIPELINE,
-                                           request_id=rid))
-                call.jobs.append(Job(rid, client_id, call, k, p, outputs[k]))
+                inputs.append(RequestInput(arrival, p, outputs[k], model=model, pipeline=pipeline,
+                                           request_id=rid, client_id=client_id))
+                call.jobs.append(Job(rid, client_id or "", call, k, p, outputs[k]))
                 k += 1
         self.sim.inject(inputs)  # raises (SpecError/LimitError) before adding anything
         call.pending = len(call.jobs)
@@ -210,8 +232,10 @@ class Pacer:
         if moved:
             self._refresh_clients()
         for ev in events:
+            self._release_due(ev.time_ns)  # ticks before an event run first: it may re-anchor them
             self._on_event(ev)
         self._release_due(target)
+        self._flush()
         self.passes += 1
         if due_wall is not None:
             lag = max(0.0, self.clock() - due_wall)
@@ -241,34 +265,45 @@ class Pacer:
 
     def _answer_decisions(self) -> None:
         sim = self.sim
-        for d in sim.pending_decisions():  # usually none: an empty list
-            job = self.jobs.get(d.request_id)
-            target = job.client_id if job is not None else (self.background(d) if self.background else None)
+        for d in sim.pending_decisions():  # only with the spec's router external: listeners' requests are pinned
+            target = self.background(d) if self.background else None
             if target is not None and target in d.candidates:
                 sim.decide(d.decision_id, "route", target)
             else:
                 sim.decide(d.decision_id, "drop")
 
     def _refresh_clients(self) -> None:
-        for c in self.sim.state().clients:
-            if c.est_step_s > 0:
-                self.step_ns[c.id] = max(1, int(c.est_step_s * NS))
-            self.client_status[c.id] = c.status
+        """Step times and status of every client (read from the engine's clients: sim.state() would
+        also sum every queue, which costs more than the rest of a pass)."""
+        for c in self.sim.clients:
+            if c.last_step_s > 0:
+                self.step_ns[c.id] = max(1, int(c.last_step_s * NS))
+            self.client_status[c.id] = str(c.status)
 
     def _on_event(self, ev) -> None:
+        kind = ev.kind
+        if kind in ("first_token", "completed") and ev.client_id in self._tick_at:
+            self._anchor(ev.client_id, ev.time_ns)  # the client's batch stepped at this time
         job = self.jobs.get(ev.request_id)
         if job is None:
             return
-        kind = ev.kind
-        if kind == "first_token":
+        if kind == "routed":
+            if (ev.data or {}).get("stage") in LLM_STAGES:
+                job.client_id = ev.client_id
+                if job.ticking:
+                    self._tick_on(job, ev.client_id, ev.time_ns)
+        elif kind == "arrival":
+            job.thinking = (ev.data or {}).get("thinking_tokens", 0)
+        elif kind == "first_token":
+            if job.first_ns >= 0:  # a later LLM stage of the same request (P/D, a reasoning loop)
+                return
             job.first_ns = job.clock_ns = ev.time_ns
-            job.released = 1
-            if job.released < job.output - 1:
-                self._push(job)
-            job.call.notify()
+            self._generated(job, 1)
+            if job.generated < job.output + job.thinking - 1:
+                self._tick_on(job, job.client_id, ev.time_ns)
         elif kind == "completed":
             job.done_ns = ev.time_ns
-            job.released = job.output
+            job.released, job.generated = job.output, job.output + job.thinking
             if job.first_ns < 0:
                 job.first_ns = ev.time_ns
             self._end(job)
@@ -276,28 +311,77 @@ class Pacer:
             job.error = (ev.data or {}).get("reason", "dropped")
             self._end(job)
 
+    def _generated(self, job: Job, n: int) -> None:
+        """The engine has made `n` of the job's tokens: the answer's share of them goes out at the end of
+        the pass, written by the call's sink when it has one (no handler wake-up per token), else by the
+        woken handler."""
+        job.generated = n
+        released = n - job.thinking
+        if released > job.released:
+            job.released = released
+            if job.call.sink is None:
+                job.call.notify()
+            else:
+                self._unsent[job] = None
+
+    def _flush(self) -> None:
+        """One write per stream and pass: every token released in a pass is due by the same wall instant."""
+        for job in self._unsent:
+            sink = job.call.sink
+            if not job.done and (sink is None or not sink(job)):  # an ended job's handler writes its end
+                job.call.notify()
+        self._unsent.clear()
+
     def _end(self, job: Job) -> None:
         job.done = True
+        self._untick(job)
         del self.jobs[job.rid]
         job.call.pending -= 1
         job.call.notify()
 
-    def _push(self, job: Job) -> None:
-        step = self.step_ns.get(job.client_id, 1)
-        self._seq += 1
-        heapq.heappush(self._due, (job.clock_ns + step, self._seq, job))
+    # ---------------------------------------------------------------- step ticks
+
+    def _tick_on(self, job: Job, client_id: str, now_ns: int) -> None:
+        """Pace `job` by `client_id`'s steps from now on."""
+        if job.ticking and client_id not in self.step_ns:  # a decode client that has not stepped yet:
+            self.step_ns[client_id] = self.step_ns.get(job.ticking, 1)  # the previous client's step until it has
+        self._untick(job)
+        job.ticking = client_id
+        jobs = self._ticking.setdefault(client_id, {})
+        jobs[job] = None
+        if client_id not in self._tick_at:
+            self._anchor(client_id, now_ns)
+
+    def _untick(self, job: Job) -> None:
+        if job.ticking:
+            jobs = self._ticking[job.ticking]
+            del jobs[job]
+            if not jobs:
+                del self._ticking[job.ticking], self._tick_at[job.ticking]
+            job.ticking = ""
+
+    def _anchor(self, client_id: str, t_ns: int) -> None:
+        nxt = t_ns + self.step_ns.get(client_id, 1)
+        self._tick_at[client_id] = nxt
+        heapq.heappush(self._due, (nxt, client_id))
 
     def _release_due(self, now_ns: int) -> None:
-        due = self._due
+        """Run every client tick due by `now_ns`: each gives one token to each job the client paces."""
+        due, tick_at = self._due, self._tick_at
         while due and due[0][0] <= now_ns:
-            t, _, job = heapq.heappop(due)
-            if job.done:
-                continue
-            job.released += 1
-            job.clock_ns = t
-            job.call.notify()
-            if job.released < job.output - 1:
-                self._push(job)
+            t, cid = heapq.heappop(due)
+            if tick_at.get(cid) != t:
+                continue  # re-anchored or idle since
+            capped = []
+            for job in self._ticking[cid]:
+                job.clock_ns = t
+                self._generated(job, job.generated + 1)
+                if job.generated >= job.output + job.thinking - 1:
+                    capped.append(job)
+            for job in capped:
+                self._untick(job)
+            if cid in tick_at:
+                self._anchor(cid, t)
 
 
 def _resolve(fut: asyncio.Future) -> None:
@@ -306,3 +390,4 @@ def _resolve(fut: asyncio.Future) -> None:
 
 
 FLEET_PIPELINE = "_fleet_direct"
+LLM_STAGES = ("llm", "prefill", "decode")  # stages whose client paces the request's tokens

@@ -89,12 +89,16 @@ def text_tokens(text: str) -> int:
     return max(1, -(-len(text) // CHARS_PER_TOKEN))
 
 
+def _all_ints(v: list) -> bool:
+    """Every item is an int (not a bool); checked at C speed, as prompts run to many thousand ids."""
+    return set(map(type, v)) == {int}
+
+
 def _token_ids(v: list, param: str) -> int:
-    for t in v:
-        if isinstance(t, bool) or not isinstance(t, int) or t < 0:
-            raise BadRequest(param, f"{param} must hold non-negative integer token ids")
     if not v:
         raise BadRequest(param, f"{param} must not be empty")
+    if not _all_ints(v) or min(v) < 0:
+        raise BadRequest(param, f"{param} must hold non-negative integer token ids")
     return len(v)
 
 
@@ -111,7 +115,7 @@ def _completion_prompts(doc: dict, limits: Limits) -> tuple[int, ...]:
         return (text_tokens(p),)
     if not isinstance(p, list) or not p:
         raise BadRequest("prompt", "prompt must be a string, a list of strings, or token ids")
-    if all(isinstance(x, int) and not isinstance(x, bool) for x in p):
+    if _all_ints(p):
         return (_token_ids(p, "prompt"),)
     if len(p) > limits.max_prompts:
         raise BadRequest("prompt", f"at most {limits.max_prompts} prompts per request, got {len(p)}")

@@ -3,14 +3,17 @@
 The simulator models time, not content: every generated token is the placeholder text
 ``TOKEN_TEXT``, so a response carries exactly as many tokens as the engine generated.
 Chunks are built once per choice and repeated per token, so streaming costs one write
-of prepared bytes per release.
+of prepared bytes per release; `direct_sink` writes them straight to the socket, framed for
+HTTP/1.1 chunked transfer, without waking the request's handler.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -19,6 +22,25 @@ TOKEN_TEXT = " tok"
 SSE_DONE = b"data: [DONE]\n\n"
 STATUS_TYPES = {400: "BadRequestError", 404: "NotFoundError", 413: "BadRequestError",
                 429: "RateLimitError", 503: "ServiceUnavailableError", 500: "InternalServerError"}
+
+
+SINK_BUFFER_LIMIT = 1 << 16  # bytes queued on a socket before tokens wait for the handler (which drains)
+
+
+def direct_sink(transport: asyncio.BaseTransport, chunks: list[bytes]) -> Callable[[Any], bool]:
+    """A call's sink: writes job `j`'s newly released tokens (`chunks[j.index]` each) as chunked-transfer
+    frames. Returns False, writing nothing, when the socket is closing or its buffer is full: the
+    handler then writes them and waits for the socket to drain, so memory per stream stays bounded."""
+    framed = [b"%x\r\n%s\r\n" % (len(c), c) for c in chunks]
+
+    def sink(job: Any) -> bool:
+        if transport.is_closing() or transport.get_write_buffer_size() > SINK_BUFFER_LIMIT:  # type: ignore[attr-defined]
+            return False
+        transport.write(framed[job.index] * (job.released - job.sent))  # type: ignore[attr-defined]
+        job.sent = job.released
+        return True
+
+    return sink
 
 
 def error_response(status: int, message: str, param: str | None = None) -> web.Response:
