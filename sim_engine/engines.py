@@ -12,6 +12,9 @@ It sets
   runtime_reserve_gb`` (CUDA graphs, NCCL buffers, allocator slack); ``free_fraction`` is
   TensorRT-LLM's ``kv_cache_free_gpu_mem_fraction`` of what is left after weights and the runtime;
   ``legacy`` is the 2023 estimate on the nominal (decimal, datasheet) capacity;
+* whether freed KV blocks stay cached for reuse (``prefix_caching``: vLLM V1's automatic prefix
+  caching and SGLang's radix cache are on by default; vLLM 0.5-0.6 and TensorRT-LLM reuse nothing
+  by default). See ``sim_engine/prefix_cache.py``;
 * the engine's own time. Per step the host does ``step_cpu_us`` (+ ``layer_cpu_us`` per layer,
   ``seq_cpu_us`` per sequence, ``token_cpu_us`` per token): scheduling, input preparation,
   sampling, detokenisation. A fraction ``cpu_overlap`` of it runs while the GPU executes
@@ -84,6 +87,7 @@ class EngineProfile:
     cpu_overlap: float = 0.0  # share of the host time that runs while the GPU executes
     frontend_us: float = 0.0  # per-request API server + tokenisation before scheduling
     sync_us: float = 0.0  # per TP collective and log2(tp): rank skew of host-launched collectives
+    prefix_caching: bool = False  # freed KV blocks stay reusable until evicted (vLLM V1 APC, SGLang radix)
 
     per_device_host: bool = False  # legacy-2023: host constants follow the 2023 fit of the device
 
@@ -129,7 +133,7 @@ PROFILES: dict[str, EngineProfile] = {
             gpu_memory_utilization=0.9, admission="greedy", kv_method="profile", profile_tokens=8192,
             runtime_reserve_gb=0.5,
             step_cpu_us=1500.0, seq_cpu_us=25.0, token_cpu_us=0.5, cpu_overlap=0.8, frontend_us=4000.0,
-            sync_us=5.0,
+            sync_us=5.0, prefix_caching=True,
         ),
         EngineProfile(
             name="vllm-v0",
@@ -150,7 +154,7 @@ PROFILES: dict[str, EngineProfile] = {
             gpu_memory_utilization=0.88, admission="greedy", kv_method="profile", profile_tokens=8192,
             runtime_reserve_gb=1.0,
             step_cpu_us=5200.0, seq_cpu_us=15.0, token_cpu_us=0.5, cpu_overlap=0.6, frontend_us=6300.0,
-            sync_us=5.0,
+            sync_us=5.0, prefix_caching=True,
         ),
         EngineProfile(
             name="trtllm",
@@ -196,6 +200,7 @@ def get_engine(value: Any = DEFAULT_ENGINE, where: str = "engine") -> EngineProf
         "profile_tokens": f.int("profile_tokens", base.profile_tokens, minimum=0, maximum=1 << 24),
         "runtime_reserve_gb": f.float("runtime_reserve_gb", base.runtime_reserve_gb, maximum=1e4),
         "cpu_overlap": f.float("cpu_overlap", base.cpu_overlap, maximum=1.0),
+        "prefix_caching": f.bool("prefix_caching", base.prefix_caching),
     }
     for key in ("step_cpu_us", "layer_cpu_us", "seq_cpu_us", "token_cpu_us", "frontend_us", "sync_us"):
         clean[key] = f.float(key, getattr(base, key), maximum=1e8)

@@ -17,6 +17,12 @@ In both, KV blocks in use never exceed capacity at any step. Reasoning branches 
 their prompt's blocks; a branch's copy of a shared partial block is charged at its first
 decode step, and preempted branches keep their tokens too (each re-prefilled).
 
+With ``prefix_caching`` (vLLM V1, SGLang) freed full blocks keep their content in a
+``PrefixCache``: they count as free, are evicted oldest first when an allocation needs them
+(blocks in use + cached never exceed capacity), and a request admitted from the queue takes
+back the cached leading blocks of its shared prefix and of its own earlier KV (a preempted
+request's recompute), prefilling only the rest. Reasoning branches do not use the cache.
+
 Runs of decode-only steps (nothing to admit, nothing arriving) are advanced in
 closed form: step times and KV growth for the whole run are computed with numpy,
 and one event fires at its end. If something reaches the client mid-run, the
@@ -34,6 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .kernel import PRIO_DECIDE, PRIO_INPUT, PRIO_STATE
+from .prefix_cache import PrefixCache
 from .request import Request
 from .spec import ClientSpec
 
@@ -78,6 +85,7 @@ class LLMClient:
         self.used_blocks = 0
         self.reserve = s.admission == "reserve"
         self.committed = 0  # reserve admission: blocks reserved by the admitted requests (>= used_blocks)
+        self.cache = PrefixCache() if s.prefix_caching else None  # freed blocks still reusable
         self.status = "active"
         self.waiting: deque[Request] = deque()
         self.prefilling: list[Request] = []  # admitted, prompt partly in KV (chunked batching)
@@ -106,6 +114,8 @@ class LLMClient:
         self.prompt_tokens_total = 0
         self.generation_tokens_total = 0
         self.preemptions_total = 0
+        self.prefix_queries = 0  # prompt tokens looked up in the prefix cache (vllm:prefix_cache_queries)
+        self.prefix_hits = 0  # ... and found there, not recomputed (vllm:prefix_cache_hits)
         self.completed_total = 0
         self.itl_values = array("q")  # inter-token latencies (ns) ...
         self.itl_weights = array("q")  # ... and how many tokens saw each
@@ -246,6 +256,8 @@ class LLMClient:
             self.joined.append(now)
 
     def _leave_decode(self, seq: Request) -> None:
+        if self.cache is not None and seq.parent is None:
+            self._cache_free(seq, seq.base + self.G)
         if self.cow and seq in self.cow:
             self.cow.remove(seq)
         del self.decoding[seq.key]
@@ -265,11 +277,50 @@ class LLMClient:
         for child in req.children or ():
             if child.live:
                 self._leave_decode(child)
+        if self.cache is not None and req.blocks and req.children is None and self._branches(req) == 1:
+            self._cache_free(req, min(req.prefilled, req.blocks * self.bs))
         req.children = None
         self.used_blocks -= req.blocks
         req.blocks = 0
         self.committed -= req.reserved
         req.reserved = 0
+
+    # ------------------------------------------------------------------ prefix cache
+    # A request's leading ``prefix_len // bs`` blocks are its shared prefix's, the rest its own.
+
+    def _cache_free(self, req: Request, tokens: int) -> None:
+        """``req`` frees blocks holding ``tokens`` tokens: its full blocks stay cached."""
+        full = tokens // self.bs
+        shared = min(req.prefix_len // self.bs, full) if req.prefix_key is not None else 0
+        self.cache.put(("p", req.prefix_key), 0, shared)
+        self.cache.put(("r", req.idx), shared, full)
+
+    def _cache_hit(self, req: Request, take: bool = False) -> int:
+        """Leading blocks of ``req``'s prefill found in the cache (taken back into use when ``take``).
+
+        Like vLLM, the block holding the last token to prefill is computed again, so at
+        least one token is prefilled.
+        """
+        cache, limit = self.cache, (self._prefill_len(req) - 1) // self.bs
+        shared = min(req.prefix_len // self.bs, limit) if req.prefix_key is not None else 0
+        end = cache.peek(("p", req.prefix_key), 0, shared) if shared else 0
+        if end == shared:
+            own = cache.peek(("r", req.idx), end, limit)
+            if take:
+                cache.take(("r", req.idx), end, own)
+        else:
+            own = end
+        if take:
+            cache.take(("p", req.prefix_key), 0, end)
+        return own
+
+    def _fit_cache(self, extra: int = 0) -> None:
+        """Evict cached blocks so they fit beside the blocks in use (plus ``extra`` about to be)."""
+        cache = self.cache
+        if cache is not None:
+            over = self.used_blocks + extra + cache.blocks - self.total_blocks
+            if over > 0:
+                cache.evict(over)
 
     def _preempt_one(self, now: int) -> bool:
         """Preempt (recompute) the most recently admitted request; False if none is admitted."""
@@ -328,6 +379,7 @@ class LLMClient:
                     return
             waiting.popleft()
             self.used_blocks += need
+            self._fit_cache()
             req.blocks = need
             self.admit_seq += 1
             req.admit_seq = self.admit_seq
@@ -343,8 +395,9 @@ class LLMClient:
         then never waits for KV again.
         """
         chunks: list[tuple[Request, int]] = []
-        bs, reserve = self.bs, self.reserve
+        bs, reserve, cache = self.bs, self.reserve, self.cache
         free = self.total_blocks - (self.committed if reserve else self.used_blocks + growth)
+        self._fit_cache(growth)  # the decodes' new blocks are taken first
         if allow_partial:
             for req in self.prefilling:
                 if budget <= 0:
@@ -358,17 +411,19 @@ class LLMClient:
                     free -= new_blocks
                 req.blocks += new_blocks
                 self.used_blocks += new_blocks
+                self._fit_cache(growth)
                 budget -= take
                 chunks.append((req, take))
         seqs = len(self.decoding) + len(self.prefilling)
         waiting = self.waiting
         while waiting and seqs < self.max_seqs and budget > 0 and waiting[0].mode != "decode":
             req = waiting[0]
-            rest = self._prefill_len(req) - req.prefilled
+            start = max(req.prefilled, self._cache_hit(req) * bs) if cache is not None else req.prefilled
+            rest = self._prefill_len(req) - start
             take = min(rest, budget) if allow_partial else rest
             if take > budget and not (req.generated > 0 and not chunks):
                 break  # whole prompts only: it waits for a step with room (a recompute may run alone)
-            need = _ceil_div(req.prefilled + take, bs)
+            need = _ceil_div(start + take, bs)
             cost = self._reservation(req, self._prefill_len(req)) if reserve else need
             if cost > free:
                 break
@@ -377,8 +432,13 @@ class LLMClient:
             if reserve:
                 req.reserved = cost
                 self.committed += cost
+            if cache is not None:
+                self.prefix_queries += self._prefill_len(req)
+                self.prefix_hits += self._cache_hit(req, take=True) * bs
+                req.prefilled = start
             req.blocks = need
             self.used_blocks += need
+            self._fit_cache(growth)
             self.admit_seq += 1
             req.admit_seq = self.admit_seq
             if req.scheduled_ns < 0:
@@ -411,12 +471,15 @@ class LLMClient:
         req = self.waiting[0]
         if req.mode == "decode" or len(self.decoding) + len(self.prefilling) >= self.max_seqs:
             return False
-        rest = self._prefill_len(req) - req.prefilled
+        start = req.prefilled
+        if self.cache is not None:
+            start = max(start, self._cache_hit(req) * self.bs)
+        rest = self._prefill_len(req) - start
         if rest > self.budget and req.generated == 0:
             return False
         if self.reserve:
             return self._reservation(req, self._prefill_len(req)) <= self.total_blocks - self.committed
-        return _ceil_div(req.prefilled + rest, self.bs) <= free
+        return _ceil_div(start + rest, self.bs) <= free
 
     def _make_room_for_decode(self, now: int) -> None:
         """Preempt until the next decode step's new KV blocks fit."""
@@ -471,6 +534,7 @@ class LLMClient:
             self.used_blocks += self.phase[self.G % self.bs]
             if self.cow:
                 self._charge_copies()
+            self._fit_cache()
         ctx_sum = self.sum_base + n_dec * self.G if n_dec else 0
         cost = self.perf.step([(r.prefilled, take) for r, take in chunks], n_dec, ctx_sum)
         dur = max(1, round(cost.time_s * 1e9))
@@ -532,6 +596,7 @@ class LLMClient:
         if self.cow:  # the first step's copies are charged now; the cumulative growth below excludes them
             self._charge_copies()
         blocks_cum = np.cumsum(np.asarray(self.phase, dtype=np.int64)[(G + steps) % bs])
+        self._fit_cache(int(blocks_cum[0]))  # as stepping would at the first step (the rest at the run's end)
         free = self.total_blocks - self.used_blocks
         if blocks_cum[-1] > free:
             k = int(np.searchsorted(blocks_cum, free, side="right"))  # >= 1: the first step fits
@@ -565,6 +630,7 @@ class LLMClient:
         self.token_sum += k * n_dec
         self.kv_integral += float(np.dot(used_after, durs))
         self.used_blocks = int(used_after[-1])
+        self._fit_cache()
         if self.used_blocks > self.kv_peak:
             self.kv_peak = self.used_blocks
         self.generation_tokens_total += k * n_dec
@@ -631,6 +697,8 @@ class LLMClient:
         self.prefilling.clear()
         self.finish_heap.clear()
         self.cow.clear()
+        if self.cache is not None:
+            self.cache.clear()
         self.status = "failed"
         self.version += 1
         self.busy = False
