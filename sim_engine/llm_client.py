@@ -292,8 +292,8 @@ class LLMClient:
         """``req`` frees blocks holding ``tokens`` tokens: its full blocks stay cached."""
         full = tokens // self.bs
         shared = min(req.prefix_len // self.bs, full) if req.prefix_key is not None else 0
+        self.cache.put(("r", req.idx), shared, full)  # the tail first: it is evicted first (as in vLLM)
         self.cache.put(("p", req.prefix_key), 0, shared)
-        self.cache.put(("r", req.idx), shared, full)
 
     def _cache_hit(self, req: Request, take: bool = False) -> int:
         """Leading blocks of ``req``'s prefill found in the cache (taken back into use when ``take``).
