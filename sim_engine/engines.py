@@ -35,14 +35,14 @@ Errors per profile: docs/FIDELITY.md.
   always on, max_num_batched_tokens 8192 for the API server, max_num_seqs 256 (1024 on H100-class
   parts from 0.10; 256 kept), block 16, gpu_memory_utilization 0.9). V1 runs the scheduler in a
   busy loop beside the GPU (engine core process, separate API-server process, persistent batch,
-  piecewise CUDA graphs): most host time overlaps.
+  piecewise CUDA graphs): most host time overlaps. Automatic prefix caching is on (its default).
 * ``vllm-v0`` (0.5-0.6): the v0.6.0 blog's profile of the pre-0.6 engine (API server 33%,
   scheduling + input preparation 29%, GPU 38% of a Llama-3-8B H100 step); v0.6 overlaps output
   processing with the next step. Chunked prefill off by default for long-context-free models
   (``mixed``/``continuous``: whole prompts), max_num_batched_tokens = max_model_len.
 * ``sglang`` (0.3-0.4): the SGLang v0.3 release notes and benchmark README (overlap scheduler,
   radix cache off in the compared runs), chunked_prefill_size 8192, mem_fraction_static ~0.88,
-  page size 1 (block 1 token).
+  page size 1 (block 1 token); the radix cache (``prefix_caching``) is on, SGLang's default.
 * ``trtllm`` (TensorRT-LLM 0.10+ and NIM): in-flight batching, ``kv_cache_free_gpu_mem_fraction``
   0.9, tokens_per_block 64 (32 before 0.12; 64 used), GUARANTEED_NO_EVICT capacity scheduler
   (= ``reserve``), C++ executor with CUDA graphs (little host time per step).
