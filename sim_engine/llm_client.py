@@ -21,7 +21,10 @@ With ``prefix_caching`` (vLLM V1, SGLang) freed full blocks keep their content i
 ``PrefixCache``: they count as free, are evicted oldest first when an allocation needs them
 (blocks in use + cached never exceed capacity), and a request admitted from the queue takes
 back the cached leading blocks of its shared prefix and of its own earlier KV (a preempted
-request's recompute), prefilling only the rest. Reasoning branches do not use the cache.
+request's recompute), prefilling only the rest. The first request of a prefix group to finish
+its prefill shares its prefix blocks (``sharing``: in use, counted once) with every request of
+the group admitted while it holds them, as vLLM's reference-counted blocks are shared; they are
+cached when the last holder frees them. Reasoning branches do not use the cache.
 
 Runs of decode-only steps (nothing to admit, nothing arriving) are advanced in
 closed form: step times and KV growth for the whole run are computed with numpy,
@@ -86,6 +89,7 @@ class LLMClient:
         self.reserve = s.admission == "reserve"
         self.committed = 0  # reserve admission: blocks reserved by the admitted requests (>= used_blocks)
         self.cache = PrefixCache() if s.prefix_caching else None  # freed blocks still reusable
+        self.sharing: dict[str, list[int]] = {}  # prefix_key -> [holders, blocks] of prefix blocks in use
         self.status = "active"
         self.waiting: deque[Request] = deque()
         self.prefilling: list[Request] = []  # admitted, prompt partly in KV (chunked batching)
@@ -256,15 +260,16 @@ class LLMClient:
             self.joined.append(now)
 
     def _leave_decode(self, seq: Request) -> None:
-        if self.cache is not None and seq.parent is None:
-            self._cache_free(seq, seq.base + self.G)
         if self.cow and seq in self.cow:
             self.cow.remove(seq)
         del self.decoding[seq.key]
         seq.live = False
         self.sum_base -= seq.base
         self.phase[(-seq.base) % self.bs] -= 1
-        self.used_blocks -= _ceil_div(seq.base + self.G, self.bs) - seq.shared
+        ctx = seq.base + self.G
+        self.used_blocks -= _ceil_div(ctx, self.bs) - seq.shared
+        if self.cache is not None and seq.parent is None:
+            self._cache_free(seq, ctx)
 
     def _release(self, req: Request) -> None:
         """Free every KV block a request (and its branches) holds on this client.
@@ -278,7 +283,7 @@ class LLMClient:
             if child.live:
                 self._leave_decode(child)
         if self.cache is not None and req.blocks and req.children is None and self._branches(req) == 1:
-            self._cache_free(req, min(req.prefilled, req.blocks * self.bs))
+            self._cache_free(req, min(req.prefilled, (req.blocks + req.shared) * self.bs))
         req.children = None
         self.used_blocks -= req.blocks
         req.blocks = 0
@@ -289,30 +294,51 @@ class LLMClient:
     # A request's leading ``prefix_len // bs`` blocks are its shared prefix's, the rest its own.
 
     def _cache_free(self, req: Request, tokens: int) -> None:
-        """``req`` frees blocks holding ``tokens`` tokens: its full blocks stay cached."""
-        full = tokens // self.bs
-        shared = min(req.prefix_len // self.bs, full) if req.prefix_key is not None else 0
-        self.cache.put(("r", req.idx), shared, full)  # the tail first: it is evicted first (as in vLLM)
-        self.cache.put(("p", req.prefix_key), 0, shared)
+        """``req`` frees its blocks (``tokens`` tokens): its full blocks stay cached.
 
-    def _cache_hit(self, req: Request, take: bool = False) -> int:
-        """Leading blocks of ``req``'s prefill found in the cache (taken back into use when ``take``).
-
-        Like vLLM, the block holding the last token to prefill is computed again, so at
-        least one token is prefilled.
+        The blocks it shared (``req.shared``) are freed and cached with their last holder.
         """
-        cache, limit = self.cache, (self._prefill_len(req) - 1) // self.bs
-        shared = min(req.prefix_len // self.bs, limit) if req.prefix_key is not None else 0
-        end = cache.peek(("p", req.prefix_key), 0, shared) if shared else 0
-        if end == shared:
-            own = cache.peek(("r", req.idx), end, limit)
-            if take:
-                cache.take(("r", req.idx), end, own)
-        else:
-            own = end
+        cache, key, held = self.cache, req.prefix_key, req.shared
+        full = tokens // self.bs
+        prefix = min(req.prefix_len // self.bs, full) if key is not None else 0
+        cache.put(("r", req.idx), prefix, full)  # the tail first: it is evicted first (as in vLLM)
+        if held:
+            req.shared = 0
+            run = self.sharing[key]
+            run[0] -= 1
+            if run[0] == 0:
+                del self.sharing[key]
+                self.used_blocks -= run[1]
+                cache.put(("p", key), 0, run[1])
+        cache.put(("p", key), held, prefix)
+
+    def _cache_hit(self, req: Request, take: bool = False) -> tuple[int, int]:
+        """(leading blocks of ``req``'s prefill already on the GPU, how many of them are shared in use).
+
+        With ``take`` the request takes them: the shared ones as one more holder, the cached
+        ones back into use. Like vLLM, the block holding the last token to prefill is computed
+        again, so at least one token is prefilled.
+        """
+        cache, key, idx, limit = self.cache, req.prefix_key, req.idx, (self._prefill_len(req) - 1) // self.bs
+        prefix = min(req.prefix_len // self.bs, limit) if key is not None else 0
+        run = self.sharing.get(key) if prefix and self._branches(req) == 1 else None
+        in_use = run[1] if run is not None and run[1] <= prefix else 0  # all of the shared blocks, or none
+        end = cache.peek(("p", key), in_use, prefix) if prefix else 0
+        own = cache.peek(("r", idx), end, limit) if end == prefix else end
         if take:
-            cache.take(("p", req.prefix_key), 0, end)
-        return own
+            if in_use:
+                run[0] += 1
+            cache.take(("p", key), in_use, end)
+            cache.take(("r", idx), end, own)
+        return own, in_use
+
+    def _share_prefix(self, req: Request) -> None:
+        """``req`` finished its prefill: the first of its group lends its prefix blocks to the group."""
+        key, prefix = req.prefix_key, min(req.prefix_len, req.prefilled) // self.bs
+        if prefix and not req.shared and key not in self.sharing and self._branches(req) == 1:
+            self.sharing[key] = [1, prefix]
+            req.shared = prefix
+            req.blocks -= prefix
 
     def _fit_cache(self, extra: int = 0) -> None:
         """Evict cached blocks so they fit beside the blocks in use (plus ``extra`` about to be)."""
@@ -403,10 +429,10 @@ class LLMClient:
                 if budget <= 0:
                     break
                 want = min(self._prefill_len(req) - req.prefilled, budget)
-                take = want if reserve else min(want, (req.blocks + free) * bs - req.prefilled)
+                take = want if reserve else min(want, (req.blocks + req.shared + free) * bs - req.prefilled)
                 if take <= 0:
                     continue
-                new_blocks = _ceil_div(req.prefilled + take, bs) - req.blocks
+                new_blocks = _ceil_div(req.prefilled + take, bs) - req.shared - req.blocks
                 if not reserve:
                     free -= new_blocks
                 req.blocks += new_blocks
@@ -418,12 +444,13 @@ class LLMClient:
         waiting = self.waiting
         while waiting and seqs < self.max_seqs and budget > 0 and waiting[0].mode != "decode":
             req = waiting[0]
-            start = max(req.prefilled, self._cache_hit(req) * bs) if cache is not None else req.prefilled
+            hit, in_use = self._cache_hit(req) if cache is not None else (0, 0)
+            start = max(req.prefilled, hit * bs)
             rest = self._prefill_len(req) - start
             take = min(rest, budget) if allow_partial else rest
             if take > budget and not (req.generated > 0 and not chunks):
                 break  # whole prompts only: it waits for a step with room (a recompute may run alone)
-            need = _ceil_div(start + take, bs)
+            need = _ceil_div(start + take, bs) - in_use
             cost = self._reservation(req, self._prefill_len(req)) if reserve else need
             if cost > free:
                 break
@@ -434,8 +461,9 @@ class LLMClient:
                 self.committed += cost
             if cache is not None:
                 self.prefix_queries += self._prefill_len(req)
-                self.prefix_hits += self._cache_hit(req, take=True) * bs
-                req.prefilled = start
+                self.prefix_hits += hit * bs
+                self._cache_hit(req, take=True)
+                req.prefilled, req.shared = start, in_use
             req.blocks = need
             self.used_blocks += need
             self._fit_cache(growth)
@@ -471,15 +499,16 @@ class LLMClient:
         req = self.waiting[0]
         if req.mode == "decode" or len(self.decoding) + len(self.prefilling) >= self.max_seqs:
             return False
-        start = req.prefilled
+        start, in_use = req.prefilled, 0
         if self.cache is not None:
-            start = max(start, self._cache_hit(req) * self.bs)
+            hit, in_use = self._cache_hit(req)
+            start = max(start, hit * self.bs)
         rest = self._prefill_len(req) - start
         if rest > self.budget and req.generated == 0:
             return False
         if self.reserve:
             return self._reservation(req, self._prefill_len(req)) <= self.total_blocks - self.committed
-        return _ceil_div(start + rest, self.bs) <= free
+        return _ceil_div(start + rest, self.bs) - in_use <= free
 
     def _make_room_for_decode(self, now: int) -> None:
         """Preempt until the next decode step's new KV blocks fit."""
@@ -581,6 +610,8 @@ class LLMClient:
                 self._release(req)
                 self._finish(req, now)
             else:
+                if self.cache is not None:
+                    self._share_prefix(req)
                 self._join_decode(req, plen, now)
         if n_dec:
             self._complete_due(now)
@@ -699,6 +730,7 @@ class LLMClient:
         self.cow.clear()
         if self.cache is not None:
             self.cache.clear()
+        self.sharing.clear()
         self.status = "failed"
         self.version += 1
         self.busy = False

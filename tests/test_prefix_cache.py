@@ -122,3 +122,23 @@ def test_a_full_cache_never_blocks_admission():
     c = sim.clients[0]
     assert c.prefix_hits == 0 and c.cache.blocks > 0
     assert c.used_blocks + c.cache.blocks <= c.total_blocks
+
+
+def test_running_requests_of_one_group_share_the_prefix_blocks_once():
+    ms = 10**6
+    # b and c arrive while a (whose prefill is done) still decodes: they use a's 32 prefix blocks
+    reqs = [RequestInput(0, 600, 200, prefix_key="doc"), RequestInput(300 * ms, 600, 200, prefix_key="doc"),
+            RequestInput(310 * ms, 600, 200, prefix_key="doc")]
+    shared = _sim(4000, True, prefix=512)
+    shared.inject(reqs)
+    shared.advance(until_ns=400 * ms)
+    c = shared.clients[0]
+    assert c.sharing == {"doc": [3, 32]} and c.prefix_hits == 2 * 512
+    held = sum(-(-(s.base + c.G) // 16) - s.shared for s in c.decoding.values())
+    assert c.used_blocks == held + 32
+    shared.advance()
+    assert shared.is_done() and shared.completed == 3
+    assert c.sharing == {} and c.cache.runs[("p", "doc")] == [0, 32]  # cached when the last holder ended
+    plain = _run(_sim(4000, False, prefix=512), reqs).clients[0]
+    assert c.kv_peak <= plain.kv_peak - 2 * 32
+    assert c.generation_tokens_total == plain.generation_tokens_total == 600

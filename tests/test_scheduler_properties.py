@@ -6,11 +6,13 @@ aggregate block count equals what the requests hold. After the run: every reques
 exactly once, each completed request got exactly the tokens it asked for and the clients
 produced no token twice (a recompute re-prefills generated tokens instead of decoding them
 again), reserve admission never preempts, and closed-form decode equals stepping bit for bit.
-All of it holds with the GPU prefix cache on, where blocks in use + cached blocks never exceed
-capacity either.
+All of it holds with the GPU prefix cache on (requests in two prefix groups), where blocks in
+use + cached blocks never exceed capacity either and shared prefix blocks are counted once.
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -47,7 +49,10 @@ def audit(c: LLMClient) -> None:
     parents = list({id(s.parent): s.parent for s in seqs if s.parent is not None}.values())
     held = sum(_ceil_div(s.base + c.G, c.bs) - s.shared for s in seqs)
     held += sum(r.blocks for r in c.prefilling) + sum(p.blocks for p in parents)
+    held += sum(blocks for _, blocks in c.sharing.values())  # prefix blocks shared in use, counted once
     assert c.used_blocks == held
+    holders = Counter(r.prefix_key for r in [s for s in seqs if s.parent is None] + c.prefilling if r.shared)
+    assert holders == {key: n for key, (n, _) in c.sharing.items()}
     if c.reserve:
         owners = [s for s in seqs if s.parent is None] + parents + c.prefilling
         assert c.committed == sum(r.reserved for r in owners) <= c.total_blocks
@@ -98,7 +103,7 @@ def simulate(batching: str, admission: str, pipeline: str, blocks: int, block_si
                     for r in roles],
         "router": "round_robin",
         "pipelines": {"p": PIPELINES[pipeline]},
-        "workload": {"arrival": {"process": "none"}, "pipeline": "p"},
+        "workload": {"arrival": {"process": "none"}, "pipeline": "p", **({"prefix": {"tokens": 48}} if caching else {})},
     }
     sim = Simulation(load_spec(doc))
     for c in sim.clients:
@@ -106,7 +111,7 @@ def simulate(batching: str, admission: str, pipeline: str, blocks: int, block_si
     t, batch = 0, []
     for gap, prompt, output in reqs:
         t += gap
-        batch.append(RequestInput(t, prompt, output))
+        batch.append(RequestInput(t, prompt, output, prefix_key=f"g{len(batch) % 2}" if caching else None))
     sim.inject(batch)
     sim.advance()
     assert sim.is_done()
