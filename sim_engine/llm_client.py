@@ -423,7 +423,6 @@ class LLMClient:
         chunks: list[tuple[Request, int]] = []
         bs, reserve, cache = self.bs, self.reserve, self.cache
         free = self.total_blocks - (self.committed if reserve else self.used_blocks + growth)
-        self._fit_cache(growth)  # the decodes' new blocks are taken first
         if allow_partial:
             for req in self.prefilling:
                 if budget <= 0:
@@ -437,14 +436,17 @@ class LLMClient:
                     free -= new_blocks
                 req.blocks += new_blocks
                 self.used_blocks += new_blocks
-                self._fit_cache(growth)
                 budget -= take
                 chunks.append((req, take))
         seqs = len(self.decoding) + len(self.prefilling)
         waiting = self.waiting
         while waiting and seqs < self.max_seqs and budget > 0 and waiting[0].mode != "decode":
             req = waiting[0]
-            hit, in_use = self._cache_hit(req) if cache is not None else (0, 0)
+            if cache is not None:  # what this step allocates so far (the decodes' blocks first) is evicted
+                self._fit_cache(growth)
+                hit, in_use = self._cache_hit(req)
+            else:
+                hit = in_use = 0
             start = max(req.prefilled, hit * bs)
             rest = self._prefill_len(req) - start
             take = min(rest, budget) if allow_partial else rest
@@ -466,7 +468,6 @@ class LLMClient:
                 req.prefilled, req.shared = start, in_use
             req.blocks = need
             self.used_blocks += need
-            self._fit_cache(growth)
             self.admit_seq += 1
             req.admit_seq = self.admit_seq
             if req.scheduled_ns < 0:
@@ -563,7 +564,7 @@ class LLMClient:
             self.used_blocks += self.phase[self.G % self.bs]
             if self.cow:
                 self._charge_copies()
-            self._fit_cache()
+        self._fit_cache()  # the step's new blocks (admitted prefills, decode growth) evict cached ones
         ctx_sum = self.sum_base + n_dec * self.G if n_dec else 0
         cost = self.perf.step([(r.prefilled, take) for r, take in chunks], n_dec, ctx_sum)
         dur = max(1, round(cost.time_s * 1e9))

@@ -67,15 +67,16 @@ class PrefixCache:
 
     def evict(self, n: int) -> None:
         """Evict ``n`` blocks (at most ``blocks``), least recently freed first."""
+        self.blocks -= n
         runs = self.runs
-        while n > 0:
-            _, run = next(iter(runs.items()))
-            k = min(n, run[1] - run[0])
-            run[1] -= k
+        while n:
+            run = runs[next(iter(runs))]
+            k = run[1] - run[0]
+            if k > n:
+                run[1] -= n
+                return
             n -= k
-            self.blocks -= k
-            if run[1] <= run[0]:
-                runs.popitem(last=False)
+            runs.popitem(last=False)
 
     def clear(self) -> None:
         self.runs.clear()
