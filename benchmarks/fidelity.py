@@ -25,7 +25,8 @@ sigma 0.7, max 1024; MLPerf Mixtral = prompt mean 450, output mean 146, TP1 x 8,
 Not usable (left out, reason printed with --rows): ITL of vLLM 0.6 with --num-scheduler-steps 10
 (tokens are streamed in bursts of 10 steps: not modelled), multi-turn conversation rows with a
 prefix cache (the conversation structure is not in the row), LMCache store/load rows, CPU-time
-shares, a latency row with no configuration.
+shares, a latency row with no configuration. The GPU prefix cache is on where the engine has it on
+by default (``vllm`` 0.10 rows); the SGLang README rows ran with the radix cache disabled.
 """
 
 from __future__ import annotations
@@ -281,8 +282,9 @@ def build_cases(data: Path) -> tuple[list[Case], list[tuple[int, str, str]]]:
             n = 5000 if offline else (1200 if rate <= 4 else 2400)
             sched = {"max_model_len": 4096} if engine == "vllm-v0" else {}
             key = (short, engine, hw, model, rate)
+            # the README's runs: "radix cache disabled" (vllm-v0 has no prefix cache anyway)
             add(i, r, Case(key, short, engine, hw, model, tp, 1, None, "offline" if offline else "rate", n,
-                           SHAREGPT, rate, scheduler=sched))
+                           SHAREGPT, rate, scheduler=sched, engine_fields={"prefix_caching": False}))
         elif short == "vllm-issues":
             if "Llama-3.3" in r["model"] and "benchmark_throughput" in eng:
                 steps = "10" if "steps 10" in eng else "1"

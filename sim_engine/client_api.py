@@ -89,6 +89,8 @@ class LLMCounters:
     prompt_tokens_total: int = 0
     generation_tokens_total: int = 0
     preemptions_total: int = 0
+    prefix_cache_queries: int = 0  # prompt tokens looked up in the GPU prefix cache ...
+    prefix_cache_hits: int = 0  # ... and found there
     itl_values: Any = ()  # array('q') of inter-token latencies (ns) ...
     itl_weights: Any = ()  # ... and how many tokens saw each
 
@@ -102,4 +104,5 @@ def llm_counters(client: Client) -> LLMCounters:
         return NO_LLM_COUNTERS
     c: Any = client
     return LLMCounters(c.total_blocks, c.kv_peak, c.kv_integral, c.token_sum, c.prompt_tokens_total,
-                       c.generation_tokens_total, c.preemptions_total, c.itl_values, c.itl_weights)
+                       c.generation_tokens_total, c.preemptions_total, c.prefix_queries, c.prefix_hits,
+                       c.itl_values, c.itl_weights)

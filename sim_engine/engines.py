@@ -12,6 +12,9 @@ It sets
   runtime_reserve_gb`` (CUDA graphs, NCCL buffers, allocator slack); ``free_fraction`` is
   TensorRT-LLM's ``kv_cache_free_gpu_mem_fraction`` of what is left after weights and the runtime;
   ``legacy`` is the 2023 estimate on the nominal (decimal, datasheet) capacity;
+* whether freed KV blocks stay cached for reuse (``prefix_caching``: vLLM V1's automatic prefix
+  caching and SGLang's radix cache are on by default; vLLM 0.5-0.6 and TensorRT-LLM reuse nothing
+  by default). See ``sim_engine/prefix_cache.py``;
 * the engine's own time. Per step the host does ``step_cpu_us`` (+ ``layer_cpu_us`` per layer,
   ``seq_cpu_us`` per sequence, ``token_cpu_us`` per token): scheduling, input preparation,
   sampling, detokenisation. A fraction ``cpu_overlap`` of it runs while the GPU executes
@@ -32,14 +35,14 @@ Errors per profile: docs/FIDELITY.md.
   always on, max_num_batched_tokens 8192 for the API server, max_num_seqs 256 (1024 on H100-class
   parts from 0.10; 256 kept), block 16, gpu_memory_utilization 0.9). V1 runs the scheduler in a
   busy loop beside the GPU (engine core process, separate API-server process, persistent batch,
-  piecewise CUDA graphs): most host time overlaps.
+  piecewise CUDA graphs): most host time overlaps. Automatic prefix caching is on (its default).
 * ``vllm-v0`` (0.5-0.6): the v0.6.0 blog's profile of the pre-0.6 engine (API server 33%,
   scheduling + input preparation 29%, GPU 38% of a Llama-3-8B H100 step); v0.6 overlaps output
   processing with the next step. Chunked prefill off by default for long-context-free models
   (``mixed``/``continuous``: whole prompts), max_num_batched_tokens = max_model_len.
 * ``sglang`` (0.3-0.4): the SGLang v0.3 release notes and benchmark README (overlap scheduler,
   radix cache off in the compared runs), chunked_prefill_size 8192, mem_fraction_static ~0.88,
-  page size 1 (block 1 token).
+  page size 1 (block 1 token); the radix cache (``prefix_caching``) is on, SGLang's default.
 * ``trtllm`` (TensorRT-LLM 0.10+ and NIM): in-flight batching, ``kv_cache_free_gpu_mem_fraction``
   0.9, tokens_per_block 64 (32 before 0.12; 64 used), GUARANTEED_NO_EVICT capacity scheduler
   (= ``reserve``), C++ executor with CUDA graphs (little host time per step).
@@ -84,6 +87,7 @@ class EngineProfile:
     cpu_overlap: float = 0.0  # share of the host time that runs while the GPU executes
     frontend_us: float = 0.0  # per-request API server + tokenisation before scheduling
     sync_us: float = 0.0  # per TP collective and log2(tp): rank skew of host-launched collectives
+    prefix_caching: bool = False  # freed KV blocks stay reusable until evicted (vLLM V1 APC, SGLang radix)
 
     per_device_host: bool = False  # legacy-2023: host constants follow the 2023 fit of the device
 
@@ -129,7 +133,7 @@ PROFILES: dict[str, EngineProfile] = {
             gpu_memory_utilization=0.9, admission="greedy", kv_method="profile", profile_tokens=8192,
             runtime_reserve_gb=0.5,
             step_cpu_us=1500.0, seq_cpu_us=25.0, token_cpu_us=0.5, cpu_overlap=0.8, frontend_us=4000.0,
-            sync_us=5.0,
+            sync_us=5.0, prefix_caching=True,
         ),
         EngineProfile(
             name="vllm-v0",
@@ -150,7 +154,7 @@ PROFILES: dict[str, EngineProfile] = {
             gpu_memory_utilization=0.88, admission="greedy", kv_method="profile", profile_tokens=8192,
             runtime_reserve_gb=1.0,
             step_cpu_us=5200.0, seq_cpu_us=15.0, token_cpu_us=0.5, cpu_overlap=0.6, frontend_us=6300.0,
-            sync_us=5.0,
+            sync_us=5.0, prefix_caching=True,
         ),
         EngineProfile(
             name="trtllm",
@@ -196,6 +200,7 @@ def get_engine(value: Any = DEFAULT_ENGINE, where: str = "engine") -> EngineProf
         "profile_tokens": f.int("profile_tokens", base.profile_tokens, minimum=0, maximum=1 << 24),
         "runtime_reserve_gb": f.float("runtime_reserve_gb", base.runtime_reserve_gb, maximum=1e4),
         "cpu_overlap": f.float("cpu_overlap", base.cpu_overlap, maximum=1.0),
+        "prefix_caching": f.bool("prefix_caching", base.prefix_caching),
     }
     for key in ("step_cpu_us", "layer_cpu_us", "seq_cpu_us", "token_cpu_us", "frontend_us", "sync_us"):
         clean[key] = f.float(key, getattr(base, key), maximum=1e8)

@@ -85,6 +85,14 @@ class Fields:
             raise SpecError(self.name(key), f"must be <= {maximum}, got {show(value)}")
         return value
 
+    def bool(self, key: str, default: bool) -> bool:
+        value = self.raw(key)
+        if value is None:  # absent or null: the default
+            return default
+        if not isinstance(value, bool):
+            raise SpecError(self.name(key), f"must be true or false, got {show(value)}")
+        return value
+
     def done(self) -> None:
         unknown = sorted(set(self.doc) - self.seen, key=repr)
         if unknown:

@@ -21,6 +21,15 @@ With ``batching: external`` the client asks the co-simulation client at every st
 boundary where it has work (a batch decision, see external_batch.py) and runs the
 checked answer through the same step machinery as the built-in policies.
 
+With ``prefix_caching`` (vLLM V1, SGLang) freed full blocks keep their content in a
+``PrefixCache``: they count as free, are evicted oldest first when an allocation needs them
+(blocks in use + cached never exceed capacity), and a request admitted from the queue takes
+back the cached leading blocks of its shared prefix and of its own earlier KV (a preempted
+request's recompute), prefilling only the rest. The first request of a prefix group to finish
+its prefill shares its prefix blocks (``sharing``: in use, counted once) with every request of
+the group admitted while it holds them, as vLLM's reference-counted blocks are shared; they are
+cached when the last holder frees them. Reasoning branches do not use the cache.
+
 Runs of decode-only steps (nothing to admit, nothing arriving) are advanced in
 closed form: step times and KV growth for the whole run are computed with numpy,
 and one event fires at its end. If something reaches the client mid-run, the
@@ -39,6 +48,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .kernel import PRIO_DECIDE, PRIO_INPUT, PRIO_STATE
+from .prefix_cache import PrefixCache
 from .request import Request
 from .spec import ClientSpec
 
@@ -94,6 +104,8 @@ class LLMClient:
         self.used_blocks = 0
         self.reserve = s.admission == "reserve"
         self.committed = 0  # reserve admission: blocks reserved by the admitted requests (>= used_blocks)
+        self.cache = PrefixCache() if s.prefix_caching else None  # freed blocks still reusable
+        self.sharing: dict[str, list[int]] = {}  # prefix_key -> [holders, blocks] of prefix blocks in use
         self.status = "active"
         self.waiting: deque[Request] = deque()
         self.prefilling: list[Request] = []  # admitted, prompt partly in KV (chunked batching)
@@ -123,6 +135,8 @@ class LLMClient:
         self.prompt_tokens_total = 0
         self.generation_tokens_total = 0
         self.preemptions_total = 0
+        self.prefix_queries = 0  # prompt tokens looked up in the prefix cache (vllm:prefix_cache_queries)
+        self.prefix_hits = 0  # ... and found there, not recomputed (vllm:prefix_cache_hits)
         self.completed_total = 0
         self.itl_values = array("q")  # inter-token latencies (ns) ...
         self.itl_weights = array("q")  # ... and how many tokens saw each
@@ -271,7 +285,10 @@ class LLMClient:
         seq.live = False
         self.sum_base -= seq.base
         self.phase[(-seq.base) % self.bs] -= 1
-        self.used_blocks -= _ceil_div(seq.base + self.G, self.bs) - seq.shared
+        ctx = seq.base + self.G
+        self.used_blocks -= _ceil_div(ctx, self.bs) - seq.shared
+        if self.cache is not None and seq.parent is None:
+            self._cache_free(seq, ctx)
 
     def _release(self, req: Request) -> None:
         """Free every KV block a request (and its branches) holds on this client.
@@ -284,11 +301,71 @@ class LLMClient:
         for child in req.children or ():
             if child.live:
                 self._leave_decode(child)
+        if self.cache is not None and req.blocks and req.children is None and self._branches(req) == 1:
+            self._cache_free(req, min(req.prefilled, (req.blocks + req.shared) * self.bs))
         req.children = None
         self.used_blocks -= req.blocks
         req.blocks = 0
         self.committed -= req.reserved
         req.reserved = 0
+
+    # ------------------------------------------------------------------ prefix cache
+    # A request's leading ``prefix_len // bs`` blocks are its shared prefix's, the rest its own.
+
+    def _cache_free(self, req: Request, tokens: int) -> None:
+        """``req`` frees its blocks (``tokens`` tokens): its full blocks stay cached.
+
+        The blocks it shared (``req.shared``) are freed and cached with their last holder.
+        """
+        cache, key, held = self.cache, req.prefix_key, req.shared
+        full = tokens // self.bs
+        prefix = min(req.prefix_len // self.bs, full) if key is not None else 0
+        cache.put(("r", req.idx), prefix, full)  # the tail first: it is evicted first (as in vLLM)
+        if held:
+            req.shared = 0
+            run = self.sharing[key]
+            run[0] -= 1
+            if run[0] == 0:
+                del self.sharing[key]
+                self.used_blocks -= run[1]
+                cache.put(("p", key), 0, run[1])
+        cache.put(("p", key), held, prefix)
+
+    def _cache_hit(self, req: Request, take: bool = False) -> tuple[int, int]:
+        """(leading blocks of ``req``'s prefill already on the GPU, how many of them are shared in use).
+
+        With ``take`` the request takes them: the shared ones as one more holder, the cached
+        ones back into use. Like vLLM, the block holding the last token to prefill is computed
+        again, so at least one token is prefilled.
+        """
+        cache, key, idx, limit = self.cache, req.prefix_key, req.idx, (self._prefill_len(req) - 1) // self.bs
+        prefix = min(req.prefix_len // self.bs, limit) if key is not None else 0
+        run = self.sharing.get(key) if prefix and self._branches(req) == 1 else None
+        in_use = run[1] if run is not None and run[1] <= prefix else 0  # all of the shared blocks, or none
+        end = cache.peek(("p", key), in_use, prefix) if prefix else 0
+        own = cache.peek(("r", idx), end, limit) if end == prefix else end
+        if take:
+            if in_use:
+                run[0] += 1
+            cache.take(("p", key), in_use, end)
+            cache.take(("r", idx), end, own)
+        return own, in_use
+
+    def _share_prefix(self, req: Request) -> None:
+        """``req`` finished its prefill: the first of its group lends its prefix blocks to the group."""
+        key, prefix = req.prefix_key, min(req.prefix_len, req.prefilled) // self.bs
+        if prefix and not req.shared and key not in self.sharing and self._branches(req) == 1:
+            self.sharing[key] = [1, prefix]
+            req.shared = prefix
+            req.blocks -= prefix
+
+    def _fit_cache(self, extra: int = 0) -> None:
+        """Evict cached blocks so they fit beside the blocks in use (plus ``extra`` about to be)."""
+        cache = self.cache
+        if cache is not None:
+            over = self.used_blocks + extra + cache.blocks - self.total_blocks
+            if over > 0:
+                cache.evict(over)
 
     def _preempt_one(self, now: int) -> bool:
         """Preempt (recompute) the most recently admitted request; False if none is admitted."""
@@ -356,6 +433,7 @@ class LLMClient:
                     return
             waiting.popleft()
             self.used_blocks += need
+            self._fit_cache()
             req.blocks = need
             self.admit_seq += 1
             req.admit_seq = self.admit_seq
@@ -371,17 +449,17 @@ class LLMClient:
         then never waits for KV again.
         """
         chunks: list[tuple[Request, int]] = []
-        bs, reserve = self.bs, self.reserve
+        bs, reserve, cache = self.bs, self.reserve, self.cache
         free = self.total_blocks - (self.committed if reserve else self.used_blocks + growth)
         if allow_partial:
             for req in self.prefilling:
                 if budget <= 0:
                     break
                 want = min(self._prefill_len(req) - req.prefilled, budget)
-                take = want if reserve else min(want, (req.blocks + free) * bs - req.prefilled)
+                take = want if reserve else min(want, (req.blocks + req.shared + free) * bs - req.prefilled)
                 if take <= 0:
                     continue
-                new_blocks = _ceil_div(req.prefilled + take, bs) - req.blocks
+                new_blocks = _ceil_div(req.prefilled + take, bs) - req.shared - req.blocks
                 if not reserve:
                     free -= new_blocks
                 req.blocks += new_blocks
@@ -392,11 +470,17 @@ class LLMClient:
         waiting = self.waiting
         while waiting and seqs < self.max_seqs and budget > 0 and waiting[0].mode != "decode":
             req = waiting[0]
-            rest = self._prefill_len(req) - req.prefilled
+            if cache is not None:  # what this step allocates so far (the decodes' blocks first) is evicted
+                self._fit_cache(growth)
+                hit, in_use = self._cache_hit(req)
+            else:
+                hit = in_use = 0
+            start = max(req.prefilled, hit * bs)
+            rest = self._prefill_len(req) - start
             take = min(rest, budget) if allow_partial else rest
             if take > budget and not (req.generated > 0 and not chunks):
                 break  # whole prompts only: it waits for a step with room (a recompute may run alone)
-            need = _ceil_div(req.prefilled + take, bs)
+            need = _ceil_div(start + take, bs) - in_use
             cost = self._reservation(req, self._prefill_len(req)) if reserve else need
             if cost > free:
                 break
@@ -405,6 +489,11 @@ class LLMClient:
             if reserve:
                 req.reserved = cost
                 self.committed += cost
+            if cache is not None:
+                self.prefix_queries += self._prefill_len(req)
+                self.prefix_hits += hit * bs
+                self._cache_hit(req, take=True)
+                req.prefilled, req.shared = start, in_use
             req.blocks = need
             self.used_blocks += need
             self.admit_seq += 1
@@ -439,12 +528,16 @@ class LLMClient:
         req = self.waiting[0]
         if req.mode == "decode" or len(self.decoding) + len(self.prefilling) >= self.max_seqs:
             return False
-        rest = self._prefill_len(req) - req.prefilled
+        start, in_use = req.prefilled, 0
+        if self.cache is not None:
+            hit, in_use = self._cache_hit(req)
+            start = max(start, hit * self.bs)
+        rest = self._prefill_len(req) - start
         if rest > self.budget and req.generated == 0:
             return False
         if self.reserve:
             return self._reservation(req, self._prefill_len(req)) <= self.total_blocks - self.committed
-        return _ceil_div(req.prefilled + rest, self.bs) <= free
+        return _ceil_div(start + rest, self.bs) - in_use <= free
 
     def _make_room_for_decode(self, now: int) -> None:
         """Preempt until the next decode step's new KV blocks fit."""
@@ -533,6 +626,7 @@ class LLMClient:
             self.used_blocks += self.phase[self.G % self.bs]
             if self.cow:
                 self._charge_copies()
+        self._fit_cache()  # the step's new blocks (admitted prefills, decode growth) evict cached ones
         ctx_sum = self.sum_base + n_dec * self.G if n_dec else 0
         cost = self.perf.step([(r.prefilled, take) for r, take in chunks], n_dec, ctx_sum)
         dur = max(1, round(cost.time_s * 1e9))
@@ -579,6 +673,8 @@ class LLMClient:
                 self._release(req)
                 self._finish(req, now)
             else:
+                if self.cache is not None:
+                    self._share_prefix(req)
                 self._join_decode(req, plen, now)
         if n_dec:
             self._complete_due(now)
@@ -594,6 +690,7 @@ class LLMClient:
         if self.cow:  # the first step's copies are charged now; the cumulative growth below excludes them
             self._charge_copies()
         blocks_cum = np.cumsum(np.asarray(self.phase, dtype=np.int64)[(G + steps) % bs])
+        self._fit_cache(int(blocks_cum[0]))  # as stepping would at the first step (the rest at the run's end)
         free = self.total_blocks - self.used_blocks
         if blocks_cum[-1] > free:
             k = int(np.searchsorted(blocks_cum, free, side="right"))  # >= 1: the first step fits
@@ -627,6 +724,7 @@ class LLMClient:
         self.token_sum += k * n_dec
         self.kv_integral += float(np.dot(used_after, durs))
         self.used_blocks = int(used_after[-1])
+        self._fit_cache()
         if self.used_blocks > self.kv_peak:
             self.kv_peak = self.used_blocks
         self.generation_tokens_total += k * n_dec
@@ -693,6 +791,9 @@ class LLMClient:
         self.prefilling.clear()
         self.finish_heap.clear()
         self.cow.clear()
+        if self.cache is not None:
+            self.cache.clear()
+        self.sharing.clear()
         self.status = "failed"
         self.asking = 0
         self.version += 1

@@ -33,7 +33,7 @@ class Request:
         # pipeline progress
         "pipeline", "stage", "prev_client", "stage_ready_ns", "stage_start_ns", "bytes_in", "out_bytes",
         # LLM stage shape: what this client does with it, and reasoning branches
-        "mode", "cached", "key", "parent", "children", "branches_left", "shared", "prefix_key", "fork_at",
+        "mode", "cached", "key", "parent", "children", "branches_left", "shared", "prefix_key", "prefix_len", "fork_at",
         "resume_extra",
         "target", "difficulty", "segments", "home", "loop_context", "pin",
     )
@@ -75,6 +75,7 @@ class Request:
         self.fork_at = -1  # tokens generated when the reasoning branches forked (-1: never forked)
         self.resume_extra = 0  # a preempted branching request: its branches' own tokens beyond one branch's
         self.prefix_key = None  # cacheable prefix identity (kv_retrieval)
+        self.prefix_len = 0  # tokens of that prefix (its full KV blocks are shared in a GPU prefix cache)
         self.target = output  # tokens this LLM stage must produce (per branch)
         self.difficulty = 0.0
         self.segments = ()  # cumulative token targets of the thinking steps of a reasoning loop

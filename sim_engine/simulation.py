@@ -168,6 +168,7 @@ class Simulation:
         if w.prefix_tokens:
             group = int(self.stage_rng.integers(w.prefix_groups)) if w.prefix_groups else None
             req.prefix_key = f"g{group}" if group is not None else f"r{req.idx}"
+            req.prefix_len = cached_prefix_tokens(prompt, req.pipeline, w.prefix_tokens)
         reasoning = next((st.params["reasoning"] for st in req.pipeline if "reasoning" in st.params), None)
         if reasoning is not None:
             thinking = self._thinking_tokens(reasoning, output)
@@ -325,6 +326,7 @@ class Simulation:
         tokens = prefix_tokens(req.prompt, st.params.get("prefix_tokens"), self.spec.workload.prefix_tokens)
         if req.prefix_key is None:
             req.prefix_key = f"r{req.idx}"
+        req.prefix_len = tokens
         nbytes = int(tokens * client.spec.model.kv_bytes_per_token())
         tier_id, inst = self.kv.lookup(self._scope_keys(client), req.prefix_key, nbytes) if tokens else (None, None)
         req.cached = 0
@@ -497,6 +499,7 @@ class Simulation:
                                     r.request_id, r.pipeline)
             if r.prefix_key is not None:
                 req.prefix_key = r.prefix_key
+                req.prefix_len = cached_prefix_tokens(req.prompt, req.pipeline, self.spec.workload.prefix_tokens)
             if r.client_id is not None:
                 req.pin = self.client_by_id[r.client_id]
             self.kernel.schedule(r.arrival_ns, PRIO_INPUT, self._on_injected_arrival, req)

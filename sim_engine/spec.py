@@ -78,6 +78,7 @@ class SchedulerSpec:
     gpu_memory_utilization: float = 0.9
     max_model_len: int | None = None
     admission: str = "greedy"  # greedy (admit while KV is free, preempt by recompute) | reserve (prompt+output)
+    prefix_caching: bool = False  # freed KV blocks stay reusable until evicted (sim_engine/prefix_cache.py)
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,7 @@ def _scheduler(doc: Any, path: str, engine: EngineProfile | None = None) -> Sche
                                        positive=True, maximum=1.0),
         max_model_len=f.int("max_model_len", None, maximum=MAX_TOKENS),
         admission=f.str("admission", d.admission, ADMISSION),
+        prefix_caching=f.bool("prefix_caching", d.prefix_caching),
     )
     f.done()
     return spec

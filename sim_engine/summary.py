@@ -108,6 +108,8 @@ def summarize(sim: RunResults) -> dict[str, Any]:
             "prompt_tokens": llm.prompt_tokens_total,
             "generation_tokens": gen,
             "preemptions": llm.preemptions_total,
+            "prefix_cache_hit_rate": (llm.prefix_cache_hits / llm.prefix_cache_queries
+                                      if llm.prefix_cache_queries else 0.0),
             "energy_j": energy,
             "energy_per_output_token_j": energy / gen if gen else 0.0,
         })

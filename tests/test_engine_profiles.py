@@ -33,6 +33,7 @@ def test_overrides_replace_fields_and_bad_values_name_the_field() -> None:
                        ({"preset": "vllm", "warp": 1}, "e.warp"),
                        ({"preset": "tgi"}, "e.preset"),
                        ({"preset": "vllm", "admission": "lottery"}, "e.admission"),
+                       ({"preset": "vllm", "prefix_caching": "on"}, "e.prefix_caching"),
                        ({"preset": "vllm", "step_cpu_us": -1}, "e.step_cpu_us")):
         with pytest.raises(SpecError) as err:
             get_engine(doc, "e")

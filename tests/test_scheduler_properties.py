@@ -6,9 +6,13 @@ aggregate block count equals what the requests hold. After the run: every reques
 exactly once, each completed request got exactly the tokens it asked for and the clients
 produced no token twice (a recompute re-prefills generated tokens instead of decoding them
 again), reserve admission never preempts, and closed-form decode equals stepping bit for bit.
+All of it holds with the GPU prefix cache on (requests in two prefix groups), where blocks in
+use + cached blocks never exceed capacity either and shared prefix blocks are counted once.
 """
 
 from __future__ import annotations
+
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -38,13 +42,19 @@ def _ceil_div(a: int, b: int) -> int:
 def audit(c: LLMClient) -> None:
     """The aggregate KV counters equal what the requests hold, and stay within capacity."""
     assert 0 <= c.used_blocks <= c.total_blocks, (c.used_blocks, c.total_blocks)
+    if c.cache is not None and c.run is None:  # a run evicts for its later steps at its end
+        assert 0 <= c.cache.blocks == sum(hi - lo for lo, hi in c.cache.runs.values())
+        assert c.used_blocks + c.cache.blocks <= c.total_blocks, (c.used_blocks, c.cache.blocks)
     if c.busy:  # a step or run is in flight: its counters move at its end
         return
     seqs = list(c.decoding.values())
     parents = list({id(s.parent): s.parent for s in seqs if s.parent is not None}.values())
     held = sum(_ceil_div(s.base + c.G, c.bs) - s.shared for s in seqs)
     held += sum(r.blocks for r in c.prefilling) + sum(p.blocks for p in parents)
+    held += sum(blocks for _, blocks in c.sharing.values())  # prefix blocks shared in use, counted once
     assert c.used_blocks == held
+    holders = Counter(r.prefix_key for r in [s for s in seqs if s.parent is None] + c.prefilling if r.shared)
+    assert holders == {key: n for key, (n, _) in c.sharing.items()}
     if c.reserve:
         owners = [s for s in seqs if s.parent is None] + parents + c.prefilling
         assert c.committed == sum(r.reserved for r in owners) <= c.total_blocks
@@ -83,8 +93,9 @@ requests_st = st.lists(
 
 
 def simulate(batching: str, admission: str, pipeline: str, blocks: int, block_size: int, max_seqs: int,
-             budget: int | None, reqs: list[tuple[int, int, int]]) -> Simulation:
-    sched = {"batching": batching, "admission": admission, "block_size": block_size, "max_num_seqs": max_seqs}
+             budget: int | None, reqs: list[tuple[int, int, int]], caching: bool = False) -> Simulation:
+    sched = {"batching": batching, "admission": admission, "block_size": block_size, "max_num_seqs": max_seqs,
+             "prefix_caching": caching}
     if budget is not None:
         sched["max_num_batched_tokens"] = budget
     roles = ("prefill", "decode") if pipeline == "pd" else ("both",)
@@ -94,7 +105,7 @@ def simulate(batching: str, admission: str, pipeline: str, blocks: int, block_si
                     for r in roles],
         "router": "round_robin",
         "pipelines": {"p": PIPELINES[pipeline]},
-        "workload": {"arrival": {"process": "none"}, "pipeline": "p"},
+        "workload": {"arrival": {"process": "none"}, "pipeline": "p", **({"prefix": {"tokens": 48}} if caching else {})},
     }
     sim = Simulation(load_spec(doc))
     for c in sim.clients:
@@ -102,7 +113,7 @@ def simulate(batching: str, admission: str, pipeline: str, blocks: int, block_si
     t, batch = 0, []
     for gap, prompt, output in reqs:
         t += gap
-        batch.append(RequestInput(t, prompt, output))
+        batch.append(RequestInput(t, prompt, output, prefix_key=f"g{len(batch) % 2}" if caching else None))
     sim.inject(batch)
     sim.advance()
     assert sim.is_done()
@@ -115,6 +126,7 @@ def records(sim: Simulation) -> dict:
     return {k: v[order].tolist() for k, v in r.items()}
 
 
+@pytest.mark.parametrize("caching", [False, True])
 @pytest.mark.parametrize("admission", ADMISSIONS)
 @pytest.mark.parametrize("batching", MODES)
 @settings(max_examples=30, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -126,10 +138,10 @@ def records(sim: Simulation) -> dict:
     budget=st.one_of(st.none(), st.integers(16, 512)),
     reqs=requests_st,
 )
-def test_kv_tokens_and_endings_hold_at_every_step(checked, batching, admission, pipeline, blocks,
+def test_kv_tokens_and_endings_hold_at_every_step(checked, batching, admission, caching, pipeline, blocks,
                                                   block_size, max_seqs, budget, reqs):
     assert llm_client.MAX_RUN_STEPS > 1
-    sim = simulate(batching, admission, pipeline, blocks, block_size, max_seqs, budget, reqs)
+    sim = simulate(batching, admission, pipeline, blocks, block_size, max_seqs, budget, reqs, caching)
     assert checked["steps"] > 0
     r = records(sim)
     # every request ended exactly once
@@ -138,6 +150,7 @@ def test_kv_tokens_and_endings_hold_at_every_step(checked, batching, admission, 
     completed = [i for i, s in enumerate(r["status"]) if s == STATUS_COMPLETED]
     for c in sim.clients:
         assert c.used_blocks == 0 and c.committed == 0 and c.kv_peak <= c.total_blocks
+        assert (c.cache is not None) == caching
         if admission == "reserve":
             assert c.preemptions_total == 0
     produced = sum(c.generation_tokens_total for c in sim.clients)
@@ -156,7 +169,7 @@ def test_kv_tokens_and_endings_hold_at_every_step(checked, batching, admission, 
     # closed-form decode runs are bit-identical to stepping one decode step per event
     saved, llm_client.MAX_RUN_STEPS = llm_client.MAX_RUN_STEPS, 1
     try:
-        stepped = simulate(batching, admission, pipeline, blocks, block_size, max_seqs, budget, reqs)
+        stepped = simulate(batching, admission, pipeline, blocks, block_size, max_seqs, budget, reqs, caching)
     finally:
         llm_client.MAX_RUN_STEPS = saved
     assert records(stepped) == r
