@@ -204,8 +204,14 @@ def _scheduler(doc: Any, path: str, engine: EngineProfile | None = None) -> Sche
     """The client's scheduler: each field given, else the engine profile's default."""
     f = Fields(doc or {}, path)
     d = engine or PROFILES["legacy-2023"]
+    batching = f.str("batching", d.batching, BATCHING_POLICIES)
+    # an external scheduler is shown no cached blocks, so under external batching the GPU prefix
+    # cache is off (the profile's default yields; asking for it is an error)
+    caching = f.bool("prefix_caching", d.prefix_caching and batching != "external")
+    if caching and batching == "external":
+        raise SpecError(f"{path}.prefix_caching", "the GPU prefix cache is not available with batching: external")
     spec = SchedulerSpec(
-        batching=f.str("batching", d.batching, BATCHING_POLICIES),
+        batching=batching,
         max_num_seqs=f.int("max_num_seqs", d.max_num_seqs, maximum=MAX_NUM_SEQS),
         max_num_batched_tokens=f.int("max_num_batched_tokens", d.max_num_batched_tokens or None, maximum=MAX_TOKENS),
         block_size=f.int("block_size", d.block_size, maximum=MAX_BLOCK_SIZE),
@@ -213,7 +219,7 @@ def _scheduler(doc: Any, path: str, engine: EngineProfile | None = None) -> Sche
                                        positive=True, maximum=1.0),
         max_model_len=f.int("max_model_len", None, maximum=MAX_TOKENS),
         admission=f.str("admission", d.admission, ADMISSION),
-        prefix_caching=f.bool("prefix_caching", d.prefix_caching),
+        prefix_caching=caching,
     )
     f.done()
     return spec

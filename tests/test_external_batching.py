@@ -46,6 +46,8 @@ def make_sim(batching: str, reqs: list[tuple[int, int, int]], blocks: int = 40, 
     sched = {"batching": batching, "block_size": block_size, "max_num_seqs": max_seqs, "admission": admission}
     if budget is not None:
         sched["max_num_batched_tokens"] = budget
+    if batching != "external":  # the built-in policy to compare with: no GPU prefix cache, as under external
+        sched["prefix_caching"] = False
     roles = ("prefill", "decode") if pipeline == "pd" else ("both",)
     doc = {
         "name": "extbatch", "seed": 1,
@@ -290,3 +292,12 @@ def test_runners_that_answer_no_batch_decisions_refuse_or_fail_fast():
     with pytest.raises(ValueError, match="not a routing decision"):
         for _ in range(10):
             env.step(0)
+
+
+def test_external_batching_turns_the_gpu_prefix_cache_off():
+    doc = {"name": "x", "clients": [{"hardware": "H100-SXM", "model": "Llama-3.1-8B", "engine": "vllm",
+                                     "scheduler": {"batching": "external"}}]}
+    assert load_spec(doc).clients[0].scheduler.prefix_caching is False  # the vllm profile's default yields
+    doc["clients"][0]["scheduler"]["prefix_caching"] = True
+    with pytest.raises(SpecError, match=r"clients\[0\].scheduler.prefix_caching"):
+        load_spec(doc)
