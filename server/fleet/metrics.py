@@ -112,7 +112,7 @@ class FleetMetrics:
         family("vllm:cache_config_info", "gauge", "Information of the LLMEngine CacheConfig")
         out.append(f'vllm:cache_config_info{{block_size="{spec.scheduler.block_size}",'
                    f'gpu_memory_utilization="{spec.scheduler.gpu_memory_utilization}",num_gpu_blocks="{blocks}",'
-                   f'num_cpu_blocks="0",enable_prefix_caching="False",{lab}}} 1.0\n')
+                   f'num_cpu_blocks="0",enable_prefix_caching="{spec.scheduler.prefix_caching}",{lab}}} 1.0\n')
         out.extend(self._fleet_gauges())
         return "".join(out).encode()
 
