@@ -496,17 +496,21 @@ class LLMClient:
                 req.prefilled, req.shared = start, in_use
             req.blocks = need
             self.used_blocks += need
-            self.admit_seq += 1
-            req.admit_seq = self.admit_seq
-            if req.scheduled_ns < 0:
-                req.scheduled_ns = now
-            if req.stage_start_ns < 0:
-                req.stage_start_ns = now
+            self._mark_admitted(req, now)
             budget -= take
             seqs += 1
             self.prefilling.append(req)
             chunks.append((req, take))
         return chunks
+
+    def _mark_admitted(self, req: Request, now: int) -> None:
+        """A request leaves the queue for this client's batch: its admission order and first times."""
+        self.admit_seq += 1
+        req.admit_seq = self.admit_seq
+        if req.scheduled_ns < 0:
+            req.scheduled_ns = now
+        if req.stage_start_ns < 0:
+            req.stage_start_ns = now
 
     def _growth(self) -> int:
         """New KV blocks the next decode step takes (new blocks, and copies of shared partial blocks)."""
@@ -603,12 +607,7 @@ class LLMClient:
                 if self.reserve:
                     req.reserved = self._reservation(req, self._prefill_len(req))
                     self.committed += req.reserved
-                self.admit_seq += 1
-                req.admit_seq = self.admit_seq
-                if req.scheduled_ns < 0:
-                    req.scheduled_ns = now
-                if req.stage_start_ns < 0:
-                    req.stage_start_ns = now
+                self._mark_admitted(req, now)
                 self.prefilling.append(req)
             req.blocks += new_blocks
             self.used_blocks += new_blocks
