@@ -61,17 +61,21 @@ class ExternalScheduler:
             if reply.events:
                 self.on_events(reply.events)
             if reply.reason == common_pb2.STOP_REASON_DECISION_NEEDED:
-                decisions = reply.decisions or session.decisions()
-                state = session.state() if self.needs_state else None
-                self.begin_batch(decisions, state)
-                session.decide([self._answer(d, state) for d in decisions])
-                decided += len(decisions)
+                decided += self._decide(session, reply)
             elif reply.reason in (common_pb2.STOP_REASON_IDLE, common_pb2.STOP_REASON_TARGET_REACHED):
                 if progress is not None:
                     progress(reply, decided)
                 return session.summary()
             if progress is not None:
                 progress(reply, decided)
+
+    def _decide(self, session: Session, reply: Any) -> int:
+        """Answer the decisions that stopped an Advance; returns how many were answered."""
+        decisions = reply.decisions or session.decisions()
+        state = session.state() if self.needs_state else None
+        self.begin_batch(decisions, state)
+        session.decide([self._answer(d, state) for d in decisions])
+        return len(decisions)
 
     def _answer(self, d: common_pb2.Decision, state: common_pb2.ClusterState | None) -> control_pb2.DecisionAnswer:
         choice = self.route(d, state)
@@ -117,29 +121,16 @@ class BatchScheduler(ExternalScheduler):
     def batch(self, decision: common_pb2.BatchDecision) -> Batch:
         raise NotImplementedError
 
-    def run(self, session: Session, until_ns: int | None = None, max_events: int = 0,
-            progress: Progress | None = None) -> dict[str, Any]:
-        """Drive `session` until it is idle (or reaches `until_ns`); return its summary."""
-        decided = 0
-        while True:
-            reply = session.advance(until_ns=until_ns, max_events=max_events)
-            if reply.events:
-                self.on_events(reply.events)
-            if reply.reason == common_pb2.STOP_REASON_DECISION_NEEDED:
-                decisions, batches = list(reply.decisions), list(reply.batch_decisions)
-                routing = []
-                if decisions:
-                    state = session.state() if self.needs_state else None
-                    self.begin_batch(decisions, state)
-                    routing = [self._answer(d, state) for d in decisions]
-                session.decide_batch([self.batch(b).to_proto(b.decision_id) for b in batches], routing)
-                decided += len(decisions) + len(batches)
-            elif reply.reason in (common_pb2.STOP_REASON_IDLE, common_pb2.STOP_REASON_TARGET_REACHED):
-                if progress is not None:
-                    progress(reply, decided)
-                return session.summary()
-            if progress is not None:
-                progress(reply, decided)
+    def _decide(self, session: Session, reply: Any) -> int:
+        """Answer the routing and batch decisions that stopped an Advance, in one Decide call."""
+        decisions, batches = list(reply.decisions), list(reply.batch_decisions)
+        routing = []
+        if decisions:
+            state = session.state() if self.needs_state else None
+            self.begin_batch(decisions, state)
+            routing = [self._answer(d, state) for d in decisions]
+        session.decide_batch([self.batch(b).to_proto(b.decision_id) for b in batches], routing)
+        return len(decisions) + len(batches)
 
 
 class RoundRobinScheduler(ExternalScheduler):
