@@ -1,7 +1,8 @@
 """Case study 3: batching strategies at rack scale (HERMES paper, section V-A).
 
-Llama-3.1-70B on 32 clients of 2 x H100 (TP2; FP8 weights, because the bf16 weights do not
-fit in 2 x 80 GB with vLLM's memory headroom), 4 clients per 8-GPU node, one rack.
+Llama-3.1-70B on 32 clients of 2 x H100 (TP2; FP8 weights, because the bf16 weights leave
+only ~29K KV tokens per client in 2 x 80 GB with vLLM's memory headroom), 4 clients per 8-GPU
+node, one rack.
 Strategies: continuous, chunked (512-token chunks) and disaggregated 12P/20D, 16P/16D and
 20P/12D (the KV cache moves from prefill to decode clients over the node links).
 Workloads: Azure conversation and code traces (prompt and output lengths), Poisson arrivals.
@@ -137,8 +138,8 @@ def findings(rows: list[dict], rates: dict) -> list[str]:
                    f"rate {max(slo.values()):g} req/s: {', '.join(st for st in STRATEGIES if slo[st] == max(slo.values()))})")
         if not any(slo.values()):
             out.append("  no strategy meets all six SLOs at any rate: the p50 TPOT limit is 31 ms and one "
-                       "decode step of this model on 2xH100 costs >= 26.5 ms even at batch 1 in the "
-                       "calibrated perf model")
+                       "decode step of this model on 2xH100 costs >= 21 ms even at batch 1 in the "
+                       "calibrated perf model (vllm engine profile)")
     return out
 
 

@@ -30,8 +30,8 @@ from sim_engine.spec import BUNDLED_TRACES, DATA_DIR  # noqa: E402
 
 NS = 1e9
 H100 = "H100-SXM"
-# Llama-3.1-70B in bf16 needs 70.6 GB per device on 2 x H100 and does not fit with vLLM's
-# 0.9 memory utilisation; on TP2 clients the case studies use FP8 weights (KV stays bf16).
+# Llama-3.1-70B in bf16 needs 70.6 GB per device on 2 x H100, which leaves the vllm profile only
+# ~29K KV tokens per client; on TP2 clients the case studies use FP8 weights, as MIST did (KV stays bf16).
 LLAMA70B_FP8 = {"preset": "Llama-3.1-70B", "weight_bytes_per_param": 1}
 PAPER_CHUNK = 512  # HERMES/MIST's default chunk size for chunked batching
 

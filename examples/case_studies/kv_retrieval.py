@@ -50,6 +50,7 @@ from common import (
 )
 
 from sim_engine import Simulation, StopReason, load_spec
+from sim_engine.engines import DEFAULT_ENGINE
 from sim_engine.hardware import get_hardware
 from sim_engine.models import get_model
 from sim_engine.perf import kv_capacity_tokens
@@ -214,7 +215,7 @@ def notes(n_clients: int) -> list[str]:
     """Why some configurations are overloaded whatever the cache: numbers from the spec."""
     prompts, outputs = trace_lengths("azure_conv")
     model = get_model("Llama-3.1-70B", {"weight_bytes_per_param": 1})
-    cap = kv_capacity_tokens(get_hardware(H100), model, 2)
+    cap = kv_capacity_tokens(get_hardware(H100), model, 2, engine=DEFAULT_ENGINE)  # as the clients size it
     rate, rack_rate = RATE_PER_CLIENT * n_clients, RATE_PER_CLIENT * min(PER_RACK, n_clients)
     out = ["\nNotes:"]
     for context, tokens in CONTEXTS.items():
