@@ -134,8 +134,8 @@ class SteppingApi(ApiBase):
         validate.unique((a.decision_id for a in req.answers), "answers.decision_id")
         answers = []
         for i, a in enumerate(req.answers):
-            self._decision_number(a.decision_id, f"answers[{i}].decision_id")
-            answers.append(DecisionAnswer(int(a.decision_id), wire.DECISION_ACTIONS[a.action],
+            answers.append(DecisionAnswer(self._decision_number(a.decision_id, f"answers[{i}].decision_id"),
+                                          wire.DECISION_ACTIONS[a.action],
                                           a.client_id or None, a.retry_after_ns or None))
         with self.manager.use(sid, call=call) as s:
             now = int(s.sim.now_ns)

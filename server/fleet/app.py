@@ -119,10 +119,7 @@ class Fleet:
     async def _listen(self, inst: Instance, port: int) -> None:
         app = web.Application(client_max_size=self.limits.max_body_bytes)
         app[INSTANCE] = inst
-        if inst.client_id is None:
-            self._gateway_routes(app)
-        else:
-            self._routes(app)
+        self._routes(app, gateway=inst.client_id is None)
         runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await runner.setup()
         site = web.TCPSite(runner, self.host, port, reuse_address=True)
@@ -138,22 +135,17 @@ class Fleet:
         self._runners.clear()
         await self.pacer.stop()
 
-    def _routes(self, app: web.Application) -> None:
+    def _routes(self, app: web.Application, gateway: bool) -> None:
+        """The OpenAI surface, health and metrics; an instance adds the load and info probes routers poll."""
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
         app.router.add_get("/health", self._health)
         app.router.add_get("/metrics", self._metrics)
-        app.router.add_get("/get_load", self._get_load)
-        app.router.add_get("/get_model_info", self._model_info)
-        app.router.add_get("/get_server_info", self._server_info)
-
-    def _gateway_routes(self, app: web.Application) -> None:
-        app.router.add_post("/v1/completions", self._completions)
-        app.router.add_post("/v1/chat/completions", self._chat)
-        app.router.add_get("/v1/models", self._models)
-        app.router.add_get("/health", self._health)
-        app.router.add_get("/metrics", self._metrics)
+        if not gateway:
+            app.router.add_get("/get_load", self._get_load)
+            app.router.add_get("/get_model_info", self._model_info)
+            app.router.add_get("/get_server_info", self._server_info)
 
     # ---------------------------------------------------------------- probes
 
