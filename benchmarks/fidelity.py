@@ -140,22 +140,19 @@ def simulate(case: Case, engine_overrides: dict | None = None) -> dict[str, floa
     span = float(r["finish_ns"].max()) / NS - start
     out_tok = float(m["output_tokens"].sum())
     in_tok = float(m["prompt_tokens"].sum())
+    inside = None
+    ends = r["finish_ns"] / NS
     if case.kind == "rate":
         # steady state: completions from a quarter of the arrival period to the later of the last
         # arrival and the 90th-percentile finish (an overloaded run keeps serving its queue); a measured
         # run is long, a short simulated one would be dominated by warm-up and drain
-        ends = r["finish_ns"] / NS
         t1 = start + 0.25 * (float(r["arrival_ns"].max()) / NS - start)
         t2 = max(float(r["arrival_ns"].max()) / NS, float(np.percentile(ends, 90)))
         inside = (ends >= t1) & (ends <= t2) & (r["first_token_ns"] >= 0)
-        span = t2 - t1
-        done = int(inside.sum())
-        out_tok = float(r["output_tokens"][inside].sum())
-        in_tok = float(r["prompt_tokens"][inside].sum())
-    if case.long_run and case.kind == "offline":  # saturated steady state: no ramp-up or drain
-        ends = r["finish_ns"] / NS
+    elif case.long_run and case.kind == "offline":  # saturated steady state: no ramp-up or drain
         t1, t2 = np.percentile(ends, [10, 90])
         inside = (ends >= t1) & (ends <= t2)
+    if inside is not None:  # throughput inside the window [t1, t2]
         span = float(t2 - t1)
         done = int(inside.sum())
         out_tok = float(r["output_tokens"][inside].sum())
