@@ -347,6 +347,7 @@ def main() -> int:
                    help="run every rate, also after one failed (the figure stays the last rate before it)")
     p.add_argument("--profile", metavar="FILE", help="run the front under cProfile, writing FILE")
     p.add_argument("--light-requests", type=int, default=20, help="light-load streams (0: skip that part)")
+    p.add_argument("--tokens", type=int, default=OUTPUT_TOKENS, help="output tokens per stream (default %(default)s)")
     args = p.parse_args()
     rates = args.rates
     if args.smoke:
@@ -354,7 +355,7 @@ def main() -> int:
         args.light_requests, args.light_tokens = 2, 16
     else:
         args.rates = rates or [5.0, 10.0, 25.0, 50.0, 100.0, 150.0, 200.0, 250.0, 300.0, 400.0]
-        args.tokens, args.pause_s = OUTPUT_TOKENS, 3.0
+        args.pause_s = 3.0
         args.light_tokens = 128
     floor = args.floor = send_floor(2000 if args.smoke else 20000)
     print(f"host floor: one 160-byte loopback TCP send costs {floor * 1e6:.1f} us of CPU, so 200 req/s of "
