@@ -4,8 +4,10 @@ The front runs in its own process (one Python thread: the front is single-thread
 is its one-core capacity) serving 8 simulated H100s with Llama-3.1-8B, so the simulated
 cluster is not the bottleneck. This process sends open-loop streaming completions (256
 output tokens each, `ignore_eos`) round robin over the instances, at rising request rates;
-a rate is sustained when every stream comes back with its 256 tokens and the front's
-`hermes_fleet_lag_seconds` (polled twice a second) stays at or below 50 ms.
+a rate is sustained when every stream comes back with its 256 tokens and a usage chunk that
+counts them, and the front's `hermes_fleet_lag_seconds` (polled twice a second) stays at or
+below 50 ms. The load generator reads its streams every 25 ms (`Poller`), so one read takes
+several tokens: it is the cheapest client that still checks every token count.
 
 Before that, at light load (one stream at a time), it compares client-measured TTFT and
 inter-token latency with the simulated ones (from the instances' vLLM histograms).
@@ -13,13 +15,14 @@ inter-token latency with the simulated ones (from the instances' vLLM histograms
 Each step also reports the front's CPU time per stream (from /proc; it grows when other jobs
 share the cores and their caches, and shrinks when the front lags, since a late pass writes
 several tokens per stream at once): one core divided by it bounds the front's capacity; the
-load generator's own CPU per stream (a lean protocol-level client, its share of the cores);
+load generator's own CPU per stream (its share of the cores);
 and the host probe's lag: how late an idle process wakes from a 5 ms sleep over the same
 interval, the baseline the front's lag compares with. On a shared machine the front is
 descheduled now and then, and when the probe is 50 ms late no rate can pass.
 
 Options: `--rates R ...`, `--step-s S`, `--light-requests N` (0 skips the light-load part),
-`--all-rates` (go on after a failed rate, to compare CPU per stream), `--profile FILE` (the front under cProfile).
+`--all-rates` (go on after a failed rate, to compare CPU per stream), `--tokens N` (output tokens per
+stream), `--profile FILE` (the front under cProfile).
 
 Prints per-step results and, last, `fleet_max_requests_per_s=<x>` (0 when even the first
 rate fails). Goal (issue 10): at least 200 requests/s.
@@ -35,6 +38,7 @@ import asyncio
 import json
 import os
 import re
+import selectors
 import socket
 import statistics
 import subprocess
@@ -60,6 +64,7 @@ SPEC = {
 LAG_LIMIT_S = 0.05
 OUTPUT_TOKENS = 256
 PROMPT_TOKENS = 128
+POLL_S = 0.025  # the load generator reads its streams this often in the rate steps
 
 
 class Front:
@@ -175,45 +180,78 @@ def send_floor(sends: int = 20000, streams: int = 64, size: int = 160) -> float:
     return cpu / sends
 
 
-class _StreamCounter(asyncio.Protocol):
-    """The load generator's side of streaming calls on one kept-alive connection, as lean as a client
-    can be (so that it takes little of the CPU it shares with the front): it counts `"text"` fields
-    (one per token chunk) and a call ends at the chunked body's last chunk (any other status: at
-    its first bytes, and the connection is not reused)."""
+class _Tally:
+    """One streaming completion's response, fed its bytes as they arrive: the status, the token chunks
+    (one `"text"` field each), the time of the first and last, and the usage chunk's counts. The call
+    has ended at the chunked body's last chunk (any other status: at its first bytes)."""
 
     MARK = b'"text"'
     END = b"\r\n0\r\n\r\n"
+    TAIL = 1024  # bytes kept: they hold the usage chunk, [DONE] and the last chunk when the call ends
+
+    def __init__(self) -> None:
+        self.status, self.got, self.first, self.last, self.tail = 0, 0, 0.0, 0.0, b""
+
+    def feed(self, data: bytes, now: float) -> bool:
+        """Count `data`'s token chunks (a mark split between two reads counted once); True once ended."""
+        n = data.count(self.MARK) + (self.tail[-len(self.MARK) + 1:] + data[:len(self.MARK) - 1]).count(self.MARK)
+        buf = self.tail + data
+        if not self.status and len(buf) >= 12:  # until then, buf is all of the response so far
+            code = buf[9:12]
+            self.status = int(code) if code.isdigit() else -1
+        self.tail = buf[-self.TAIL:]
+        if n:
+            self.last = now
+            if not self.got:
+                self.first = now
+            self.got += n
+        return (self.status != 0 and self.status != 200) or self.tail.endswith(self.END)
+
+    def usage(self) -> tuple[int, int]:
+        """(prompt_tokens, completion_tokens) of the usage chunk; (-1, -1) without one."""
+        found = [re.search(rb'"%s_tokens":(\d+)' % k, self.tail) for k in (b"prompt", b"completion")]
+        return (int(found[0][1]), int(found[1][1])) if all(found) else (-1, -1)
+
+
+def _request(url: str, tokens: int) -> tuple[str, int, bytes]:
+    """(host, port, the HTTP/1.1 request) of one streaming completion that asks for its usage."""
+    body = json.dumps({"prompt": [1] * PROMPT_TOKENS, "max_tokens": tokens, "stream": True, "ignore_eos": True,
+                       "stream_options": {"include_usage": True}}).encode()
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    head = (f"POST /v1/completions HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    return host, int(port), head + body
+
+
+def _result(t: _Tally, tokens: int, start: float) -> tuple[int, float, float, float]:
+    """(token chunks, start, first, last); the chunk count is -1 when the call failed, returned another
+    count than asked, or its usage does not match."""
+    if t.status != 200 or t.got != tokens or t.usage() != (PROMPT_TOKENS, tokens):
+        return -1, start, start, start
+    return t.got, start, t.first, t.last
+
+
+class _StreamCounter(asyncio.Protocol):
+    """Light load: one call at a time on a kept-alive connection, read as soon as its bytes arrive (the
+    times of the first and last token are the client-measured TTFT and ITL)."""
 
     def __init__(self) -> None:
         self.transport: asyncio.Transport | None = None
         self.done: asyncio.Future | None = None
-        self.lost = False
+        self.tally = _Tally()
 
     def call(self, request: bytes, done: asyncio.Future) -> None:
-        self.done, self.status, self.got, self.first, self.last, self.tail = done, 0, 0, 0.0, 0.0, b""
+        self.done, self.tally = done, _Tally()
         self.transport.write(request)  # type: ignore[union-attr]
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
-        if self.done is None:
-            return
-        buf = self.tail + data
-        if not self.status and len(buf) >= 12:
-            self.status = int(buf[9:12])
-        n = buf.count(self.MARK)  # the tail kept is too short to hold a whole mark: none counted twice
-        self.tail = buf[-len(self.END):]
-        if n:
-            self.last = time.monotonic()
-            if not self.got:
-                self.first = self.last
-            self.got += n
-        if (self.status and self.status != 200) or buf.endswith(self.END):
+        if self.done is not None and self.tally.feed(data, time.monotonic()):
             self._finish()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        self.lost = True
         self._finish()
 
     def _finish(self) -> None:
@@ -222,47 +260,90 @@ class _StreamCounter(asyncio.Protocol):
         self.done = None
 
 
-_IDLE: dict[str, list[_StreamCounter]] = {}  # url -> kept-alive connections not in a call
+class Poller:
+    """The load generator's side of the rate steps, as lean as a client can be (it shares the cores with
+    the front): kept-alive connections read every `poll_s` seconds, not on every token, so one read
+    takes the several tokens that arrived since. Each call still counts its token chunks and checks the
+    usage chunk; its times are only as fine as `poll_s` (the rate steps use none of them). The front's
+    sends do not wake this process (it is not waiting on the sockets): on this host a send that wakes
+    its reader costs more (see `send_floor`), which this client does not charge the front."""
 
+    def __init__(self, poll_s: float):
+        self.poll_s = poll_s
+        self.sel = selectors.DefaultSelector()
+        self.idle: dict[tuple[str, int], list[socket.socket]] = {}
+        self._task: asyncio.Task | None = None
 
-async def _stream(url: str, tokens: int) -> tuple[int, float, float, float]:
-    """One streaming completion: (content chunks, start, first chunk, last chunk) in monotonic seconds."""
-    body = json.dumps({"prompt": [1] * PROMPT_TOKENS, "max_tokens": tokens, "stream": True,
-                       "ignore_eos": True}).encode()
-    host, port = url.removeprefix("http://").rsplit(":", 1)
-    request = (f"POST /v1/completions HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
-               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-    loop = asyncio.get_running_loop()
-    idle = _IDLE.setdefault(url, [])
-    start = time.monotonic()
-    while idle and idle[-1].lost:
-        idle.pop()
-    if idle:
-        proto = idle.pop()
-    else:
-        _, proto = await loop.create_connection(_StreamCounter, host, int(port))
-    done = loop.create_future()
-    proto.call(request, done)
-    await done
-    if proto.status == 200 and not proto.lost:
-        idle.append(proto)
-    elif not proto.lost:
-        proto.transport.close()  # type: ignore[union-attr]
-    if proto.status != 200:
-        return -proto.status, start, start, start
-    return proto.got, start, proto.first, proto.last
+    async def __aenter__(self) -> Poller:
+        self._task = asyncio.create_task(self._run())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._task.cancel()  # type: ignore[union-attr]
+        for socks in self.idle.values():
+            for s in socks:
+                s.close()
+        self.sel.close()
+
+    async def call(self, url: str, tokens: int) -> tuple[int, float, float, float]:
+        host, port, request = _request(url, tokens)
+        loop = asyncio.get_running_loop()
+        start = time.monotonic()
+        idle = self.idle.setdefault((host, port), [])
+        if idle:
+            sock = idle.pop()
+        else:
+            sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+            sock.setblocking(False)
+            await loop.sock_connect(sock, (host.strip("[]"), port))
+        await loop.sock_sendall(sock, request)
+        done = loop.create_future()
+        tally = _Tally()
+        self.sel.register(sock, selectors.EVENT_READ, (tally, done))
+        closed = await done
+        if closed or tally.status != 200:
+            sock.close()
+        else:
+            idle.append(sock)
+        return _result(tally, tokens, start)
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_s)
+            now = time.monotonic()
+            for key, _ in self.sel.select(0):
+                tally, done = key.data
+                try:
+                    data = key.fileobj.recv(1 << 18)  # type: ignore[union-attr]
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    data = b""
+                if not data or tally.feed(data, now):
+                    self.sel.unregister(key.fileobj)
+                    done.set_result(not data)
 
 
 async def light_load(session: aiohttp.ClientSession, urls: list[str], n: int, tokens: int) -> None:
     """One stream at a time on instance 0: client-measured vs simulated TTFT and inter-token latency."""
     before = await _scrape(session, urls[0])
     ttft, itl = [], []
-    for _ in range(n):
-        got, start, first, last = await _stream(urls[0], tokens)
-        assert got == tokens, got
-        ttft.append(first - start)
-        itl.append((last - first) / (tokens - 1))
-        await asyncio.sleep(0.05)
+    host, port, request = _request(urls[0], tokens)
+    loop = asyncio.get_running_loop()
+    transport, proto = await loop.create_connection(_StreamCounter, host, port)  # kept alive, as routers' pools do
+    try:
+        for _ in range(n):
+            start = time.monotonic()
+            done = loop.create_future()
+            proto.call(request, done)
+            await done
+            got, start, first, last = _result(proto.tally, tokens, start)
+            assert got == tokens, got
+            ttft.append(first - start)
+            itl.append((last - first) / (tokens - 1))
+            await asyncio.sleep(0.05)
+    finally:
+        transport.close()
     after = await _scrape(session, urls[0])
 
     def mean(name: str) -> float:
@@ -278,7 +359,7 @@ async def light_load(session: aiohttp.ClientSession, urls: list[str], n: int, to
     print(f"  ITL   client {c_itl * 1e3:7.2f} ms  simulated {sim_itl * 1e3:7.2f} ms  (ratio {c_itl / sim_itl:.3f})")
 
 
-async def rate_step(session: aiohttp.ClientSession, urls: list[str], rate: float, seconds: float,
+async def rate_step(session: aiohttp.ClientSession, poller: Poller, urls: list[str], rate: float, seconds: float,
                     tokens: int) -> tuple[bool, float, int, int]:
     """Open-loop arrivals at `rate` for `seconds`; (sustained, worst lag, ok streams, sent)."""
     tasks = []
@@ -298,7 +379,7 @@ async def rate_step(session: aiohttp.ClientSession, urls: list[str], rate: float
         delay = t0 + i / rate - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(_stream(urls[i % len(urls)], tokens)))
+        tasks.append(asyncio.create_task(poller.call(urls[i % len(urls)], tokens)))
     results = await asyncio.gather(*tasks)
     stop.set()
     await watcher
@@ -312,13 +393,13 @@ async def main_async(args: argparse.Namespace, front: Front, probe: HostProbe) -
     urls = front.urls
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=300)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session, Poller(POLL_S) as poller:
         if args.light_requests:
             await light_load(session, urls, args.light_requests, args.light_tokens)
         best, failed = 0.0, False
         for rate in args.rates:
             cpu0, gen0, probe0 = front.cpu_s(), time.process_time(), len(probe.samples)
-            sustained, lag, ok, sent = await rate_step(session, urls, rate, args.step_s, args.tokens)
+            sustained, lag, ok, sent = await rate_step(session, poller, urls, rate, args.step_s, args.tokens)
             cpu = (front.cpu_s() - cpu0) / max(sent, 1)
             gen = (time.process_time() - gen0) / max(sent, 1)
             print(f"rate {rate:6.1f} req/s: {ok}/{sent} streams complete, worst lag {lag * 1e3:6.1f} ms, "
