@@ -2,7 +2,9 @@
 
 Each router gets 210 requests from the official `openai` client (completions and chat,
 streaming and not). Every request must come back with exactly the tokens it asked for;
-round robin must split evenly; power-of-two must favour the fastest instance; each
+round robin must split evenly; power-of-two must favour the fastest instance (non-streaming
+long calls, so the instances' speeds, not the client's parsing of streamed chunks, set
+how many calls each has in flight); each
 instance's /metrics must count exactly the requests and tokens it served (the
 `x-hermes-instance` header tells the client which instance that was). Timing fidelity at
 light load is measured in benchmarks/fleet_load.py, not here.
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import socket
+import statistics
 import subprocess
 import time
 import urllib.request
@@ -46,7 +49,8 @@ def router_command(router: str, policy: str, port: int, urls: list[str]) -> list
         pytest.skip(f"{router} is not installed (pip install {router}; it ships a Linux binary)")
     if router == "vllm-router":
         return [exe, "--host", "127.0.0.1", "--port", str(port), "--worker-urls", *urls, "--policy", policy,
-                "--worker-startup-check-interval", "1", "--max-concurrent-requests", "512", "--disable-retries"]
+                "--worker-startup-check-interval", "1", "--max-concurrent-requests", "512", "--disable-retries",
+                "--prometheus-host", "127.0.0.1", "--prometheus-port", str(free_port())]  # not the shared default 29000
     return [exe, "launch", "--host", "127.0.0.1", "--port", str(port), "--worker-urls", *urls, "--policy", policy,
             "--prometheus-host", "127.0.0.1", "--prometheus-port", str(free_port()), "--disable-retries"]
 
@@ -81,17 +85,19 @@ class Router:
             self.proc.wait(5)
 
 
-async def drive(base_url: str, n: int, max_tokens, warm_until: float | None = None
-                ) -> tuple[list[tuple[str, int, int]], list[tuple[str, int, int]]]:
+async def drive(base_url: str, n: int, max_tokens, warm_until: float | None = None, streaming: bool = True
+                ) -> tuple[list[tuple[str, int, int, float]], list[tuple[str, int, int, float]]]:
     """Optionally keep CONCURRENCY long requests running until `warm_until` (monotonic), then send
-    n requests; returns (warm-up results, measured results) as (instance, asked, received)."""
+    n requests (every fourth one pair streaming unless `streaming` is False); returns (warm-up
+    results, measured results) as (instance, asked, received, seconds)."""
     client = openai.AsyncOpenAI(base_url=base_url + "/v1", api_key="none", max_retries=0, timeout=120)
     sem = asyncio.Semaphore(CONCURRENCY)
 
-    async def one(i: int) -> tuple[str, int, int]:
+    async def one(i: int) -> tuple[str, int, int, float]:
         asked = max_tokens(i)
-        chat, stream = i % 2 == 0, i % 4 < 2
+        chat, stream = i % 2 == 0, streaming and i % 4 < 2
         async with sem:
+            start = time.monotonic()
             if chat:
                 raw = await client.chat.completions.with_raw_response.create(
                     model=MODEL, messages=[{"role": "user", "content": "tell me a story " * (i % 7 + 1)}],
@@ -112,7 +118,7 @@ async def drive(base_url: str, n: int, max_tokens, warm_until: float | None = No
                 assert body.usage.completion_tokens == asked
                 text = body.choices[0].message.content if chat else body.choices[0].text
                 got = len(text.split())
-            return instance, asked, got
+            return instance, asked, got, time.monotonic() - start
 
     async def warm_worker(out: list) -> None:
         i = 0
@@ -149,45 +155,56 @@ def routed_fleet(request):
 
 
 def run_through(router_name: str, ft: FleetThread, policy: str, max_tokens, warm_s: float | None = None,
-                requests: int = REQUESTS) -> Counter:
+                requests: int = REQUESTS, streaming: bool = True) -> tuple[Counter, dict[str, float]]:
+    """Send the calls through the router; (measured calls per instance, mean wall seconds per asked token
+    per instance over all calls), after checking every call's tokens and every instance's /metrics."""
     before = served_metrics(ft)
     router = Router(router_name, policy, [i.url for i in ft.fleet.instances])
     try:
         started = time.monotonic()
         router.wait_ready()
         warm, results = asyncio.run(drive(router.url, requests, max_tokens,
-                                          None if warm_s is None else started + warm_s))
+                                          None if warm_s is None else started + warm_s, streaming))
     finally:
         router.stop()
-    measured = Counter(inst for inst, _, _ in results)
+    measured = Counter(inst for inst, *_ in results)
     results = results + warm
-    bad = [(inst, asked, got) for inst, asked, got in results if asked != got]
+    per_token = {inst: statistics.fmean(s / asked for i, asked, _, s in results if i == inst)
+                 for inst in {i for i, *_ in results}}
+    bad = [(inst, asked, got) for inst, asked, got, _ in results if asked != got]
     assert not bad, f"{len(bad)} requests came back short or long: {bad[:5]}"
-    counts = Counter(inst for inst, _, _ in results)
+    counts = Counter(inst for inst, *_ in results)
     assert set(counts) <= set(IDS) and sum(measured.values()) == requests
     # each instance's /metrics counted exactly the requests and tokens it served
     after = served_metrics(ft)
     tokens = Counter()
-    for inst, asked, _ in results:
+    for inst, asked, *_ in results:
         tokens[inst] += asked
     for cid in IDS:
         assert after[cid][0] - before[cid][0] == counts[cid], (cid, before, after, counts)
         assert after[cid][1] - before[cid][1] == tokens[cid], (cid, before, after, tokens)
-    return measured
+    return measured, per_token
 
 
 def test_round_robin_splits_evenly(routed_fleet):
     router, ft = routed_fleet
-    counts = run_through(router, ft, "round_robin", lambda i: 8 + (i % 5) * 8)
+    counts, _ = run_through(router, ft, "round_robin", lambda i: 8 + (i % 5) * 8)
     assert max(counts.values()) - min(counts.values()) <= 1, counts
 
 
 def test_power_of_two_sends_more_to_the_faster_instance(routed_fleet):
-    """vllm-router adds its own in-flight count to the polled load, so it reacts at once; sglang-router
-    0.3 compares only the /get_load it polls every 30 s (not configurable), so the fleet is kept busy
-    until a poll has seen it loaded before the measured requests go out."""
+    """Power of two sends a call to the less loaded of two instances, and a slower instance holds each
+    call longer (the L40S's decode step is 3.5x the H100's), so it has more in flight and gets fewer
+    calls. vllm-router adds its own in-flight count to the polled load, so it reacts at once;
+    sglang-router 0.3 compares only the /get_load it polls every 30 s (not configurable), so the fleet
+    is kept busy until a poll has seen it loaded before the measured requests go out (it then sends the
+    L40S nothing). vllm-router's polled part goes stale for 5 s, which blurs its preference (measured:
+    H100 211-251 vs L40S 160-166 of 600), hence 600 calls. The calls are long and not streamed:
+    streamed, the test process's client (which shares the GIL with the fleet) parses every chunk and,
+    on a busy host, sets the pace of every instance alike (once: L40S 129, H100 113)."""
     router, ft = routed_fleet
     warm = SGLANG_LOAD_POLL_S + 5 if router == "sglang-router" else None
-    counts = run_through(router, ft, "power_of_two", lambda i: 320 + (i % 3) * 32, warm_s=warm,
-                         requests=300)
-    assert counts["h100-0"] > counts["l40s-0"], counts  # long calls: in-flight counts differ clearly
+    counts, per_token = run_through(router, ft, "power_of_two", lambda i: 320 + (i % 3) * 32, warm_s=warm,
+                                    requests=600, streaming=False)
+    assert per_token["h100-0"] < per_token["l40s-0"], per_token  # the simulated speeds show through the fleet
+    assert counts["h100-0"] > counts["l40s-0"], (counts, per_token)
