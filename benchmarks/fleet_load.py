@@ -260,6 +260,16 @@ class _StreamCounter(asyncio.Protocol):
         self.done = None
 
 
+def _open(sock: socket.socket) -> bool:
+    """Whether a kept-alive connection is still open (the front closes idle ones after a while)."""
+    try:
+        return sock.recv(1, socket.MSG_PEEK) != b""
+    except (BlockingIOError, InterruptedError):
+        return True
+    except OSError:
+        return False
+
+
 class Poller:
     """The load generator's side of the rate steps, as lean as a client can be (it shares the cores with
     the front): kept-alive connections read every `poll_s` seconds, not on every token, so one read
@@ -290,6 +300,8 @@ class Poller:
         loop = asyncio.get_running_loop()
         start = time.monotonic()
         idle = self.idle.setdefault((host, port), [])
+        while idle and not _open(idle[-1]):
+            idle.pop().close()
         if idle:
             sock = idle.pop()
         else:
