@@ -20,3 +20,31 @@ def test_fleet_load_smoke_prints_its_figure_last():
     lines = out.stdout.strip().splitlines()
     assert re.fullmatch(r"fleet_max_requests_per_s=[\d.]+", lines[-1]), lines[-3:]
     assert any(line.startswith("light load") for line in lines)
+
+
+def _response(tokens: int, completion_tokens: int) -> bytes:
+    """A chunked SSE completion as the front sends it: `tokens` token chunks, then usage and [DONE]."""
+    from server.fleet.responses import SSE_DONE, Shaper
+
+    shaper = Shaper(chat=False, model="m")
+    events = [shaper.token_chunk(0)] * tokens + [shaper.usage_chunk(128, completion_tokens), SSE_DONE]
+    body = b"".join(b"%x\r\n%s\r\n" % (len(e), e) for e in events) + b"0\r\n\r\n"
+    return b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + body
+
+
+@pytest.mark.parametrize("piece", [1, 5, 7, 64, 1 << 20])
+def test_load_generator_counts_every_token_and_checks_the_usage_however_the_bytes_arrive(piece):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from fleet_load import _result, _Tally
+
+    def feed(data: bytes) -> _Tally:
+        t = _Tally()
+        ends = [t.feed(data[i:i + piece], float(i)) for i in range(0, len(data), piece)]
+        assert ends[-1] and not any(ends[:-1])  # ended at the last chunk, not before
+        return t
+
+    assert _result(feed(_response(40, 40)), 40, 0.0)[0] == 40
+    assert _result(feed(_response(39, 40)), 40, 0.0)[0] == -1  # a token short
+    assert _result(feed(_response(40, 41)), 40, 0.0)[0] == -1  # usage does not match
+    bad = _Tally()
+    assert bad.feed(b"HTTP/1.1 429 Too Many Requests\r\n", 0.0) and _result(bad, 40, 0.0)[0] == -1
