@@ -1,4 +1,5 @@
-"""benchmarks/fleet_load.py runs end to end and prints its figure last (smoke: no timing asserted)."""
+"""benchmarks/fleet_load.py and fleet_pacer.py run end to end and print their figure last (no timing
+asserted); the load generator's count of a stream's tokens and usage is exact."""
 
 from __future__ import annotations
 
@@ -20,6 +21,14 @@ def test_fleet_load_smoke_prints_its_figure_last():
     lines = out.stdout.strip().splitlines()
     assert re.fullmatch(r"fleet_max_requests_per_s=[\d.]+", lines[-1]), lines[-3:]
     assert any(line.startswith("light load") for line in lines)
+
+
+@pytest.mark.slow
+def test_fleet_pacer_prints_its_figure_last():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "fleet_pacer.py")], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert re.fullmatch(r"fleet_pacer_us_per_token=[\d.]+", out.stdout.strip().splitlines()[-1]), out.stdout
 
 
 def _response(tokens: int, completion_tokens: int) -> bytes:
