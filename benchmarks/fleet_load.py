@@ -6,8 +6,9 @@ cluster is not the bottleneck. This process sends open-loop streaming completion
 output tokens each, `ignore_eos`) round robin over the instances, at rising request rates;
 a rate is sustained when every stream comes back with its 256 tokens and a usage chunk that
 counts them, and the front's `hermes_fleet_lag_seconds` (polled twice a second) stays at or
-below 50 ms. The load generator reads its streams every 25 ms (`Poller`), so one read takes
-several tokens: it is the cheapest client that still checks every token count.
+below 50 ms. The load generator reads its streams every 2 to 25 ms (`Poller`: longer at higher
+rates), so at high rates one read takes several tokens: it is the cheapest client that still
+checks every token count.
 
 Before that, at light load (one stream at a time), it compares client-measured TTFT and
 inter-token latency with the simulated ones (from the instances' vLLM histograms).
@@ -64,7 +65,9 @@ SPEC = {
 LAG_LIMIT_S = 0.05
 OUTPUT_TOKENS = 256
 PROMPT_TOKENS = 128
-POLL_S = 0.025  # the load generator reads its streams this often in the rate steps
+# The load generator reads its streams every `rate x POLL_S_PER_RATE` seconds (within the bounds): about
+# as many reads a second at any rate, prompt reads (as a client's) at low rates, several tokens a read at high.
+POLL_S_PER_RATE, POLL_MIN_S, POLL_MAX_S = 1e-4, 0.002, 0.025
 
 
 class Front:
@@ -273,12 +276,12 @@ def _open(sock: socket.socket) -> bool:
 class Poller:
     """The load generator's side of the rate steps, as lean as a client can be (it shares the cores with
     the front): kept-alive connections read every `poll_s` seconds, not on every token, so one read
-    takes the several tokens that arrived since. Each call still counts its token chunks and checks the
+    takes the tokens that arrived since. Each call still counts its token chunks and checks the
     usage chunk; its times are only as fine as `poll_s` (the rate steps use none of them). The front's
     sends do not wake this process (it is not waiting on the sockets): on this host a send that wakes
     its reader costs more (see `send_floor`), which this client does not charge the front."""
 
-    def __init__(self, poll_s: float):
+    def __init__(self, poll_s: float = POLL_MIN_S):
         self.poll_s = poll_s
         self.sel = selectors.DefaultSelector()
         self.idle: dict[tuple[str, int], list[socket.socket]] = {}
@@ -405,12 +408,13 @@ async def main_async(args: argparse.Namespace, front: Front, probe: HostProbe) -
     urls = front.urls
     connector = aiohttp.TCPConnector(limit=0)
     timeout = aiohttp.ClientTimeout(total=300)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session, Poller(POLL_S) as poller:
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session, Poller() as poller:
         if args.light_requests:
             await light_load(session, urls, args.light_requests, args.light_tokens)
         best, failed = 0.0, False
         for rate in args.rates:
             cpu0, gen0, probe0 = front.cpu_s(), time.process_time(), len(probe.samples)
+            poller.poll_s = min(POLL_MAX_S, max(POLL_MIN_S, rate * POLL_S_PER_RATE))
             sustained, lag, ok, sent = await rate_step(session, poller, urls, rate, args.step_s, args.tokens)
             cpu = (front.cpu_s() - cpu0) / max(sent, 1)
             gen = (time.process_time() - gen0) / max(sent, 1)
