@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
 CHUNKING = ("chunked", "external")  # policies that may split a prompt over several steps
 MAX_RUN_STEPS = 4096  # longest closed-form run (bounds the arrays built per run)
+_STEPS = np.arange(MAX_RUN_STEPS, dtype=np.int64)  # sliced, not rebuilt, for each run
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -85,7 +86,7 @@ class _Run:
 
     def done_by(self, now: int) -> int:
         """Steps of this run that have ended at or before ``now``."""
-        return int(np.searchsorted(self.ends[: self.k], now, side="right"))
+        return min(int(self.ends.searchsorted(now, "right")), self.k)
 
 
 class LLMClient:
@@ -200,7 +201,7 @@ class LLMClient:
         if self.busy:
             run = self.run
             if run is not None and run.k > 1:
-                j = int(np.searchsorted(run.ends[: run.k], now, side="left"))
+                j = int(run.ends.searchsorted(now, "left"))  # ends are sorted: j < k - 1 as in ends[:k]
                 if j + 1 < run.k:
                     run.k = j + 1
                     self.version += 1
@@ -685,10 +686,10 @@ class LLMClient:
             heapq.heappop(heap)
         n_dec, bs, G = len(self.decoding), self.bs, self.G
         k = min(heap[0][0] - G, limit or MAX_RUN_STEPS)
-        steps = np.arange(k, dtype=np.int64)
+        steps = _STEPS[:k] if k <= len(_STEPS) else np.arange(k, dtype=np.int64)
         if self.cow:  # the first step's copies are charged now; the cumulative growth below excludes them
             self._charge_copies()
-        blocks_cum = np.cumsum(np.asarray(self.phase, dtype=np.int64)[(G + steps) % bs])
+        blocks_cum = np.array(self.phase, dtype=np.int64).take((steps + G % bs) % bs).cumsum()
         self._fit_cache(int(blocks_cum[0]))  # as stepping would at the first step (the rest at the run's end)
         free = self.total_blocks - self.used_blocks
         if blocks_cum[-1] > free:
@@ -700,7 +701,8 @@ class LLMClient:
         ctx_sums = (self.sum_base + n_dec * G) + n_dec * steps
         times, energies = self.perf.decode_steps(n_dec, ctx_sums)
         durs = np.maximum(np.rint(times * 1e9).astype(np.int64), 1)
-        ends = now + np.cumsum(durs)
+        ends = durs.cumsum()
+        ends += now
         self.run = _Run(now, ends, durs, energies, blocks_cum)
         self.busy = True
         self.version += 1
@@ -731,8 +733,8 @@ class LLMClient:
         self.sim.trace_step(self, run.start, int(run.ends[k - 1] - run.start), 0, n_dec, n_dec, k)
         self._record_decode_itl(first_end, first_end - self.last_decode_end)
         if k > 1:
-            self.itl_values.extend(durs[1:].tolist())
-            self.itl_weights.extend([n_dec] * (k - 1))
+            self.itl_values.frombytes(durs[1:].tobytes())  # int64, as the array's "q" items
+            self.itl_weights.extend(array("q", (n_dec,)) * (k - 1))
         self.last_decode_end = now
         self.G += k
         self.run = None
