@@ -332,12 +332,12 @@ class LLMClient:
                 cache.put(("p", key), 0, run[1])
         cache.put(("p", key), held, prefix)
 
-    def _cache_hit(self, req: Request, take: bool = False) -> tuple[int, int]:
-        """(leading blocks of ``req``'s prefill already on the GPU, how many of them are shared in use).
+    def _cache_hit(self, req: Request) -> tuple[int, int, int]:
+        """(leading blocks of ``req``'s prefill already on the GPU, how many of them are shared in use,
+        where its prefix's cached blocks end): what ``_cache_take`` takes.
 
-        With ``take`` the request takes them: the shared ones as one more holder, the cached
-        ones back into use. Like vLLM, the block holding the last token to prefill is computed
-        again, so at least one token is prefilled.
+        Like vLLM, the block holding the last token to prefill is computed again, so at least
+        one token is prefilled.
         """
         cache, key, idx, limit = self.cache, req.prefix_key, req.idx, (self._prefill_len(req) - 1) // self.bs
         prefix = min(req.prefix_len // self.bs, limit) if key is not None else 0
@@ -345,12 +345,14 @@ class LLMClient:
         in_use = run[1] if run is not None and run[1] <= prefix else 0  # all of the shared blocks, or none
         end = cache.peek(("p", key), in_use, prefix) if prefix else 0
         own = cache.peek(("r", idx), end, limit) if end == prefix else end
-        if take:
-            if in_use:
-                run[0] += 1
-            cache.take(("p", key), in_use, end)
-            cache.take(("r", idx), end, own)
-        return own, in_use
+        return own, in_use, end
+
+    def _cache_take(self, req: Request, own: int, in_use: int, end: int) -> None:
+        """``req`` takes what ``_cache_hit`` found: the shared blocks as one more holder, the cached ones back."""
+        if in_use:
+            self.sharing[req.prefix_key][0] += 1
+        self.cache.take(("p", req.prefix_key), in_use, end)
+        self.cache.take(("r", req.idx), end, own)
 
     def _share_prefix(self, req: Request) -> None:
         """``req`` finished its prefill: the first of its group lends its prefix blocks to the group."""
@@ -473,9 +475,9 @@ class LLMClient:
             req = waiting[0]
             if cache is not None:  # what this step allocates so far (the decodes' blocks first) is evicted
                 self._fit_cache(growth)
-                hit, in_use = self._cache_hit(req)
+                hit, in_use, prefix_end = self._cache_hit(req)
             else:
-                hit = in_use = 0
+                hit = in_use = prefix_end = 0
             start = max(req.prefilled, hit * bs)
             rest = self._prefill_len(req) - start
             take = min(rest, budget) if allow_partial else rest
@@ -493,7 +495,7 @@ class LLMClient:
             if cache is not None:
                 self.prefix_queries += self._prefill_len(req)
                 self.prefix_hits += hit * bs
-                self._cache_hit(req, take=True)
+                self._cache_take(req, hit, in_use, prefix_end)
                 req.prefilled, req.shared = start, in_use
             req.blocks = need
             self.used_blocks += need
@@ -535,7 +537,7 @@ class LLMClient:
             return False
         start, in_use = req.prefilled, 0
         if self.cache is not None:
-            hit, in_use = self._cache_hit(req)
+            hit, in_use, _ = self._cache_hit(req)
             start = max(start, hit * self.bs)
         rest = self._prefill_len(req) - start
         if rest > self.budget and req.generated == 0:
@@ -690,7 +692,7 @@ class LLMClient:
         if self.cow:  # the first step's copies are charged now; the cumulative growth below excludes them
             self._charge_copies()
         blocks_cum = np.array(self.phase, dtype=np.int64).take((steps + G % bs) % bs).cumsum()
-        self._fit_cache(int(blocks_cum[0]))  # as stepping would at the first step (the rest at the run's end)
+        self._fit_cache(self.phase[G % bs])  # = blocks_cum[0], as stepping would at the first step (the rest at the run's end)
         free = self.total_blocks - self.used_blocks
         if blocks_cum[-1] > free:
             k = int(np.searchsorted(blocks_cum, free, side="right"))  # >= 1: the first step fits

@@ -51,6 +51,7 @@ class _Link:
     active: int = 0  # transfers in their data phase on this link
     busy_ns: int = 0  # accumulated time with active > 0 (closed intervals)
     busy_since: int = 0  # start of the current busy interval when active > 0
+    rank: int = 0  # creation order among the network's links
 
 
 @dataclass
@@ -102,7 +103,7 @@ class Network:
             raise ValueError(f"link {link_id!r}: bandwidth must be positive, got {bandwidth_gbs!r}")
         if not latency_us >= 0 or not math.isfinite(latency_us):
             raise ValueError(f"link {link_id!r}: latency must be >= 0, got {latency_us!r}")
-        self._links[link_id] = _Link(link_id, float(bandwidth_gbs), round(latency_us * 1000.0))
+        self._links[link_id] = _Link(link_id, float(bandwidth_gbs), round(latency_us * 1000.0), rank=len(self._links))
 
     def has_link(self, link_id: str) -> bool:
         return link_id in self._links
@@ -225,15 +226,22 @@ class Network:
     def _reallocate(self, now: int) -> None:
         """Max-min fair rates by progressive filling over path groups, one pending event."""
         unfixed = dict(self._groups)
-        cap = {id(link): link.bw for link in self._links.values()}
-        count = {id(link): 0 for link in self._links.values()}
+        cap: dict[int, float] = {}  # only the links some group crosses take part
+        count: dict[int, int] = {}
         for g in unfixed.values():
+            n = len(g.members)
             for link in g.links:
-                count[id(link)] += len(g.members)
+                key = id(link)
+                if key in count:
+                    count[key] += n
+                else:
+                    cap[key], count[key] = link.bw, n
+        # the links in creation order (it breaks ties), as a scan of every link would meet them
+        order = [link for _, link in sorted({link.rank: link for g in unfixed.values() for link in g.links}.items())]
         while unfixed:
             best: _Link | None = None
             best_share = math.inf
-            for link in self._links.values():  # insertion order breaks ties
+            for link in order:  # link creation order breaks ties
                 n = count[id(link)]
                 if n:
                     share = cap[id(link)] / n
