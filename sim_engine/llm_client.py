@@ -58,6 +58,17 @@ if TYPE_CHECKING:
 CHUNKING = ("chunked", "external")  # policies that may split a prompt over several steps
 MAX_RUN_STEPS = 4096  # longest closed-form run (bounds the arrays built per run)
 _STEPS = np.arange(MAX_RUN_STEPS, dtype=np.int64)  # sliced, not rebuilt, for each run
+_PHASES: dict[tuple[int, int], np.ndarray] = {}  # (block size, first phase) -> phase of each step
+
+
+def _run_phases(bs: int, g: int, k: int) -> np.ndarray:
+    """``(g + s) % bs`` for the steps s < k of a run (the common block sizes' arrays are kept)."""
+    if k > len(_STEPS) or bs > 64:
+        return (np.arange(k, dtype=np.int64) + g) % bs
+    phases = _PHASES.get((bs, g))
+    if phases is None:
+        phases = _PHASES[bs, g] = (_STEPS + g) % bs
+    return phases[:k]
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -691,7 +702,7 @@ class LLMClient:
         steps = _STEPS[:k] if k <= len(_STEPS) else np.arange(k, dtype=np.int64)
         if self.cow:  # the first step's copies are charged now; the cumulative growth below excludes them
             self._charge_copies()
-        blocks_cum = np.array(self.phase, dtype=np.int64).take((steps + G % bs) % bs).cumsum()
+        blocks_cum = np.array(self.phase, dtype=np.int64).take(_run_phases(bs, G % bs, k)).cumsum()
         self._fit_cache(self.phase[G % bs])  # = blocks_cum[0], as stepping would at the first step (the rest at the run's end)
         free = self.total_blocks - self.used_blocks
         if blocks_cum[-1] > free:
@@ -700,9 +711,12 @@ class LLMClient:
         if k > 1 and self.waiting and self.batching == "continuous" and self._head_admits(free - int(blocks_cum[0])):
             k = 1  # the next step boundary admits a prefill (e.g. a request this plan preempted)
             steps, blocks_cum = steps[:1], blocks_cum[:1]
-        ctx_sums = (self.sum_base + n_dec * G) + n_dec * steps
+        ctx_sums = n_dec * steps
+        ctx_sums += self.sum_base + n_dec * G
         times, energies = self.perf.decode_steps(n_dec, ctx_sums)
-        durs = np.maximum(np.rint(times * 1e9).astype(np.int64), 1)
+        ns = times * 1e9
+        durs = np.rint(ns, out=ns).astype(np.int64)
+        np.maximum(durs, 1, out=durs)
         ends = durs.cumsum()
         ends += now
         self.run = _Run(now, ends, durs, energies, blocks_cum)
