@@ -569,7 +569,8 @@ class LLMClient:
             return
         now = self.sim.kernel.now
         mode = self.batching
-        self._admit_decodes(now)
+        if self.waiting and self.waiting[0].mode == "decode":
+            self._admit_decodes(now)
         if mode == "external":
             if self.decoding or self.prefilling or any(r.mode != "decode" for r in self.waiting):
                 self.asking = self.sim.ask_batch(self, now)
@@ -646,7 +647,9 @@ class LLMClient:
         self.busy = True
         self.version += 1
         self.last_step_s = cost.time_s
-        n_tok = n_dec + sum(take for _, take in chunks)
+        n_tok = n_dec
+        for _, take in chunks:
+            n_tok += take
         self.steps += 1
         self.busy_ns += dur
         self.energy_j += cost.energy_j

@@ -201,10 +201,11 @@ class Simulation:
         self._arrive(req)
 
     def _arrive(self, req: Request) -> None:
-        data = {"prompt_tokens": req.prompt, "output_tokens": req.output}
-        if req.target != req.output or req.segments:  # reasoning: the thinking tokens that precede the answer
-            data["thinking_tokens"] = (req.segments[-1] if req.segments else req.target) - req.output
-        self._emit("arrival", req, None, data)
+        if self.record_events:
+            data = {"prompt_tokens": req.prompt, "output_tokens": req.output}
+            if req.target != req.output or req.segments:  # reasoning: the thinking tokens that precede the answer
+                data["thinking_tokens"] = (req.segments[-1] if req.segments else req.target) - req.output
+            self._emit("arrival", req, None, data)
         self._start_stage(req)
 
     # ------------------------------------------------------------------ the stage machine
@@ -292,7 +293,8 @@ class Simulation:
             if code:
                 self.drop(req, client, now, code)
                 return
-        self._emit("routed", req, client, {"stage": st.kind})
+        if self.record_events:
+            self._emit("routed", req, client, {"stage": st.kind})
         if st.kind == "kv_retrieval":
             self._fetch_kv(req, st, client, now)
             return
