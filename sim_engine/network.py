@@ -225,6 +225,12 @@ class Network:
 
     def _reallocate(self, now: int) -> None:
         """Max-min fair rates by progressive filling over path groups, one pending event."""
+        if len(self._groups) == 1:  # one group: its narrowest link's share (what the filling below finds)
+            g = next(iter(self._groups.values()))
+            g.rate = min(link.bw for link in g.links) / len(g.members)
+            self._version += 1
+            self.kernel.schedule(self._finish_time(g, g.members[0][0], now), PRIO_STATE, self._on_tick, self._version)
+            return
         unfixed = dict(self._groups)
         cap: dict[int, float] = {}  # only the links some group crosses take part
         count: dict[int, int] = {}
