@@ -98,6 +98,11 @@ class LLMCounters:
 NO_LLM_COUNTERS = LLMCounters()
 
 
+def kv_total_blocks(client: Client) -> int:
+    """KV blocks of an LLM client (0 for others): ``llm_counters(client).total_blocks`` without the copy."""
+    return client.total_blocks if client.spec.is_llm else 0  # type: ignore[attr-defined]
+
+
 def llm_counters(client: Client) -> LLMCounters:
     """The LLM counters of a client, or zeros when it is not an LLM client."""
     if not client.spec.is_llm:

@@ -75,6 +75,7 @@ class Simulation:
         self.topology = Topology(self.network, spec.topology)
         self.clients: list[Client] = []
         self.client_by_id: dict[str, Client] = {}
+        self._capable: dict[tuple[str, str | None], tuple[int, list[Client]]] = {}  # see _candidates
         for cs in spec.clients:
             self._add_client(cs, f"clients[{len(self.clients)}]")
         self.router = make_router(spec.router, np.random.default_rng(s_router))
@@ -258,11 +259,15 @@ class Simulation:
     def _candidates(self, req: Request, st: Stage) -> list:
         if st.kind == "kv_retrieval":  # the KV goes to the client that will run the next (LLM) stage
             st = req.pipeline[req.stage + 1]
-        roles = STAGE_ROLES[st.kind]
-        model = st.params["model"] if st.kind in ("embed", "rerank") else req.model
         needs_model = st.kind not in ("search", "generic")
-        return [c for c in self.clients if c.status == ClientStatus.ACTIVE and c.spec.role in roles
-                and (not needs_model or c.model == model)]
+        model = (st.params["model"] if st.kind in ("embed", "rerank") else req.model) if needs_model else None
+        # the clients whose role and model fit, kept until a client is added (roles and models never change)
+        known = self._capable.get((st.kind, model))
+        if known is None or known[0] != len(self.clients):
+            roles = STAGE_ROLES[st.kind]
+            known = self._capable[st.kind, model] = (len(self.clients), [
+                c for c in self.clients if c.spec.role in roles and (not needs_model or c.model == model)])
+        return [c for c in known[1] if c.status == ClientStatus.ACTIVE]
 
     def _ask_route(self, req: Request, st: Stage, options: list[str], now: int) -> None:
         """External routing: stop and ask. A route stage's options are model names."""
