@@ -5,7 +5,9 @@ decision is *held* (``Simulation.hold``): only its request waits, the rest of th
 An answer that arrives at wall time w is applied at the simulated time of w (an engine wake-up
 stops the pacer's pass exactly there), so the router's latency is simulated time. With no router
 seen within the timeout, or no answer by the deadline (decision time + timeout), the built-in round
-robin answers instead and the fallback is counted.
+robin answers instead and the fallback is counted. An answer to a decision already answered (by the
+fallback, or by another router connected at the same time) is accepted and ignored (counted as
+late), so that an SDK router's loop survives the race; an id that was never held is NOT_FOUND.
 
 `RouterService` is the ``hermes.v1.Simulator`` service cut down to what an SDK router needs
 (GetSession, Advance, GetDecisions, Decide, GetState, GetSummary on the one session ``fleet``), so
@@ -38,14 +40,14 @@ SESSION_ID = "fleet"  # the one session the router listener serves ("" is accept
 POLL_S = 1.0  # longest Advance wait with nothing to decide (then INTERRUPTED: call again)
 MAX_MESSAGE_BYTES = 4 << 20  # largest request message the listener accepts
 MAX_ANSWERS = 10_000  # answers in one Decide call
-LATE_MEMORY = 65_536  # timed-out decision ids remembered, so that a late answer is not "unknown"
+CLOSED_MEMORY = 65_536  # answered decision ids remembered, so that a late answer is not "unknown"
 SERVED = ("GetSession", "Advance", "GetDecisions", "Decide", "GetState", "GetSummary")
 ROUTER_HELP = (
     ("hermes_fleet_router_decisions", "Routing decisions answered by the external router."),
     ("hermes_fleet_router_fallbacks", "Routing decisions answered by the built-in round robin because no "
                                       "external router was connected or it did not answer in time."),
-    ("hermes_fleet_router_late_answers", "External router answers that came after the decision's deadline "
-                                         "(ignored: the fallback had answered)."),
+    ("hermes_fleet_router_late_answers", "External router answers to decisions already answered (by the "
+                                         "fallback after the deadline, or by another router): ignored."),
 )
 
 
@@ -88,7 +90,7 @@ class RouterDesk:
         self.fallback = fallback or RoundRobin()
         self.open: dict[int, _Held] = {}  # held and not answered yet
         self._answers: list[tuple[int, int, str, str | None, int | None]] = []  # (at ns, id, action, client, retry)
-        self._late: OrderedDict[int, None] = OrderedDict()
+        self._closed: OrderedDict[int, None] = OrderedDict()  # answered lately (fallback or a router)
         self.seen_wall = -1e18  # wall time of the router's latest call
         self.polling = 0  # Advance calls waiting now
         self.changed = asyncio.Event()  # set when a decision is held
@@ -110,7 +112,7 @@ class RouterDesk:
             self.decided += 1
         for did in [did for did, h in self.open.items() if h.deadline_ns <= now]:
             self._fall_back(did, self.open.pop(did).decision)
-            self._remember_late(did)
+            self._close(did)
         pending = sim.pending_decisions()
         if not pending:
             return
@@ -130,32 +132,32 @@ class RouterDesk:
         route(self.sim, did, self.fallback.pick(active))
         self.fallbacks += 1
 
-    def _remember_late(self, did: int) -> None:
-        self._late[did] = None
-        if len(self._late) > LATE_MEMORY:
-            self._late.popitem(last=False)
+    def _close(self, did: int) -> None:
+        self._closed[did] = None
+        if len(self._closed) > CLOSED_MEMORY:
+            self._closed.popitem(last=False)
 
     def decide(self, answers: list[tuple[int, str, str | None, int | None]]) -> None:
         """Queue checked answers for the simulated time of now (all were checked by `check`)."""
         at = max(self.sim.now_ns, self.pacer.sim_now_target())
+        queued = False
         for did, action, client, retry in answers:
-            if did in self._late:
+            h = self.open.get(did)
+            if h is None or at >= h.deadline_ns:  # answered already, or the fallback answers at the deadline
                 self.late += 1
                 continue
-            h = self.open.pop(did)
-            if at >= h.deadline_ns:  # the deadline passed before the pacer got to it: the fallback answers
-                self.open[did] = h
-                self.late += 1
-                continue
+            del self.open[did]
+            self._close(did)
             heapq.heappush(self._answers, (at, did, action, client, retry))
-        if self._answers:
+            queued = True
+        if queued:
             self.sim.add_wakeup(at, "router-answer")
             self.pacer.wake()
 
     def check(self, i: int, did: int, action: str, client: str | None) -> None:
         """Raise the gRPC error for an answer that cannot apply (checked before any is queued)."""
         path = f"answers[{i}]"
-        if did in self._late:
+        if did in self._closed:
             return
         h = self.open.get(did)
         if h is None:
