@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -89,6 +89,7 @@ class RouterDesk:
         self.timeout_s = timeout_s
         self.fallback = fallback or RoundRobin()
         self.open: dict[int, _Held] = {}  # held and not answered yet
+        self._deadlines: deque[tuple[int, int]] = deque()  # (deadline ns, id) in time order (a fixed timeout)
         self._answers: list[tuple[int, int, str, str | None, int | None]] = []  # (at ns, id, action, client, retry)
         self._closed: OrderedDict[int, None] = OrderedDict()  # answered lately (fallback or a router)
         self.seen_wall = -1e18  # wall time of the router's latest call
@@ -110,9 +111,11 @@ class RouterDesk:
                 continue
             sim.decide(did, action, client, retry)
             self.decided += 1
-        for did in [did for did, h in self.open.items() if h.deadline_ns <= now]:
-            self._fall_back(did, self.open.pop(did).decision)
-            self._close(did)
+        while self._deadlines and self._deadlines[0][0] <= now:
+            did = self._deadlines.popleft()[1]
+            if did in self.open:
+                self._fall_back(did, self.open.pop(did).decision)
+                self._close(did)
         pending = sim.pending_decisions()
         if not pending:
             return
@@ -124,6 +127,7 @@ class RouterDesk:
         for d in pending:
             sim.hold(d.decision_id)
             self.open[d.decision_id] = _Held(d, deadline)
+            self._deadlines.append((deadline, d.decision_id))
         sim.add_wakeup(deadline, "router-deadline")
         self.changed.set()
 
