@@ -5,6 +5,7 @@ latency is simulated time; no router or no answer in time falls back to round ro
 from __future__ import annotations
 
 import asyncio
+import re
 import subprocess
 import sys
 import threading
@@ -348,3 +349,13 @@ def test_router_flags_are_checked():
     bad = run("hetero-demo", "--router-port", "0", "--router-token-file", "/nonexistent/token")
     assert bad.returncode == 2 and "--router-token-file" in bad.stderr
 
+
+
+@pytest.mark.slow
+def test_the_router_benchmark_runs_and_prints_its_ratio_last():
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks/fleet_router.py"), "--smoke"], cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.strip().splitlines()
+    assert re.fullmatch(r"external_router_latency_ratio=[\d.]+", lines[-1]), lines[-3:]
+    assert "'hermes_fleet_router_fallbacks_total': 0.0" in lines[1]  # the SDK router answered every decision
