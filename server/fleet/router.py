@@ -40,6 +40,7 @@ SESSION_ID = "fleet"  # the one session the router listener serves ("" is accept
 POLL_S = 1.0  # longest Advance wait with nothing to decide (then INTERRUPTED: call again)
 MAX_MESSAGE_BYTES = 4 << 20  # largest request message the listener accepts
 MAX_ANSWERS = 10_000  # answers in one Decide call
+MAX_CALLS = 256  # calls in flight at once (waiting Advance calls included); past it RESOURCE_EXHAUSTED
 CLOSED_MEMORY = 65_536  # answered decision ids remembered, so that a late answer is not "unknown"
 SERVED = ("GetSession", "Advance", "GetDecisions", "Decide", "GetState", "GetSummary")
 ROUTER_HELP = (
@@ -334,7 +335,7 @@ for _m in simulator_pb2.DESCRIPTOR.services_by_name["Simulator"].methods:
 async def start_router_server(service: RouterService, host: str, port: int) -> tuple[grpc.aio.Server, int]:
     """The router listener on the running loop; returns it and its bound port."""
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-                                      ("grpc.so_reuseport", 0)])
+                                      ("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=MAX_CALLS)
     simulator_pb2_grpc.add_SimulatorServicer_to_server(service, server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     bound = server.add_insecure_port(address)
