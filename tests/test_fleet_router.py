@@ -359,3 +359,21 @@ def test_the_router_benchmark_runs_and_prints_its_ratio_last():
     lines = out.stdout.strip().splitlines()
     assert re.fullmatch(r"external_router_latency_ratio=[\d.]+", lines[-1]), lines[-3:]
     assert "'hermes_fleet_router_fallbacks_total': 0.0" in lines[1]  # the SDK router answered every decision
+
+
+@pytest.mark.slow
+def test_advance_waits_on_the_wall_clock_and_the_stream_is_not_served():
+    from test_fleet import FleetThread
+
+    with FleetThread("hetero-demo", time_scale=1.0, router_port=0) as ft:
+        client = Client(f"127.0.0.1:{ft.fleet.router_port}", timeout=10)
+        session = client.attach("fleet")
+        t0 = session.get().now_ns
+        reply = session.advance(by_ns=50_000_000)  # 50 ms of simulated (= wall) time
+        assert reply.reason == common_pb2.STOP_REASON_TARGET_REACHED and reply.time_ns >= t0 + 50_000_000
+        reply = session.advance()  # nothing to decide: the long poll ends, call again
+        assert reply.reason == common_pb2.STOP_REASON_INTERRUPTED and not reply.decisions
+        with pytest.raises(HermesError) as e:
+            client.attach("fleet", stream=True).decisions()
+        assert e.value.code.name == "UNIMPLEMENTED" and "Session: not served" in str(e.value)
+        client.close()
