@@ -11,7 +11,7 @@ import sys
 import threading
 
 import pytest
-from test_fleet import MODEL, ROOT, FakeClock, get, metric
+from test_fleet import MODEL, ROOT, FakeClock, get, metric, post
 
 from client_sdk import Client, HermesError
 from client_sdk.scheduler import ExternalScheduler, LeastKvScheduler
@@ -215,15 +215,15 @@ def test_a_candidate_of_another_stage_is_not_a_candidate_of_this_one():
 
 
 class ToOne(ExternalScheduler):
-    """Every decision to one named client (the first candidate when it is not one)."""
+    """Every decision to one named client or model (the first candidate when none is one)."""
 
     needs_state = False
 
-    def __init__(self, target: str) -> None:
-        self.target = target
+    def __init__(self, *targets: str) -> None:
+        self.targets = targets
 
     def route(self, decision, state):
-        return self.target if self.target in decision.candidates else decision.candidates[0]
+        return next((t for t in self.targets if t in decision.candidates), decision.candidates[0])
 
 
 class Silent(ExternalScheduler):
@@ -235,8 +235,8 @@ class Silent(ExternalScheduler):
         return 0
 
 
-def _start_fleet(*extra: str) -> tuple[subprocess.Popen, dict[str, str], str, str]:
-    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "fleet", "hetero-demo", "--base-port", "0",
+def _start_fleet(*extra: str, spec: str = "hetero-demo") -> tuple[subprocess.Popen, dict[str, str], str, str]:
+    proc = subprocess.Popen([sys.executable, "-m", "server.cli", "fleet", spec, "--base-port", "0",
                              "--gateway-port", "0", "--router-port", "0", "--time-scale", "5",
                              "--log-level", "error", *extra], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     instances, gateway, router = {}, "", ""
@@ -250,7 +250,7 @@ def _start_fleet(*extra: str) -> tuple[subprocess.Popen, dict[str, str], str, st
             router = w[2]
         elif line.startswith("hermes fleet ready"):
             break
-    assert instances.keys() == set(CLIENTS) and gateway and router, (instances, gateway, router)
+    assert instances and gateway and router, (instances, gateway, router)
     return proc, instances, gateway, router
 
 
@@ -300,6 +300,7 @@ def _successes(url: str) -> float:
 @pytest.mark.slow
 def test_an_sdk_router_sends_every_gateway_call_to_one_named_client():
     proc, instances, gateway, router = _start_fleet()
+    assert instances.keys() == set(CLIENTS)
     try:
         client, thread, errors = _drive(ToOne("l40s-0"), router)
         assert _openai_calls(gateway, 8) == [5] * 8
@@ -377,3 +378,27 @@ def test_advance_waits_on_the_wall_clock_and_the_stream_is_not_served():
             client.attach("fleet", stream=True).decisions()
         assert e.value.code.name == "UNIMPLEMENTED" and "Session: not served" in str(e.value)
         client.close()
+
+
+@pytest.mark.slow
+def test_an_sdk_router_answers_every_stage_of_a_multistage_pipeline():
+    proc, instances, gateway, router = _start_fleet("--set", "router.policy=external", "--time-scale", "20",
+                                                    spec=MULTI)
+    try:
+        client, thread, errors = _drive(ToOne("dec-1", MODEL), router)  # the route stage's options are models
+        served = []
+        for i in range(4):
+            status, body, headers = post(gateway + "/v1/completions",
+                                         {"prompt": f"question {i} " * 10, "max_tokens": 6, "model": MODEL})
+            assert status == 200 and body["usage"]["completion_tokens"] == 6, body
+            served.append(headers["x-hermes-instance"])
+        assert served == ["dec-1"] * 4  # every decode stage went where the router said
+        _, text = get(gateway + "/metrics")
+        for stage in ("rag", "route", "prefill", "reasoning", "generic"):
+            assert metric(text, "hermes_stage_latency_seconds_count", stage=stage) >= 4
+        # every stage part asked the router: embed, search, rerank, route, prefill, decode, guard
+        assert metric(text, "hermes_fleet_router_decisions_total") >= 4 * 7
+        assert metric(text, "hermes_fleet_router_fallbacks_total") == 0 and not errors
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0
