@@ -35,6 +35,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sim_engine import Simulation, load_spec  # noqa: E402
+from sim_engine.engines import PROFILES  # noqa: E402
 from sim_engine.errors import SpecError  # noqa: E402
 from sim_engine.hardware import HARDWARE  # noqa: E402
 from sim_engine.models import DTYPE_BYTES, MODELS  # noqa: E402
@@ -147,7 +148,8 @@ def check(r: Row) -> None:
     floor = m.active_params_per_token() * wb / r.tp / bw  # one token reads only the experts it uses
     if r.t["dec1@128"] < floor:
         r.flags.append(f"decode b=1 {r.t['dec1@128'] * 1e3:.2f} ms < HBM floor {floor * 1e3:.2f} ms")
-    kv_per_tok = m.kv_bytes_per_token() / DTYPE_BYTES["bf16"] * wb  # dtype: fp8 caches fp8 KV
+    kv_per_tok = m.kv_bytes_per_token() / m.kv_bytes_per_elem  # elements; bytes below
+    kv_per_tok *= wb if PROFILES[r.engine].quantised_kv else DTYPE_BYTES["bf16"]
     if not m.is_mla:
         kv_per_tok /= min(r.tp, m.n_kv_heads)
     upper = (dev.mem_bytes - shard) / kv_per_tok

@@ -7,9 +7,11 @@ It sets
 * the scheduler's defaults: batching mode, token and sequence budgets, block size, memory fraction
   and the admission policy (``greedy`` admits while KV blocks are free and preempts by recompute;
   ``reserve`` holds a request's whole prompt + output KV from admission, never evicting);
-* how the engine sizes its KV pool (``kv_method``): ``profile`` is vLLM/SGLang's profiling run,
+* how the engine sizes its KV pool (``kv_method``): ``profile`` is vLLM's profiling run,
   ``utilisation x memory - weights - peak activations of a forward of profile_tokens tokens -
-  runtime_reserve_gb`` (CUDA graphs, NCCL buffers, allocator slack); ``free_fraction`` is
+  runtime_reserve_gb`` (CUDA graphs, NCCL buffers, allocator slack); ``static_fraction`` is SGLang's
+  ``mem_fraction_static`` share of memory for weights + KV pool, activations living in the rest
+  (``profile_max_num_token``: available after load - total x (1 - mem_fraction_static)); ``free_fraction`` is
   TensorRT-LLM's ``kv_cache_free_gpu_mem_fraction`` of what is left after weights and the runtime;
   ``legacy`` is the 2023 estimate on the nominal (decimal, datasheet) capacity;
 * whether freed KV blocks stay cached for reuse (``prefix_caching``: vLLM V1's automatic prefix
@@ -62,7 +64,7 @@ from .fields import Fields
 
 BATCHING = ("static", "continuous", "chunked", "mixed", "external")
 ADMISSION = ("greedy", "reserve")
-KV_METHODS = ("profile", "free_fraction", "legacy")
+KV_METHODS = ("profile", "static_fraction", "free_fraction", "legacy")
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,10 @@ class EngineProfile:
     frontend_us: float = 0.0  # per-request API server + tokenisation before scheduling
     sync_us: float = 0.0  # per TP collective and log2(tp): rank skew of host-launched collectives
     prefix_caching: bool = False  # freed KV blocks stay reusable until evicted (vLLM V1 APC, SGLang radix)
+    # a client's ``dtype: fp8`` (or int8) caches KV in that format too: TensorRT-LLM runs ModelOpt
+    # checkpoints with the FP8 KV cache they enable; vLLM and SGLang keep kv_cache_dtype "auto" (the
+    # 16-bit model dtype) unless --kv-cache-dtype fp8 is given (vLLM docs: Quantized KV Cache)
+    quantised_kv: bool = True
 
     per_device_host: bool = False  # legacy-2023: host constants follow the 2023 fit of the device
 
@@ -133,7 +139,7 @@ PROFILES: dict[str, EngineProfile] = {
             gpu_memory_utilization=0.9, admission="greedy", kv_method="profile", profile_tokens=8192,
             runtime_reserve_gb=0.5,
             step_cpu_us=1500.0, seq_cpu_us=25.0, token_cpu_us=0.5, cpu_overlap=0.8, frontend_us=4000.0,
-            sync_us=5.0, prefix_caching=True,
+            sync_us=5.0, prefix_caching=True, quantised_kv=False,
         ),
         EngineProfile(
             name="vllm-v0",
@@ -143,7 +149,7 @@ PROFILES: dict[str, EngineProfile] = {
             gpu_memory_utilization=0.9, admission="greedy", kv_method="profile", profile_tokens=8192,
             runtime_reserve_gb=1.0,
             step_cpu_us=2500.0, seq_cpu_us=60.0, token_cpu_us=1.0, cpu_overlap=0.5, frontend_us=10000.0,
-            sync_us=10.0,
+            sync_us=10.0, quantised_kv=False,
         ),
         EngineProfile(
             name="sglang",
@@ -151,10 +157,10 @@ PROFILES: dict[str, EngineProfile] = {
             "page size 1, overlap scheduler); step_cpu_us, cpu_overlap, frontend_us fitted on the 20 "
             "usable SGLang rows (benchmarks/fidelity.py --fit sglang)",
             batching="chunked", max_num_batched_tokens=8192, max_num_seqs=1024, block_size=1,
-            gpu_memory_utilization=0.88, admission="greedy", kv_method="profile", profile_tokens=8192,
+            gpu_memory_utilization=0.88, admission="greedy", kv_method="static_fraction", profile_tokens=8192,
             runtime_reserve_gb=1.0,
             step_cpu_us=5200.0, seq_cpu_us=15.0, token_cpu_us=0.5, cpu_overlap=0.6, frontend_us=6300.0,
-            sync_us=5.0, prefix_caching=True,
+            sync_us=5.0, prefix_caching=True, quantised_kv=False,
         ),
         EngineProfile(
             name="trtllm",
@@ -201,6 +207,7 @@ def get_engine(value: Any = DEFAULT_ENGINE, where: str = "engine") -> EngineProf
         "runtime_reserve_gb": f.float("runtime_reserve_gb", base.runtime_reserve_gb, maximum=1e4),
         "cpu_overlap": f.float("cpu_overlap", base.cpu_overlap, maximum=1.0),
         "prefix_caching": f.bool("prefix_caching", base.prefix_caching),
+        "quantised_kv": f.bool("quantised_kv", base.quantised_kv),
     }
     for key in ("step_cpu_us", "layer_cpu_us", "seq_cpu_us", "token_cpu_us", "frontend_us", "sync_us"):
         clean[key] = f.float(key, getattr(base, key), maximum=1e8)
