@@ -34,8 +34,10 @@ mean |log error| over all usable rows of that engine in ``serving_engines.csv``,
 Errors per profile: docs/FIDELITY.md.
 
 * ``vllm`` (V1 engine, 0.8-0.10+): defaults from the vLLM engine-arguments docs (chunked prefill
-  always on, max_num_batched_tokens 8192 for the API server, max_num_seqs 256 (1024 on H100-class
-  parts from 0.10; 256 kept), block 16, gpu_memory_utilization 0.9). V1 runs the scheduler in a
+  always on, block 16, gpu_memory_utilization 0.9); max_num_seqs and max_num_batched_tokens follow
+  the GPU as ``EngineArgs.get_batch_defaults`` sets them for the API server (``device_defaults``):
+  1024 and 8192 on parts with >= 70 GiB that are not A100s (H100, H200, B200, MI300X), else 256
+  and 2048. V1 runs the scheduler in a
   busy loop beside the GPU (engine core process, separate API-server process, persistent batch,
   piecewise CUDA graphs): most host time overlaps. Automatic prefix caching is on (its default).
 * ``vllm-v0`` (0.5-0.6): the v0.6.0 blog's profile of the pre-0.6 engine (API server 33%,
@@ -96,12 +98,21 @@ class EngineProfile:
     quantised_kv: bool = True
 
     per_device_host: bool = False  # legacy-2023: host constants follow the 2023 fit of the device
+    device_defaults: tuple[str, ...] = ()  # batch fields whose default depends on the GPU (vLLM V1)
 
     def host(self, device_name: str) -> EngineProfile:
         """This profile with its host time for ``device_name`` (only legacy-2023 varies by device)."""
         if not self.per_device_host:
             return self
         return dataclasses.replace(self, per_device_host=False, **legacy_host(device_name))
+
+    def for_device(self, device: Any) -> EngineProfile:
+        """This profile on ``device`` (a hardware.Device): its host time and its batch defaults."""
+        p = self.host(device.name)
+        if not p.device_defaults:
+            return p
+        defaults = vllm_batch_defaults(device.name, device.mem_bytes)
+        return dataclasses.replace(p, device_defaults=(), **{k: defaults[k] for k in p.device_defaults})
 
 
 _HOST_FIELDS = ("step_cpu_us", "layer_cpu_us", "seq_cpu_us", "token_cpu_us", "sync_us")
@@ -116,6 +127,19 @@ _LEGACY_CPU = {"step_cpu_us": 200.0, "layer_cpu_us": 0.0, "seq_cpu_us": 20.0, "t
                "sync_us": 0.0}
 _LEGACY_BY_DEVICE = {"A100-40GB": _LEGACY_A100, "A100-80GB": _LEGACY_A100, "L40S": _LEGACY_A100,
                      "Sapphire-Rapids": _LEGACY_CPU, "Genoa": _LEGACY_CPU, "Grace": _LEGACY_CPU}
+
+
+_GIB = 1 << 30
+
+
+def vllm_batch_defaults(device_name: str, mem_bytes: float) -> dict[str, int]:
+    """vLLM V1's API-server batch defaults for a GPU (``EngineArgs.get_batch_defaults``, 0.9-0.10).
+
+    Parts with at least 70 GiB that are not A100s ("setting large max_num_batched_tokens for A100
+    reduces throughput", vLLM PR 17885) get 1024 sequences and 8192 tokens; every other GPU 256 and 2048.
+    """
+    big = mem_bytes >= 70 * _GIB and "a100" not in device_name.lower()
+    return {"max_num_seqs": 1024 if big else 256, "max_num_batched_tokens": 8192 if big else 2048}
 
 
 def legacy_host(device_name: str) -> dict[str, float]:
@@ -140,6 +164,7 @@ PROFILES: dict[str, EngineProfile] = {
             runtime_reserve_gb=0.5,
             step_cpu_us=1500.0, seq_cpu_us=25.0, token_cpu_us=0.5, cpu_overlap=0.8, frontend_us=4000.0,
             sync_us=5.0, prefix_caching=True, quantised_kv=False,
+            device_defaults=("max_num_seqs", "max_num_batched_tokens"),
         ),
         EngineProfile(
             name="vllm-v0",
@@ -214,6 +239,9 @@ def get_engine(value: Any = DEFAULT_ENGINE, where: str = "engine") -> EngineProf
     f.raw("source")
     f.done()
     changed = {k: v for k, v in clean.items() if v != getattr(base, k)}
+    kept = tuple(k for k in base.device_defaults if f.doc.get(k) is None)
+    if kept != base.device_defaults:  # a batch field given here is no longer the GPU's default
+        changed["device_defaults"] = kept
     if not changed:
         return base
     if base.per_device_host and set(changed) & set(_HOST_FIELDS):

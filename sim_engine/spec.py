@@ -260,6 +260,8 @@ def _clients(doc: Any, data_dir: Path | None = None, entry_path: str | None = No
         rack = placement.str("rack", "r0")
         placement.done()
         engine = get_engine(f.raw("engine", DEFAULT_ENGINE), f"{path}.engine")
+        if hardware is not None:
+            engine = engine.for_device(hardware)  # host time and batch defaults of this GPU
         dtype = parse_dtype(f.raw("dtype"), f"{path}.dtype", engine.quantised_kv)
         if dtype is not None and model is not None:
             model = dtype.apply(model)

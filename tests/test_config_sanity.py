@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from sim_engine import Simulation, load_spec
-from sim_engine.engines import PROFILES
+from sim_engine.engines import PROFILES, get_engine
 from sim_engine.hardware import HARDWARE, get_hardware
 from sim_engine.models import MODELS, get_model, parse_dtype
 from sim_engine.perf import AnalyticalPerfModel, kv_capacity_tokens
@@ -135,3 +135,27 @@ def test_a_static_batch_is_not_split_by_the_engine_token_budget() -> None:
     # a budget the user gives still bounds the batch
     m8 = _static({"batching": "static", "max_num_seqs": 64, "max_num_batched_tokens": 8192})
     assert len(np.unique(m8["ttft"])) == 8 and m8["e2e"].max() > 1.5 * m["e2e"].max()
+
+
+def test_vllm_batch_defaults_follow_the_gpu() -> None:
+    """vLLM V1 get_batch_defaults (API server): >= 70 GiB and not an A100: 1024 seqs / 8192 tokens, else 256 / 2048."""
+    def sched(hw: str, engine="vllm", scheduler=None):
+        client = {"hardware": hw, "model": "Llama-3.1-8B", "engine": engine}
+        if scheduler:
+            client["scheduler"] = scheduler
+        s = load_spec({"clients": [client], "workload": {"arrival": {"process": "none"}}}).clients[0].scheduler
+        return s.max_num_seqs, s.max_num_batched_tokens
+
+    assert {hw: sched(hw) for hw in ("H100-SXM", "H200", "B200", "MI300X")} == dict.fromkeys(
+        ("H100-SXM", "H200", "B200", "MI300X"), (1024, 8192))
+    assert {hw: sched(hw) for hw in ("A100-80GB", "A100-40GB", "L40S", "RTX-4090")} == dict.fromkeys(
+        ("A100-80GB", "A100-40GB", "L40S", "RTX-4090"), (256, 2048))
+    assert sched("H100-SXM", {"preset": "vllm", "max_num_seqs": 256}) == (256, 8192)  # a given field stays
+    assert sched("A100-80GB", {"preset": "vllm", "max_num_batched_tokens": 8192}) == (256, 8192)
+    assert sched("H100-SXM", scheduler={"max_num_seqs": 64}) == (64, 8192)
+    assert sched("H100-SXM", "sglang") == (1024, 8192) and sched("A100-80GB", "trtllm") == (256, 8192)
+    # the profiling run samples max_num_seqs rows of fp32 logits: 1024 rows cost 768 x 128256 x 4 B more
+    eng256 = {"preset": "vllm", "max_num_seqs": 256}
+    gap = kv_capacity_tokens(H100, get_model("Llama-3.1-8B"), engine=get_engine(eng256)) \
+        - kv_capacity_tokens(H100, get_model("Llama-3.1-8B"), engine="vllm")
+    assert gap == pytest.approx(768 * 128256 * 4 / get_model("Llama-3.1-8B").kv_bytes_per_token(), abs=1)

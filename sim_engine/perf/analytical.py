@@ -137,7 +137,7 @@ def kv_capacity_tokens(device: Device, model: ModelArch, tp: int = 1, pp: int = 
     check_parallelism(model, tp, pp)
     if not 0 < gpu_memory_utilization <= 1:
         raise SpecError("gpu_memory_utilization", f"must be in (0, 1], got {gpu_memory_utilization}")
-    eng = as_profile(engine)
+    eng = as_profile(engine).for_device(device)
     sh = _Shard(model, tp)
     legacy = eng.kv_method == "legacy"
     mem = device.mem_gb * 1e9 if legacy else device.mem_bytes
@@ -190,7 +190,7 @@ class AnalyticalPerfModel:
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
                 raise SpecError(f"perf.{name}", f"must be a non-negative number of seconds, got {v!r}")
         self.device, self.model, self.tp, self.pp = device, model, tp, pp
-        self.engine = eng = as_profile(engine).host(device.name)
+        self.engine = eng = as_profile(engine).for_device(device)
         self.n_devices = tp * pp
         if compute_dtype is None:
             compute_dtype = "fp8" if model.weight_bytes_per_param <= 1 and "fp8" in device.tflops else "bf16"
