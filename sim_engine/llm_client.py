@@ -98,7 +98,10 @@ class LLMClient:
         self.batching = s.batching
         self.max_seqs = s.max_num_seqs
         self.max_len = s.max_model_len or spec.model.max_context
-        self.budget = s.max_num_batched_tokens or (2048 if s.batching in CHUNKING else self.max_len)
+        # default budget: static batching (FasterTransformer, TensorRT-LLM's gptSessionBenchmark, HF
+        # generate) prefills its whole batch of up to max_num_seqs requests in one forward
+        default_budget = self.max_seqs * self.max_len if s.batching == "static" else self.max_len
+        self.budget = s.max_num_batched_tokens or (2048 if s.batching in CHUNKING else default_budget)
         self.bs = s.block_size
         self.total_blocks = kv_capacity_tokens // self.bs
         self.used_blocks = 0
