@@ -12,6 +12,7 @@ prefill/decode, reasoning) placed by the spec's router, and its ``/metrics`` sho
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -120,7 +121,8 @@ class Fleet:
         app = web.Application(client_max_size=self.limits.max_body_bytes)
         app[INSTANCE] = inst
         self._routes(app, gateway=inst.client_id is None)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # handler_cancellation: a caller that disconnects cancels its handler, which aborts its requests
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
         await runner.setup()
         site = web.TCPSite(runner, self.host, port, reuse_address=True)
         await site.start()
@@ -258,8 +260,16 @@ class Fleet:
             if g.stream:
                 return await self._stream(request, call, g, shaper, finish, inst)
             return await self._full(call, g, shaper, finish, inst)
+        except (asyncio.CancelledError, ConnectionResetError):
+            self._abandon(call)  # the caller disconnected: nobody waits for these requests any more
+            raise
         finally:
             inst.inflight -= count
+
+    def _abandon(self, call: Call) -> None:
+        """Abort a call's requests that are still running and count them (finished_reason abort)."""
+        for job in self.pacer.abort(call):
+            self.metrics.note_aborted(job.client_id)
 
     @staticmethod
     def _failure(call: Call) -> tuple[int, str] | None:
@@ -337,7 +347,8 @@ class Fleet:
             try:
                 await resp.write(b"".join(parts))
             except ConnectionResetError:
-                return resp  # the caller left; the simulated request runs to its end (no abort in the engine)
+                self._abandon(call)  # the caller left: its requests are aborted in the engine
+                return resp
             if call.finished:
                 await resp.write_eof()
                 return resp

@@ -167,6 +167,15 @@ class Pacer:
         self.wake()
         return call
 
+    def abort(self, call: Call) -> list[Job]:
+        """The HTTP caller left: abort the call's requests still in the engine (their KV and queue
+        places are freed at once, no more tokens are paced); returns the jobs aborted."""
+        gone = [job for job in call.jobs if not job.done and self.sim.abort(job.rid)]
+        for job in gone:
+            job.error = "abort"
+            self._end(job)
+        return gone
+
     # ---------------------------------------------------------------- the loop
 
     def wake(self) -> None:
