@@ -285,7 +285,7 @@ class Fleet:
         fail = self._failure(call)
         if fail is not None:
             return error_response(*fail)
-        choices = [(j.index, j.output, finish) for j in call.jobs]
+        choices = [(j.index, j.output, finish, j.thinking) for j in call.jobs]
         if finish == "stop":
             self._note_stopped(call)
         served_by = inst.client_id or ",".join(sorted({j.client_id for j in call.jobs}))
@@ -305,9 +305,11 @@ class Fleet:
     async def _stream_events(self, request: web.Request, call: Call, g: GenRequest, shaper: Shaper,
                              finish: str, inst: Instance) -> web.StreamResponse:
         """The handler writes the head, the first tokens and the end; the tokens in between go out from
-        the pacer through the call's sink, straight to the socket (see responses.direct_sink)."""
+        the pacer through the call's sink, straight to the socket (see responses.direct_sink), once every
+        job's thinking tokens (written here, as ``reasoning_content`` in a chat) are out."""
         jobs = call.jobs
         plain = [shaper.token_chunk(j.index) for j in jobs]
+        think = [shaper.reasoning_chunk(j.index) for j in jobs]
         resp: web.StreamResponse | None = None
         while True:
             if not call.finished and all(j.sent >= j.released for j in jobs):
@@ -329,6 +331,13 @@ class Fleet:
                 k = j.released - j.sent
                 if k <= 0:
                     continue
+                t = min(k, j.thinking - j.sent)  # reasoning tokens come first
+                if t > 0:
+                    parts.append(think[i] * t)
+                    j.sent += t
+                    k -= t
+                    if k == 0:
+                        continue
                 if j.done and not j.error:
                     parts.append(plain[i] * (k - 1))
                     parts.append(shaper.token_chunk(j.index, finish))
@@ -342,7 +351,8 @@ class Fleet:
                 elif finish == "stop":
                     self._note_stopped(call)
                 if fail is None and g.include_usage:
-                    parts.append(shaper.usage_chunk(sum(g.prompt_tokens), sum(j.output for j in jobs)))
+                    parts.append(shaper.usage_chunk(sum(g.prompt_tokens), sum(j.output + j.thinking for j in jobs),
+                                                    sum(j.thinking for j in jobs)))
                 parts.append(SSE_DONE)
             try:
                 await resp.write(b"".join(parts))
@@ -352,7 +362,8 @@ class Fleet:
             if call.finished:
                 await resp.write_eof()
                 return resp
-            if call.sink is None and request.version >= HttpVersion11 and request.transport is not None:
+            if call.sink is None and request.version >= HttpVersion11 and request.transport is not None \
+                    and all(j.sent >= j.thinking for j in jobs):  # the sink writes answer tokens only
                 call.sink = direct_sink(request.transport, plain)  # aiohttp chose chunked encoding (1.1)
 
 
