@@ -757,7 +757,7 @@ class Simulation:
 
     def fork(self) -> Simulation:
         """An independent copy (perf models, which hold only memoised costs, are shared)."""
-        memo = {id(c.perf): c.perf for c in self.clients}
+        memo = {id(c.perf): c.perf for c in self.clients if hasattr(c, "perf")}  # generic clients have none
         return copy.deepcopy(self, memo)
 
     def snapshot(self) -> bytes:
