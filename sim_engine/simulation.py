@@ -95,6 +95,7 @@ class Simulation:
         self.events: list[Event] = []
         self.trace: list[tuple] | None = [] if record_trace else None
         self.pending: dict[int, tuple[Decision, Request]] = {}
+        self.held: dict[int, tuple[Decision, Request]] = {}  # set aside by `hold`: answerable, not blocking
         self.batch_pending: dict[int, tuple[BatchDecision, LLMClient]] = {}
         self._decision_seq = 0
         self._halt: StopReason | None = None
@@ -433,8 +434,9 @@ class Simulation:
             return False
         now = self.kernel.now
         req.aborted = True
-        for did in [did for did, (_, r) in self.pending.items() if r is req]:
-            del self.pending[did]
+        for decisions in (self.pending, self.held):
+            for did in [did for did, (_, r) in decisions.items() if r is req]:
+                del decisions[did]
         if req.transfer:
             self.network.cancel(req.transfer)
         client = req.client
@@ -560,6 +562,14 @@ class Simulation:
     def pending_decisions(self) -> list[Decision]:
         return [d for d, _ in self.pending.values()]
 
+    def hold(self, decision_id: int) -> None:
+        """Set a pending routing decision aside: ``advance`` runs on (only its request waits) and
+        ``decide`` answers it later, at the simulated time of that call. The wall-clock front holds
+        a decision while an outside router thinks, so the rest of the fleet keeps running."""
+        if isinstance(decision_id, bool) or decision_id not in self.pending:
+            raise NotFoundError(f"decision_id: no pending decision {decision_id}")
+        self.held[decision_id] = self.pending.pop(decision_id)
+
     def decide(self, decision_id: int, action: str = "route", client_id: str | None = None,
                retry_after_ns: int | None = None) -> None:
         """Answer one routing decision: route to a client, defer (ask again later) or drop."""
@@ -608,9 +618,11 @@ class Simulation:
 
     def _check_answer(self, a: DecisionAnswer, path: str) -> tuple[DecisionAnswer, Decision, Request, int]:
         """Validate one answer against the pending decisions; returns what applying it needs."""
-        if isinstance(a.decision_id, bool) or a.decision_id not in self.pending:
+        entry = None if isinstance(a.decision_id, bool) else self.pending.get(a.decision_id) or \
+            self.held.get(a.decision_id)
+        if entry is None:
             raise NotFoundError(f"{path}decision_id: no pending decision {a.decision_id}")
-        decision, req = self.pending[a.decision_id]
+        decision, req = entry
         delay = 0
         if a.action == "route":
             if a.client_id not in decision.candidates:
@@ -634,7 +646,8 @@ class Simulation:
     def _apply_answer(self, step: tuple[DecisionAnswer, Decision, Request, int]) -> None:
         a, decision, req, delay = step
         now = self.kernel.now
-        del self.pending[a.decision_id]
+        if self.pending.pop(a.decision_id, None) is None:
+            del self.held[a.decision_id]
         if a.action == "route" and decision.stage_kind == "route":
             self._finish_route(req, req.pipeline[req.stage], a.client_id, now)
         elif a.action == "route":
@@ -718,7 +731,7 @@ class Simulation:
     def state(self) -> ClusterState:
         now = self.kernel.now
         st = ClusterState(now, self.injected - self.completed - self.dropped - self.aborted, self.injected,
-                          self.completed, self.dropped, len(self.pending) + len(self.batch_pending),
+                          self.completed, self.dropped, len(self.pending) + len(self.held) + len(self.batch_pending),
                           links=self.network.link_stats(now), aborted=self.aborted)
         for c in self.clients:
             if c.status == ClientStatus.REMOVED and c.is_idle():
@@ -751,7 +764,7 @@ class Simulation:
         return list(self._live)
 
     def is_done(self) -> bool:
-        return not len(self.kernel) and not self.pending and not self.batch_pending
+        return not len(self.kernel) and not self.pending and not self.held and not self.batch_pending
 
     # ------------------------------------------------------------------ what-if copies
 

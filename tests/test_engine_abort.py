@@ -80,15 +80,18 @@ def test_abort_anywhere_in_a_multistage_pipeline_frees_everything():
 def test_abort_before_arrival_and_of_a_pending_decision():
     spec = load_spec("hetero-demo", {"workload.arrival": {"process": "none"}})  # router: external
     sim = Simulation(spec, record_events=True)
-    sim.inject([RequestInput(1_000_000, 100, 10, request_id="later"), RequestInput(0, 100, 10, request_id="now")])
+    sim.inject([RequestInput(1_000_000, 100, 10, request_id="later"), RequestInput(0, 100, 10, request_id="now"),
+                RequestInput(0, 100, 10, request_id="held")])
     res = sim.advance()
-    assert [d.request_id for d in sim.pending_decisions()] == ["now"]
+    assert [d.request_id for d in sim.pending_decisions()] == ["now", "held"]
+    sim.hold(sim.pending_decisions()[1].decision_id)  # set aside while an outside router thinks
     assert sim.abort("now") and sim.pending_decisions() == []
+    assert sim.abort("held") and sim.held == {}
     assert sim.abort("later")
     res = sim.advance()
     assert {e.kind for e in res.events} == {"aborted"} and sim.is_done()
     assert sim.summary()["requests"] | {"drop_reasons": None} == {
-        "injected": 2, "completed": 0, "dropped": 0, "aborted": 2, "in_flight": 0, "drop_reasons": None,
+        "injected": 3, "completed": 0, "dropped": 0, "aborted": 3, "in_flight": 0, "drop_reasons": None,
         "preemptions": 0}
     assert not sim.abort("unknown") and not sim.abort(7)  # type: ignore[arg-type]
 

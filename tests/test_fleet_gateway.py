@@ -112,9 +112,9 @@ def test_gateway_decisions_of_an_external_spec_are_answered_round_robin():
     sim = Simulation(fleet_spec("hetero-demo"), record_events=True)  # router: external
     clock = FakeClock()
     pacer = Pacer(sim, time_scale=1.0, clock=clock)
-    from server.fleet.app import _RoundRobin
+    from server.fleet.router import RoundRobin
 
-    pacer.background = _RoundRobin()
+    pacer.background = RoundRobin()
     calls = [pacer.submit(None, MODEL, (50,), [4], 1) for _ in range(3)]
     for _ in range(5000):
         clock.t += 0.002

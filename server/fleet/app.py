@@ -29,6 +29,7 @@ from .metrics import CONTENT_TYPE, FleetMetrics
 from .pacer import FLEET_PIPELINE, Call, Pacer
 from .requests import BadRequest, GenRequest, Limits, parse_json, parse_request
 from .responses import SSE_DONE, Shaper, direct_sink, error_response, sse_error
+from .router import RoundRobin, RouterDesk, RouterService, start_router_server
 
 DEFAULT_OUTPUT_TOKENS = 16  # OpenAI's default max_tokens for completions, when the spec has no distribution
 LOAD_FORMATS = ("vllm", "sglang")
@@ -73,7 +74,8 @@ class Fleet:
 
     def __init__(self, spec: SimSpec, time_scale: float = 1.0, host: str = "127.0.0.1", base_port: int = 8100,
                  load_format: str = "vllm", limits: Limits | None = None, max_inflight: int = 4096,
-                 gateway_port: int | None = None):
+                 gateway_port: int | None = None, router_port: int | None = None, router_timeout_s: float = 0.5,
+                 router_token: str | None = None):
         if load_format not in LOAD_FORMATS:
             raise ValueError(f"load_format must be one of {LOAD_FORMATS}")
         self.spec, self.host, self.base_port, self.load_format = spec, host, base_port, load_format
@@ -82,7 +84,17 @@ class Fleet:
         self.sim = Simulation(spec, record_events=True)
         self.pacer = Pacer(self.sim, time_scale)
         self.metrics = FleetMetrics(self.sim, self.pacer)
-        self.pacer.background = _RoundRobin()  # only asked when the spec's router is external
+        self.pacer.background = RoundRobin()  # only asked when the spec's router is external
+        # --router-port: an outside router answers the spec's routing decisions over gRPC (server/fleet/router.py)
+        self.router_port, self.router_token = router_port, router_token
+        self.router: RouterDesk | None = None
+        self._router_server = None
+        if router_port is not None:
+            if spec.router != "external":
+                raise SpecError("router.policy", "--router-port needs the spec's router to be external "
+                                f"(it is {spec.router}); set it with --set router.policy=external")
+            self.router = RouterDesk(self.pacer, router_timeout_s)
+            self.pacer.background = self.router
         states = {c.id: c for c in self.sim.state().clients}
         self.instances: list[Instance] = []
         for cs in spec.clients:
@@ -114,6 +126,9 @@ class Fleet:
             await self._listen(inst, self.base_port + i if self.base_port else 0)
         if self.gateway is not None:
             await self._listen(self.gateway, self.gateway_port or 0)
+        if self.router is not None:
+            service = RouterService(self.router, self.spec.name, self.spec.router, self.router_token)
+            self._router_server, self.router_port = await start_router_server(service, self.host, self.router_port or 0)
         self.pacer.start()  # after the listeners are up: their setup must not count as lag
         return self.instances
 
@@ -135,6 +150,9 @@ class Fleet:
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
+        if self._router_server is not None:
+            await self._router_server.stop(grace=0.2)
+            self._router_server = None
         await self.pacer.stop()
 
     def _routes(self, app: web.Application, gateway: bool) -> None:
@@ -188,6 +206,8 @@ class Fleet:
     async def _metrics(self, request: web.Request) -> web.Response:
         inst = request.app[INSTANCE]
         body = self.metrics.render_gateway() if inst.client_id is None else self.metrics.render(inst.client_id)
+        if inst.client_id is None and self.router is not None:
+            body += self.router.exposition().encode()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def _get_load(self, request: web.Request) -> web.Response:
@@ -366,17 +386,3 @@ class Fleet:
                     and all(j.sent >= j.thinking for j in jobs):  # the sink writes answer tokens only
                 call.sink = direct_sink(request.transport, plain)  # aiohttp chose chunked encoding (1.1)
 
-
-class _RoundRobin:
-    """Routes the spec's own workload (``--workload``) over each decision's candidates in turn."""
-
-    def __init__(self) -> None:
-        self._next: dict[tuple[str, ...], int] = {}
-
-    def __call__(self, decision: Any) -> str | None:
-        key = tuple(decision.candidates)
-        if not key:
-            return None
-        i = self._next.get(key, 0)
-        self._next[key] = (i + 1) % len(key)
-        return key[i % len(key)]

@@ -5,7 +5,7 @@ to the simulated time of *now*, never past it, so everything it reports has happ
 Requests arrive by ``Simulation.inject`` at the current simulated time, so the front uses only
 the public co-simulation API: a listener's request is pinned to its client
 (``RequestInput.client_id``); a gateway request has no pin and goes through the spec's
-pipeline and router (when the spec's router is ``external``, ``background`` answers its
+pipeline and router (when the spec's router is ``external``, ``background`` answers or holds its
 decisions).
 
 Token times. The engine reports a request's first token and its completion exactly, but
@@ -125,8 +125,9 @@ class Pacer:
         self._wake_due_wall: float | None = None
         self._task: asyncio.Task | None = None
         self._stopping = False
-        # answers the decisions of unpinned requests (workload, gateway) when the spec's router is external
-        self.background: Callable[[object], str | None] | None = None
+        # answers (or holds) the decisions of unpinned requests (workload, gateway) when the spec's router
+        # is external: the built-in round robin, or the router desk of --router-port (server/fleet/router.py)
+        self.background: Callable[[Simulation], None] | None = None
         self._refresh_clients()
 
     # ---------------------------------------------------------------- clock
@@ -237,8 +238,8 @@ class Pacer:
             res = sim.advance(until_ns=target)
             events.extend(res.events)
             moved = moved or res.events_processed > 0
-            if res.reason is not StopReason.DECISION_NEEDED:
-                break
+            if res.reason is not StopReason.DECISION_NEEDED and res.reason is not StopReason.WAKEUP:
+                break  # a wake-up is the router desk's: an answer or a deadline is due (server/fleet/router.py)
         if moved:
             self._refresh_clients()
         for ev in events:
@@ -274,13 +275,13 @@ class Pacer:
         return max(cur, prev)
 
     def _answer_decisions(self) -> None:
+        """Only with the spec's router external (listeners' requests are pinned): `background` answers
+        or holds every pending decision; without one they are dropped."""
         sim = self.sim
-        for d in sim.pending_decisions():  # only with the spec's router external: listeners' requests are pinned
-            target = self.background(d) if self.background else None
-            if target is not None and target in d.candidates:
-                sim.decide(d.decision_id, "route", target)
-            else:
-                sim.decide(d.decision_id, "drop")
+        if self.background is not None:
+            self.background(sim)
+        for d in sim.pending_decisions():
+            sim.decide(d.decision_id, "drop")
 
     def _refresh_clients(self) -> None:
         """Step times and status of every client (read from the engine's clients: sim.state() would
