@@ -80,12 +80,15 @@ def test_abort_anywhere_in_a_multistage_pipeline_frees_everything():
 def test_abort_before_arrival_and_of_a_pending_decision():
     spec = load_spec("hetero-demo", {"workload.arrival": {"process": "none"}})  # router: external
     sim = Simulation(spec, record_events=True)
-    sim.inject([RequestInput(1_000_000, 100, 10, request_id="later"), RequestInput(0, 100, 10, request_id="now"),
-                RequestInput(0, 100, 10, request_id="held")])
-    res = sim.advance()
-    assert [d.request_id for d in sim.pending_decisions()] == ["now", "held"]
-    sim.hold(sim.pending_decisions()[1].decision_id)  # set aside while an outside router thinks
-    assert sim.abort("now") and sim.pending_decisions() == []
+    sim.inject([RequestInput(1_000_000, 100, 10, request_id="later"), RequestInput(0, 100, 10, request_id="held"),
+                RequestInput(0, 100, 10, request_id="asked")])
+    sim.advance()
+    (d,) = sim.pending_decisions()
+    assert d.request_id == "held"
+    sim.hold(d.decision_id)  # set aside while an outside router thinks: the world runs on
+    sim.advance()
+    assert [d.request_id for d in sim.pending_decisions()] == ["asked"]
+    assert sim.abort("asked") and sim.pending_decisions() == []
     assert sim.abort("held") and sim.held == {}
     assert sim.abort("later")
     res = sim.advance()
