@@ -83,3 +83,38 @@ def test_a_non_streaming_caller_that_gives_up_aborts_too():
         m = _wait_idle(url, 5.0)
         assert (m["running"], m["waiting"], m["kv"], m["aborted"]) == (0, 0, 0, 1), m
         assert ft.on_loop(lambda: (ft.fleet.sim.aborted, ft.fleet.sim.completed)) == (1, 0)
+
+
+def test_a_gateway_stream_closed_during_the_reasoning_aborts_its_whole_pipeline():
+    """Multi-stage (RAG, P/D over the network, reasoning branches, a guard): closing the stream
+    after a few reasoning tokens leaves nothing of the request anywhere in the simulation."""
+    from test_fleet_gateway import MULTI
+
+    async def close_early(url: str) -> int:
+        body = {"model": MODEL, "messages": [{"role": "user", "content": "think " * 50}], "max_tokens": 500,
+                "stream": True}
+        seen = 0
+        async with aiohttp.ClientSession() as s:
+            resp = await s.post(url + "/v1/chat/completions", json=body)
+            async for line in resp.content:
+                if b'"reasoning_content":" tok"' in line:
+                    seen += 1
+                    if seen >= 3:
+                        break
+            resp.close()
+        return seen
+
+    with FleetThread(MULTI, time_scale=1.0, gateway_port=0) as ft:
+        assert ft.run(close_early(ft.fleet.gateway.url)) == 3
+        sim = ft.fleet.sim
+
+        def left() -> tuple:  # a step in flight when the caller left still ends (simulated milliseconds)
+            return (sim.aborted, sim.in_flight(), sim.network.active(),
+                    [c.id for c in sim.clients if not c.is_idle()], sum(c.kv_used_now(sim.now_ns) for c in sim.clients))
+
+        end = time.monotonic() + 5
+        while ft.on_loop(left) != (1, [], 0, [], 0) and time.monotonic() < end:
+            time.sleep(0.05)
+        assert ft.on_loop(left) == (1, [], 0, [], 0)
+        _, text = get(ft.fleet.gateway.url + "/metrics")
+        assert metric(text, "hermes_requests_aborted_total") == 1
