@@ -170,3 +170,18 @@ def test_abort_mid_run_matches_stepping(batching, monkeypatch):
     monkeypatch.setattr(llm_client, "MAX_RUN_STEPS", 1)
     assert run() == closed
     assert closed["status"].count(STATUS_ABORTED) == 2
+
+
+def test_abort_withdraws_a_batch_decision_that_shows_the_request():
+    spec = load_spec("hetero-poisson", {"workload.arrival": {"process": "none"},
+                                        "clients[0].scheduler.batching": "external"})
+    sim = Simulation(spec)
+    cid = sim.clients[0].id
+    sim.inject([RequestInput(0, 100, 10, request_id=r, client_id=cid) for r in ("a", "b")])
+    sim.advance()
+    (d,) = sim.pending_batch_decisions()
+    assert [v.request_id for v in d.waiting] == ["a", "b"]
+    assert sim.abort("a") and sim.pending_batch_decisions() == []
+    sim.advance()
+    (again,) = sim.pending_batch_decisions()  # asked again, without it
+    assert again.decision_id != d.decision_id and [v.request_id for v in again.waiting] == ["b"]
