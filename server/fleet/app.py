@@ -12,6 +12,7 @@ prefill/decode, reasoning) placed by the spec's router, and its ``/metrics`` sho
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -135,7 +136,8 @@ class Fleet:
         app = web.Application(client_max_size=self.limits.max_body_bytes)
         app[INSTANCE] = inst
         self._routes(app, gateway=inst.client_id is None)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # handler_cancellation: a caller that disconnects cancels its handler, which aborts its requests
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
         await runner.setup()
         site = web.TCPSite(runner, self.host, port, reuse_address=True)
         await site.start()
@@ -278,8 +280,16 @@ class Fleet:
             if g.stream:
                 return await self._stream(request, call, g, shaper, finish, inst)
             return await self._full(call, g, shaper, finish, inst)
+        except (asyncio.CancelledError, ConnectionResetError):
+            self._abandon(call)  # the caller disconnected: nobody waits for these requests any more
+            raise
         finally:
             inst.inflight -= count
+
+    def _abandon(self, call: Call) -> None:
+        """Abort a call's requests that are still running and count them (finished_reason abort)."""
+        for job in self.pacer.abort(call):
+            self.metrics.note_aborted(job.client_id)
 
     @staticmethod
     def _failure(call: Call) -> tuple[int, str] | None:
@@ -295,7 +305,7 @@ class Fleet:
         fail = self._failure(call)
         if fail is not None:
             return error_response(*fail)
-        choices = [(j.index, j.output, finish) for j in call.jobs]
+        choices = [(j.index, j.output, finish, j.thinking) for j in call.jobs]
         if finish == "stop":
             self._note_stopped(call)
         served_by = inst.client_id or ",".join(sorted({j.client_id for j in call.jobs}))
@@ -315,9 +325,11 @@ class Fleet:
     async def _stream_events(self, request: web.Request, call: Call, g: GenRequest, shaper: Shaper,
                              finish: str, inst: Instance) -> web.StreamResponse:
         """The handler writes the head, the first tokens and the end; the tokens in between go out from
-        the pacer through the call's sink, straight to the socket (see responses.direct_sink)."""
+        the pacer through the call's sink, straight to the socket (see responses.direct_sink), once every
+        job's thinking tokens (written here, as ``reasoning_content`` in a chat) are out."""
         jobs = call.jobs
         plain = [shaper.token_chunk(j.index) for j in jobs]
+        think = [shaper.reasoning_chunk(j.index) for j in jobs]
         resp: web.StreamResponse | None = None
         while True:
             if not call.finished and all(j.sent >= j.released for j in jobs):
@@ -339,6 +351,13 @@ class Fleet:
                 k = j.released - j.sent
                 if k <= 0:
                     continue
+                t = min(k, j.thinking - j.sent)  # reasoning tokens come first
+                if t > 0:
+                    parts.append(think[i] * t)
+                    j.sent += t
+                    k -= t
+                    if k == 0:
+                        continue
                 if j.done and not j.error:
                     parts.append(plain[i] * (k - 1))
                     parts.append(shaper.token_chunk(j.index, finish))
@@ -352,15 +371,18 @@ class Fleet:
                 elif finish == "stop":
                     self._note_stopped(call)
                 if fail is None and g.include_usage:
-                    parts.append(shaper.usage_chunk(sum(g.prompt_tokens), sum(j.output for j in jobs)))
+                    parts.append(shaper.usage_chunk(sum(g.prompt_tokens), sum(j.output + j.thinking for j in jobs),
+                                                    sum(j.thinking for j in jobs)))
                 parts.append(SSE_DONE)
             try:
                 await resp.write(b"".join(parts))
             except ConnectionResetError:
-                return resp  # the caller left; the simulated request runs to its end (no abort in the engine)
+                self._abandon(call)  # the caller left: its requests are aborted in the engine
+                return resp
             if call.finished:
                 await resp.write_eof()
                 return resp
-            if call.sink is None and request.version >= HttpVersion11 and request.transport is not None:
+            if call.sink is None and request.version >= HttpVersion11 and request.transport is not None \
+                    and all(j.sent >= j.thinking for j in jobs):  # the sink writes answer tokens only
                 call.sink = direct_sink(request.transport, plain)  # aiohttp chose chunked encoding (1.1)
 

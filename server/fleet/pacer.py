@@ -14,12 +14,13 @@ releases the tokens in between at the client's current step time (the client's
 ``last_step_s``, read whenever the engine moved): one tick per client and step, anchored
 at the client's latest first-token or completion event (both fall on step boundaries), gives
 every request in its batch one token, as the batch's step does; never more than
-``output - 1`` tokens go out before the completion, and whatever is left is released at the
+``output + thinking - 1`` tokens go out before the completion, and whatever is left is released at the
 simulated completion time. At light load this matches the engine's
 step times; when other requests join or leave the batch it follows the new step time from
 the next token on (docs/FLEET.md). A request with reasoning generates its thinking tokens
-first: the answer's tokens are the last ``output`` of the ``output + thinking`` the engine
-makes, and the step cadence follows the client of the request's latest LLM stage.
+first: they go out first (the front streams them as ``reasoning_content``), the answer's
+tokens are the last ``output`` of the ``output + thinking`` the engine makes, and the step
+cadence follows the client of the request's latest LLM stage.
 
 Lag is how late the pacer delivered what was due: the wall time after a pass over the
 engine minus the wall time the pass was due at.
@@ -57,10 +58,10 @@ class Job:
     index: int  # choice index in the response
     prompt: int
     output: int
-    released: int = 0  # answer tokens handed to the HTTP side so far
-    thinking: int = 0  # reasoning tokens the engine generates before the answer (not sent)
+    released: int = 0  # tokens (thinking, then answer) handed to the HTTP side so far
+    thinking: int = 0  # reasoning tokens the engine generates before the answer (the first `thinking` released)
     generated: int = 0  # engine tokens (thinking + answer) so far, as paced
-    sent: int = 0  # answer tokens the HTTP side has written
+    sent: int = 0  # tokens the HTTP side has written
     clock_ns: int = -1  # simulated time of the last released token
     ticking: str = ""  # the client whose steps pace it now ("" once capped or ended)
     first_ns: int = -1
@@ -167,6 +168,15 @@ class Pacer:
             self.jobs[job.rid] = job
         self.wake()
         return call
+
+    def abort(self, call: Call) -> list[Job]:
+        """The HTTP caller left: abort the call's requests still in the engine (their KV and queue
+        places are freed at once, no more tokens are paced); returns the jobs aborted."""
+        gone = [job for job in call.jobs if not job.done and self.sim.abort(job.rid)]
+        for job in gone:
+            job.error = "abort"
+            self._end(job)
+        return gone
 
     # ---------------------------------------------------------------- the loop
 
@@ -304,7 +314,7 @@ class Pacer:
                 self._tick_on(job, job.client_id, ev.time_ns)
         elif kind == "completed":
             job.done_ns = ev.time_ns
-            job.released, job.generated = job.output, job.output + job.thinking
+            job.released = job.generated = job.output + job.thinking
             if job.first_ns < 0:
                 job.first_ns = ev.time_ns
             self._end(job)
@@ -313,13 +323,12 @@ class Pacer:
             self._end(job)
 
     def _generated(self, job: Job, n: int) -> None:
-        """The engine has made `n` of the job's tokens: the answer's share of them goes out at the end of
-        the pass, written by the call's sink when it has one (no handler wake-up per token), else by the
+        """The engine has made `n` of the job's tokens (thinking first, then answer): they go out at the end
+        of the pass, written by the call's sink when it has one (no handler wake-up per token), else by the
         woken handler."""
         job.generated = n
-        released = n - job.thinking
-        if released > job.released:
-            job.released = released
+        if n > job.released:
+            job.released = n
             if job.call.sink is None:
                 job.call.notify()
             else:

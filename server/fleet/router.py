@@ -107,6 +107,8 @@ class RouterDesk:
         now = sim.now_ns
         while self._answers and self._answers[0][0] <= now:
             _, did, action, client, retry = heapq.heappop(self._answers)
+            if did not in sim.held:
+                continue  # its request was aborted meanwhile (its caller left)
             if action == "route" and self.pacer.client_status.get(client or "", "active") != "active":
                 self._fall_back(did, self.sim.held[did][0])  # the router's pick left the fleet meanwhile
                 continue
@@ -115,7 +117,9 @@ class RouterDesk:
         while self._deadlines and self._deadlines[0][0] <= now:
             did = self._deadlines.popleft()[1]
             if did in self.open:
-                self._fall_back(did, self.open.pop(did).decision)
+                held = self.open.pop(did)
+                if did in sim.held:  # else its request was aborted meanwhile
+                    self._fall_back(did, held.decision)
                 self._close(did)
         pending = sim.pending_decisions()
         if not pending:
