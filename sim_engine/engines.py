@@ -7,9 +7,11 @@ It sets
 * the scheduler's defaults: batching mode, token and sequence budgets, block size, memory fraction
   and the admission policy (``greedy`` admits while KV blocks are free and preempts by recompute;
   ``reserve`` holds a request's whole prompt + output KV from admission, never evicting);
-* how the engine sizes its KV pool (``kv_method``): ``profile`` is vLLM/SGLang's profiling run,
+* how the engine sizes its KV pool (``kv_method``): ``profile`` is vLLM's profiling run,
   ``utilisation x memory - weights - peak activations of a forward of profile_tokens tokens -
-  runtime_reserve_gb`` (CUDA graphs, NCCL buffers, allocator slack); ``free_fraction`` is
+  runtime_reserve_gb`` (CUDA graphs, NCCL buffers, allocator slack); ``static_fraction`` is SGLang's
+  ``mem_fraction_static`` share of memory for weights + KV pool, activations living in the rest
+  (``profile_max_num_token``: available after load - total x (1 - mem_fraction_static)); ``free_fraction`` is
   TensorRT-LLM's ``kv_cache_free_gpu_mem_fraction`` of what is left after weights and the runtime;
   ``legacy`` is the 2023 estimate on the nominal (decimal, datasheet) capacity;
 * whether freed KV blocks stay cached for reuse (``prefix_caching``: vLLM V1's automatic prefix
@@ -32,8 +34,10 @@ mean |log error| over all usable rows of that engine in ``serving_engines.csv``,
 Errors per profile: docs/FIDELITY.md.
 
 * ``vllm`` (V1 engine, 0.8-0.10+): defaults from the vLLM engine-arguments docs (chunked prefill
-  always on, max_num_batched_tokens 8192 for the API server, max_num_seqs 256 (1024 on H100-class
-  parts from 0.10; 256 kept), block 16, gpu_memory_utilization 0.9). V1 runs the scheduler in a
+  always on, block 16, gpu_memory_utilization 0.9); max_num_seqs and max_num_batched_tokens follow
+  the GPU as ``EngineArgs.get_batch_defaults`` sets them for the API server (``device_defaults``):
+  1024 and 8192 on parts with >= 70 GiB that are not A100s (H100, H200, B200, MI300X), else 256
+  and 2048. V1 runs the scheduler in a
   busy loop beside the GPU (engine core process, separate API-server process, persistent batch,
   piecewise CUDA graphs): most host time overlaps. Automatic prefix caching is on (its default).
 * ``vllm-v0`` (0.5-0.6): the v0.6.0 blog's profile of the pre-0.6 engine (API server 33%,
@@ -62,7 +66,7 @@ from .fields import Fields
 
 BATCHING = ("static", "continuous", "chunked", "mixed", "external")
 ADMISSION = ("greedy", "reserve")
-KV_METHODS = ("profile", "free_fraction", "legacy")
+KV_METHODS = ("profile", "static_fraction", "free_fraction", "legacy")
 
 
 @dataclass(frozen=True)
@@ -88,14 +92,27 @@ class EngineProfile:
     frontend_us: float = 0.0  # per-request API server + tokenisation before scheduling
     sync_us: float = 0.0  # per TP collective and log2(tp): rank skew of host-launched collectives
     prefix_caching: bool = False  # freed KV blocks stay reusable until evicted (vLLM V1 APC, SGLang radix)
+    # a client's ``dtype: fp8`` (or int8) caches KV in that format too: TensorRT-LLM runs ModelOpt
+    # checkpoints with the FP8 KV cache they enable; vLLM and SGLang keep kv_cache_dtype "auto" (the
+    # 16-bit model dtype) unless --kv-cache-dtype fp8 is given (vLLM docs: Quantized KV Cache)
+    quantised_kv: bool = True
 
     per_device_host: bool = False  # legacy-2023: host constants follow the 2023 fit of the device
+    device_defaults: tuple[str, ...] = ()  # batch fields whose default depends on the GPU (vLLM V1)
 
     def host(self, device_name: str) -> EngineProfile:
         """This profile with its host time for ``device_name`` (only legacy-2023 varies by device)."""
         if not self.per_device_host:
             return self
         return dataclasses.replace(self, per_device_host=False, **legacy_host(device_name))
+
+    def for_device(self, device: Any) -> EngineProfile:
+        """This profile on ``device`` (a hardware.Device): its host time and its batch defaults."""
+        p = self.host(device.name)
+        if not p.device_defaults:
+            return p
+        defaults = vllm_batch_defaults(device.name, device.mem_bytes)
+        return dataclasses.replace(p, device_defaults=(), **{k: defaults[k] for k in p.device_defaults})
 
 
 _HOST_FIELDS = ("step_cpu_us", "layer_cpu_us", "seq_cpu_us", "token_cpu_us", "sync_us")
@@ -110,6 +127,19 @@ _LEGACY_CPU = {"step_cpu_us": 200.0, "layer_cpu_us": 0.0, "seq_cpu_us": 20.0, "t
                "sync_us": 0.0}
 _LEGACY_BY_DEVICE = {"A100-40GB": _LEGACY_A100, "A100-80GB": _LEGACY_A100, "L40S": _LEGACY_A100,
                      "Sapphire-Rapids": _LEGACY_CPU, "Genoa": _LEGACY_CPU, "Grace": _LEGACY_CPU}
+
+
+_GIB = 1 << 30
+
+
+def vllm_batch_defaults(device_name: str, mem_bytes: float) -> dict[str, int]:
+    """vLLM V1's API-server batch defaults for a GPU (``EngineArgs.get_batch_defaults``, 0.9-0.10).
+
+    Parts with at least 70 GiB that are not A100s ("setting large max_num_batched_tokens for A100
+    reduces throughput", vLLM PR 17885) get 1024 sequences and 8192 tokens; every other GPU 256 and 2048.
+    """
+    big = mem_bytes >= 70 * _GIB and "a100" not in device_name.lower()
+    return {"max_num_seqs": 1024 if big else 256, "max_num_batched_tokens": 8192 if big else 2048}
 
 
 def legacy_host(device_name: str) -> dict[str, float]:
@@ -133,7 +163,8 @@ PROFILES: dict[str, EngineProfile] = {
             gpu_memory_utilization=0.9, admission="greedy", kv_method="profile", profile_tokens=8192,
             runtime_reserve_gb=0.5,
             step_cpu_us=1500.0, seq_cpu_us=25.0, token_cpu_us=0.5, cpu_overlap=0.8, frontend_us=4000.0,
-            sync_us=5.0, prefix_caching=True,
+            sync_us=5.0, prefix_caching=True, quantised_kv=False,
+            device_defaults=("max_num_seqs", "max_num_batched_tokens"),
         ),
         EngineProfile(
             name="vllm-v0",
@@ -143,7 +174,7 @@ PROFILES: dict[str, EngineProfile] = {
             gpu_memory_utilization=0.9, admission="greedy", kv_method="profile", profile_tokens=8192,
             runtime_reserve_gb=1.0,
             step_cpu_us=2500.0, seq_cpu_us=60.0, token_cpu_us=1.0, cpu_overlap=0.5, frontend_us=10000.0,
-            sync_us=10.0,
+            sync_us=10.0, quantised_kv=False,
         ),
         EngineProfile(
             name="sglang",
@@ -151,10 +182,10 @@ PROFILES: dict[str, EngineProfile] = {
             "page size 1, overlap scheduler); step_cpu_us, cpu_overlap, frontend_us fitted on the 20 "
             "usable SGLang rows (benchmarks/fidelity.py --fit sglang)",
             batching="chunked", max_num_batched_tokens=8192, max_num_seqs=1024, block_size=1,
-            gpu_memory_utilization=0.88, admission="greedy", kv_method="profile", profile_tokens=8192,
+            gpu_memory_utilization=0.88, admission="greedy", kv_method="static_fraction", profile_tokens=8192,
             runtime_reserve_gb=1.0,
             step_cpu_us=5200.0, seq_cpu_us=15.0, token_cpu_us=0.5, cpu_overlap=0.6, frontend_us=6300.0,
-            sync_us=5.0, prefix_caching=True,
+            sync_us=5.0, prefix_caching=True, quantised_kv=False,
         ),
         EngineProfile(
             name="trtllm",
@@ -201,12 +232,16 @@ def get_engine(value: Any = DEFAULT_ENGINE, where: str = "engine") -> EngineProf
         "runtime_reserve_gb": f.float("runtime_reserve_gb", base.runtime_reserve_gb, maximum=1e4),
         "cpu_overlap": f.float("cpu_overlap", base.cpu_overlap, maximum=1.0),
         "prefix_caching": f.bool("prefix_caching", base.prefix_caching),
+        "quantised_kv": f.bool("quantised_kv", base.quantised_kv),
     }
     for key in ("step_cpu_us", "layer_cpu_us", "seq_cpu_us", "token_cpu_us", "frontend_us", "sync_us"):
         clean[key] = f.float(key, getattr(base, key), maximum=1e8)
     f.raw("source")
     f.done()
     changed = {k: v for k, v in clean.items() if v != getattr(base, k)}
+    kept = tuple(k for k in base.device_defaults if f.doc.get(k) is None)
+    if kept != base.device_defaults:  # a batch field given here is no longer the GPU's default
+        changed["device_defaults"] = kept
     if not changed:
         return base
     if base.per_device_host and set(changed) & set(_HOST_FIELDS):

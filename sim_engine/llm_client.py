@@ -110,7 +110,10 @@ class LLMClient:
         self.batching = s.batching
         self.max_seqs = s.max_num_seqs
         self.max_len = s.max_model_len or spec.model.max_context
-        self.budget = s.max_num_batched_tokens or (2048 if s.batching in CHUNKING else self.max_len)
+        # default budget: static batching (FasterTransformer, TensorRT-LLM's gptSessionBenchmark, HF
+        # generate) prefills its whole batch of up to max_num_seqs requests in one forward
+        default_budget = self.max_seqs * self.max_len if s.batching == "static" else self.max_len
+        self.budget = s.max_num_batched_tokens or (2048 if s.batching in CHUNKING else default_budget)
         self.bs = s.block_size
         self.total_blocks = kv_capacity_tokens // self.bs
         self.used_blocks = 0
@@ -156,7 +159,9 @@ class LLMClient:
         self.idle_w = spec.hardware.idle_w * spec.n_devices
         engine = getattr(perf, "engine", None)
         self.frontend_ns = round(engine.frontend_us * 1e3) if engine is not None else 0
-        self.in_frontend = 0  # requests in the API server, not yet queued (routers count them)
+        self.in_frontend: dict[Request, None] = {}  # requests in the API server, not yet queued (routers count them)
+        self.step_chunks: list[tuple[Request, int]] = []  # prefill chunks of the step in flight
+        self.step_decodes = 0  # decode sequences of the step in flight (0 for a closed-form run)
 
     # ------------------------------------------------------------------ intake
 
@@ -184,14 +189,16 @@ class LLMClient:
         """
         if self.frontend_ns and req.mode != "decode":
             req.client = self
-            self.in_frontend += 1
+            self.in_frontend[req] = None
             self.sim.kernel.schedule(now + self.frontend_ns, PRIO_INPUT, self._after_frontend, (req, now))
             return
         self._enqueue(req, now)
 
     def _after_frontend(self, item: tuple[Request, int]) -> None:
         req, submitted = item
-        self.in_frontend -= 1
+        if req not in self.in_frontend:
+            return  # aborted meanwhile
+        del self.in_frontend[req]
         if self.status == "failed":
             self.sim.drop(req, self, self.sim.kernel.now, "client_failed")
             return
@@ -290,7 +297,9 @@ class LLMClient:
             self._add_seq(child, ctx)
             self.joined.append(now)
 
-    def _leave_decode(self, seq: Request) -> None:
+    def _leave_decode(self, seq: Request, ahead: int = 0) -> None:
+        """``seq`` leaves the decode set and frees its blocks; ``ahead``: 1 when a decode step in flight
+        already charged its next block (an abort between a step's start and end)."""
         if self.cow and seq in self.cow:
             self.cow.remove(seq)
         del self.decoding[seq.key]
@@ -298,21 +307,21 @@ class LLMClient:
         self.sum_base -= seq.base
         self.phase[(-seq.base) % self.bs] -= 1
         ctx = seq.base + self.G
-        self.used_blocks -= _ceil_div(ctx, self.bs) - seq.shared
+        self.used_blocks -= _ceil_div(ctx + ahead, self.bs) - seq.shared
         if self.cache is not None and seq.parent is None:
             self._cache_free(seq, ctx)
 
-    def _release(self, req: Request) -> None:
+    def _release(self, req: Request, ahead: int = 0) -> None:
         """Free every KV block a request (and its branches) holds on this client.
 
         A decoding request keeps the tokens it generated (a recompute re-prefills them).
         """
         if req.live:
             req.generated = req.target - (req.finish_g - self.G)
-            self._leave_decode(req)
+            self._leave_decode(req, ahead)
         for child in req.children or ():
             if child.live:
-                self._leave_decode(child)
+                self._leave_decode(child, ahead)
         if self.cache is not None and req.blocks and req.children is None and self._branches(req) == 1:
             self._cache_free(req, min(req.prefilled, (req.blocks + req.shared) * self.bs))
         req.children = None
@@ -659,6 +668,7 @@ class LLMClient:
         if self.used_blocks > self.kv_peak:
             self.kv_peak = self.used_blocks
         self.sim.trace_step(self, now, dur, len(chunks), n_dec, n_tok)
+        self.step_chunks, self.step_decodes = chunks, n_dec
         self.sim.kernel.schedule(now + dur, PRIO_STATE, self._end_step, (self.version, chunks, n_dec))
 
     def _end_step(self, payload) -> None:
@@ -667,6 +677,7 @@ class LLMClient:
             return
         now = self.sim.kernel.now
         self.busy = False
+        self.step_decodes = 0
         if n_dec:
             self._record_decode_itl(now, now - self.last_decode_end)
             self.G += 1
@@ -731,10 +742,18 @@ class LLMClient:
     def _end_run(self, version: int) -> None:
         if version != self.version:
             return
+        now = self.sim.kernel.now
+        self._apply_run_steps(self.run.k)
+        self.run = None
+        self.busy = False
+        self._complete_due(now)
+        self.poke(now)
+
+    def _apply_run_steps(self, k: int) -> None:
+        """Account the first ``k`` steps of the run in flight (they ended: the run's end, or an abort)."""
         run = self.run
         assert run is not None
-        now = self.sim.kernel.now
-        k, n_dec = run.k, len(self.decoding)
+        n_dec = len(self.decoding)
         durs = run.durs[:k]
         used_after = self.used_blocks + run.blocks_cum[:k]
         self.steps += k
@@ -754,12 +773,8 @@ class LLMClient:
         if k > 1:
             self.itl_values.frombytes(durs[1:].tobytes())  # int64, as the array's "q" items
             self.itl_weights.extend(array("q", (n_dec,)) * (k - 1))
-        self.last_decode_end = now
+        self.last_decode_end = int(run.ends[k - 1])
         self.G += k
-        self.run = None
-        self.busy = False
-        self._complete_due(now)
-        self.poke(now)
 
     def _record_decode_itl(self, end: int, gap_old: int) -> None:
         """Inter-token latencies of one decode step ending at ``end``."""
@@ -799,6 +814,56 @@ class LLMClient:
         self.completed_total += 1
         self.sim.stage_done(req, self, now)
 
+    # ------------------------------------------------------------------ aborts
+
+    def cancel(self, req: Request, now: int) -> None:
+        """Abort: take ``req`` out of this client wherever it is and free its KV (no-op if it is not here).
+
+        Like vLLM, a step in flight still runs to its end (its time is spent) but no longer for
+        ``req``; its KV blocks are free from now. Its own cached blocks are dropped (nobody
+        reuses them); its shared prefix stays cached for its group.
+        """
+        if req in self.in_frontend:
+            del self.in_frontend[req]
+            return
+        if req in self.prefilling:
+            self.prefilling.remove(req)
+            if self.busy and self.run is None:
+                self.step_chunks[:] = [c for c in self.step_chunks if c[0] is not req]  # the step's payload
+            self._release(req)
+        elif req.live or any(c.live for c in req.children or ()):
+            self._cancel_decoding(req, now)
+        elif req in self.waiting:
+            self.waiting.remove(req)
+        else:
+            return
+        if self.cache is not None:
+            self.cache.discard(("r", req.idx))
+        self.poke(now)
+
+    def _cancel_decoding(self, req: Request, now: int) -> None:
+        """Remove a decoding request (or its branches). A closed-form run in flight is cut at ``now``:
+        the steps that ended are accounted, and the step in flight is its last, without ``req``."""
+        run = self.run
+        if run is None:
+            self._release(req, 1 if self.step_decodes else 0)  # a stepped decode charged its block at start
+            return
+        j = run.done_by(now)
+        if j:
+            self._apply_run_steps(j)
+        self._release(req)
+        self.version += 1
+        if j >= run.k:  # the run ended at this instant and its end event has not run: run it here
+            self.run = None
+            self.busy = False
+            self._complete_due(now)
+            return
+        first = self.phase[self.G % self.bs]  # the step in flight's new blocks, without req's
+        start = int(run.ends[j - 1]) if j else run.start
+        self.run = _Run(start, run.ends[j:j + 1], run.durs[j:j + 1], run.energies[j:j + 1],
+                        np.asarray([first], dtype=np.int64))
+        self.sim.kernel.schedule(int(run.ends[j]), PRIO_STATE, self._end_run, self.version)
+
     # ------------------------------------------------------------------ cluster changes and views
 
     def fail(self, now: int) -> list[Request]:
@@ -833,7 +898,7 @@ class LLMClient:
 
     def load(self) -> int:
         """Requests queued or running (join-shortest-queue's measure)."""
-        return len(self.waiting) + len(self.prefilling) + len(self.decoding) + self.in_frontend
+        return len(self.waiting) + len(self.prefilling) + len(self.decoding) + len(self.in_frontend)
 
     def num_running(self) -> int:
         return len(self.decoding) + len(self.prefilling)

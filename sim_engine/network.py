@@ -132,6 +132,33 @@ class Network:
         self.kernel.schedule(self.kernel.now + latency, PRIO_STATE, self._begin_data, t)
         return t.tid
 
+    def cancel(self, tid: int) -> bool:
+        """Stop transfer ``tid`` now: its callback never fires, the bytes it moved stay counted on
+        its links, and its share of bandwidth goes to the others. False if it is not in flight."""
+        t = self._transfers.pop(tid, None)
+        if t is None:
+            return False
+        if t.target == 0.0:  # still in its latency phase: ``_begin_data`` will find it gone
+            return True
+        now = self.kernel.now
+        self._advance(now)
+        key = tuple(link.link_id for link in t.links)
+        g = self._groups[key]
+        g.members = [m for m in g.members if m[2] is not t]
+        heapq.heapify(g.members)
+        joined = t.target - t.nbytes
+        g.base_sum -= joined
+        moved = round(min(max(g.sent - joined, 0.0), t.nbytes))
+        for link in t.links:
+            link.done_bytes += moved
+            link.active -= 1
+            if link.active == 0:
+                link.busy_ns += now - link.busy_since
+        if not g.members:
+            del self._groups[key]
+        self._reallocate(now)
+        return True
+
     def active(self) -> int:
         """Transfers started and not yet completed (latency or data phase)."""
         return len(self._transfers)
@@ -166,6 +193,8 @@ class Network:
     # --- internals ----------------------------------------------------------------------
     def _begin_data(self, t: _Transfer) -> None:
         """Latency elapsed: join the data phase (or finish, if there is nothing to send)."""
+        if t.tid not in self._transfers:
+            return  # cancelled
         if t.nbytes == 0 or not t.links:
             del self._transfers[t.tid]
             t.on_done(t.arg)

@@ -122,6 +122,10 @@ def kv_capacity_tokens(device: Device, model: ModelArch, tp: int = 1, pp: int = 
     * ``profile`` (vLLM, SGLang): ``visible memory * utilisation - weight shard - peak activations
       of a forward of profile_tokens tokens (and fp32 logits of max_num_seqs rows) -
       runtime_reserve_gb`` (CUDA graphs, NCCL, allocator);
+    * ``static_fraction`` (SGLang): ``visible memory * mem_fraction_static - weight shard -
+      runtime_reserve_gb``; activations and CUDA graphs use the other ``1 - mem_fraction_static``
+      (SGLang ``ModelRunner.profile_max_num_token``: rest = available after loading the weights -
+      total x (1 - mem_fraction_static));
     * ``free_fraction`` (TensorRT-LLM): ``utilisation`` (kv_cache_free_gpu_mem_fraction) of what is
       free after the weights, activations and runtime reserve;
     * ``legacy`` (legacy-2023, the default without an engine): the 2023 estimate on the datasheet
@@ -133,7 +137,7 @@ def kv_capacity_tokens(device: Device, model: ModelArch, tp: int = 1, pp: int = 
     check_parallelism(model, tp, pp)
     if not 0 < gpu_memory_utilization <= 1:
         raise SpecError("gpu_memory_utilization", f"must be in (0, 1], got {gpu_memory_utilization}")
-    eng = as_profile(engine)
+    eng = as_profile(engine).for_device(device)
     sh = _Shard(model, tp)
     legacy = eng.kv_method == "legacy"
     mem = device.mem_gb * 1e9 if legacy else device.mem_bytes
@@ -144,16 +148,15 @@ def kv_capacity_tokens(device: Device, model: ModelArch, tp: int = 1, pp: int = 
         dense = max(0, min(start + n, model.n_layers - model.n_moe_layers) - start)
         params = dense * sh.layer_weight_params(model, False, tp)
         params += (n - dense) * sh.layer_weight_params(model, True, tp)
-        if i == 0:
-            params += model.embedding_params() / tp
-        if i == pp - 1:
-            params += model.lm_head_params() / tp
-        worst_weights = max(worst_weights, params * wb)
+        table = (model.embedding_params() if i == 0 else 0) + (model.lm_head_params() if i == pp - 1 else 0)
+        worst_weights = max(worst_weights, params * wb + table / tp * model.embed_bytes)
         worst_layers = max(worst_layers, n)
         start += n
     if activation_reserve_frac is None:
         if legacy:
             reserve = _NON_TORCH_BYTES + _activation_peak(model, sh, _VLLM_PROFILE_TOKENS, _VLLM_PROFILE_SEQS)
+        elif eng.kv_method == "static_fraction":
+            reserve = eng.runtime_reserve_gb * 1e9
         else:
             reserve = eng.runtime_reserve_gb * 1e9 + _activation_peak(model, sh, eng.profile_tokens,
                                                                      eng.max_num_seqs)
@@ -187,7 +190,7 @@ class AnalyticalPerfModel:
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
                 raise SpecError(f"perf.{name}", f"must be a non-negative number of seconds, got {v!r}")
         self.device, self.model, self.tp, self.pp = device, model, tp, pp
-        self.engine = eng = as_profile(engine).host(device.name)
+        self.engine = eng = as_profile(engine).for_device(device)
         self.n_devices = tp * pp
         if compute_dtype is None:
             compute_dtype = "fp8" if model.weight_bytes_per_param <= 1 and "fp8" in device.tflops else "bf16"
@@ -199,6 +202,9 @@ class AnalyticalPerfModel:
         if compute_dtype in ("fp8", "int8") and d.fp8_eff and eng.kv_method != "legacy":
             eff = d.fp8_eff  # measured fp8 GEMM ceiling (legacy-2023 keeps its single efficiency)
         self._gemm_rate = self._flops * eff  # achievable FLOP/s of a large GEMM
+        self._eb = model.embed_bytes  # bytes per LM-head weight: 16-bit in a quantised model
+        self._head_rate = (d.peak_flops("bf16") * d.compute_eff if self._eb > model.weight_bytes_per_param
+                           else self._gemm_rate)
         self._attn_rate = self._flops * d.attn_eff
         self._ramp = d.gemm_ramp_tokens
         self._klat = d.kernel_latency_us * 1e-6
@@ -231,13 +237,16 @@ class AnalyticalPerfModel:
         self._fixed_memo: dict[tuple[int, int, int], tuple[float, float, float, float, float]] = {}
 
     # ---- operator costs ------------------------------------------------------------------
-    def gemm(self, tokens: float, params: float, in_w: float, out_w: float, groups: float = 1.0) -> Cost:
+    def gemm(self, tokens: float, params: float, in_w: float, out_w: float, groups: float = 1.0,
+             unquantised: bool = False) -> Cost:
         """One (grouped) GEMM kernel: ``tokens`` rows spread over ``groups`` weights of ``params`` in all.
 
         Each group runs ``tokens / groups`` rows at efficiency ``compute_eff * M / (M + ramp)``.
+        ``unquantised``: the LM head, whose weights a quantised model keeps at 16 bits (16-bit rate).
         """
-        compute = 2.0 * params * (tokens / groups + self._ramp) / self._gemm_rate
-        memory = (params * self._wb + tokens * (in_w + out_w) * self._ab) / self._bw
+        rate, wb = (self._head_rate, self._eb) if unquantised else (self._gemm_rate, self._wb)
+        compute = 2.0 * params * (tokens / groups + self._ramp) / rate
+        memory = (params * wb + tokens * (in_w + out_w) * self._ab) / self._bw
         busy = max(compute, memory)
         return busy + self._klat, compute, memory, busy
 
@@ -317,7 +326,8 @@ class AnalyticalPerfModel:
         hit = self._head_memo.get(rows)
         if hit is None:
             m = self.model
-            hit = self.gemm(rows, self._shard.vocab * m.hidden, m.hidden, self._shard.vocab) if rows else _ZERO
+            hit = self.gemm(rows, self._shard.vocab * m.hidden, m.hidden, self._shard.vocab,
+                            unquantised=True) if rows else _ZERO
             self._head_memo[rows] = hit
         return hit
 
