@@ -6,9 +6,9 @@
 
 Data: ``benchmarks/data/calibration/serving_engines.csv`` (the LLM-serving rows of
 ``../shared/calibration/serving_engines.csv``; ``--data`` to read another copy). Each usable row
-becomes one simulation: the engine profile named after the row's engine (``trtllm`` for NeMo and
-MLPerf, ``sglang``, ``vllm-v0`` for vLLM 0.5-0.6, ``vllm`` for 0.10, ``legacy-2023`` for the 2023
-vLLM), the hardware and model presets, the row's precision (``dtype``), tensor parallelism and
+becomes one simulation: the engine profile named after the row's engine (``trtllm-py`` for NeMo,
+whose TensorRT-LLM export runs the Python session runtime, ``trtllm`` for MLPerf, ``sglang``,
+``vllm-v0`` for vLLM 0.5-0.6, ``vllm`` for 0.10, ``legacy-2023`` for the 2023 vLLM), the hardware and model presets, the row's precision (``dtype``), tensor parallelism and
 replicas, and its workload: a static batch (NeMo), an offline max-throughput run (all requests at
 t=0), a Poisson request rate, or one request at a time. Nothing is tuned per row. MLPerf runs last
 >= 40 minutes (NVIDIA v4.1 configs: min_duration 2400 s), so they are reported in their steady state:
@@ -246,7 +246,7 @@ def build_cases(data: Path) -> tuple[list[Case], list[tuple[int, str, str]]]:
                 skipped.append((i, metric, f"{latency:.0f} ms is below the bandwidth floor {floor:.0f} ms (every "
                                            "output token streams the weight shard from HBM at datasheet rate)"))
                 continue
-            add(i, r, Case(key, short, "trtllm", _hardware(r["hardware"]), r["model"].split()[0], tp, 1, None,
+            add(i, r, Case(key, short, "trtllm-py", _hardware(r["hardware"]), r["model"].split()[0], tp, 1, None,
                            "static", b, (int(r["input_len"]), int(r["output_len"])), batch=b,
                            scheduler={"batching": "static", "max_num_seqs": b}))
         elif short == "mlperf-v4.1":

@@ -59,6 +59,10 @@ Errors per profile: docs/FIDELITY.md.
 * ``trtllm`` (TensorRT-LLM 0.10+ and NIM): in-flight batching, ``kv_cache_free_gpu_mem_fraction``
   0.9, tokens_per_block 64 (32 before 0.12; 64 used), GUARANTEED_NO_EVICT capacity scheduler
   (= ``reserve``), C++ executor with CUDA graphs (little host time per step).
+* ``trtllm-py``: TensorRT-LLM's Python ``GenerationSession`` runtime, which NeMo Framework's TRT-LLM
+  export drives (its Llama-2 inference performance page): static batches and a Python loop per
+  generation step, so ~2 ms of mostly serial host time per step that the C++ executor (``trtllm``,
+  MLPerf) does not have; same all-reduce kernel (the TP1 -> TP8 step deltas of those rows match it).
 * ``legacy-2023``: the constants fitted to the 2023 Splitwise step latencies (vLLM-v0-like stack)
   that earlier HERMES releases put on the hardware presets; reproduces those releases' numbers.
 """
@@ -207,6 +211,18 @@ PROFILES: dict[str, EngineProfile] = {
             gpu_memory_utilization=0.9, admission="reserve", kv_method="free_fraction", profile_tokens=8192,
             runtime_reserve_gb=1.0,
             step_cpu_us=500.0, seq_cpu_us=5.0, token_cpu_us=0.2, cpu_overlap=0.5, frontend_us=2000.0,
+            sync_us=5.0,
+        ),
+        EngineProfile(
+            name="trtllm-py",
+            source="TensorRT-LLM Python GenerationSession runtime as NeMo Framework's TRT-LLM export runs it "
+            "(nemo/export/trt_llm/tensorrt_llm_run.py, 2023-24): static batches, a Python loop per step; "
+            "step_cpu_us, cpu_overlap fitted on the NeMo A100 rows, validated on its H100 rows "
+            "(benchmarks/fidelity.py --fit trtllm-py --fit-source nemo-trtllm --train-hw A100-80GB)",
+            batching="static", max_num_batched_tokens=8192, max_num_seqs=256, block_size=64,
+            gpu_memory_utilization=0.9, admission="reserve", kv_method="free_fraction", profile_tokens=8192,
+            runtime_reserve_gb=1.0,
+            step_cpu_us=2500.0, seq_cpu_us=5.0, token_cpu_us=0.2, cpu_overlap=0.23, frontend_us=2000.0,
             sync_us=5.0,
         ),
     )
