@@ -24,7 +24,16 @@ It sets
   ``max(gpu, overlap x cpu) + (1 - overlap) x cpu`` rather than ``gpu + cpu``. ``frontend_us`` is
   the per-request API-server and tokenisation time before the request reaches the scheduler
   (visible in TTFT at low load, hidden from throughput: it runs in another process).
-  ``sync_us`` is the rank skew of each tensor-parallel collective, times log2(tp).
+  ``sync_us`` is the rank skew of each tensor-parallel collective, times log2(tp);
+* how it runs a tensor-parallel all-reduce (``allreduce``), which picks the collective's fixed cost
+  from the hardware (``sim_engine/hardware.py``; its bandwidth and per-hop terms apply to all three):
+  ``custom`` is the one-shot/two-shot peer-to-peer kernel today's engines use for small messages
+  (vLLM custom_all_reduce, on by default for TP 2/4/6/8 on fully NVLink-connected GPUs up to 8 MB;
+  SGLang the same kernel; TensorRT-LLM's AllReduce ONESHOT/TWOSHOT under AUTO), ``comm_custom_us``;
+  where the part has none (PCIe parts, TPU, Gaudi: ``comm_custom_us`` 0), another TP or a larger
+  message, it falls back to ``nccl-graph``: NCCL replayed from a CUDA graph, no host launch,
+  ``comm_graph_us``; ``nccl-host`` is NCCL launched from the host each call, ``comm_base_us`` (the
+  fit on Vidur's torch.distributed timings; the 2023 stack).
 
 Sources, per profile (numbers in ``PROFILES``). Host-time numbers are set by hand from the
 engines' published descriptions below, at the scale the vLLM v0.6 blog measured (host work ~60%
@@ -50,6 +59,10 @@ Errors per profile: docs/FIDELITY.md.
 * ``trtllm`` (TensorRT-LLM 0.10+ and NIM): in-flight batching, ``kv_cache_free_gpu_mem_fraction``
   0.9, tokens_per_block 64 (32 before 0.12; 64 used), GUARANTEED_NO_EVICT capacity scheduler
   (= ``reserve``), C++ executor with CUDA graphs (little host time per step).
+* ``trtllm-py``: TensorRT-LLM's Python ``GenerationSession`` runtime, which NeMo Framework's TRT-LLM
+  export drives (its Llama-2 inference performance page): static batches and a Python loop per
+  generation step, so ~2 ms of mostly serial host time per step that the C++ executor (``trtllm``,
+  MLPerf) does not have; same all-reduce kernel (the TP1 -> TP8 step deltas of those rows match it).
 * ``legacy-2023``: the constants fitted to the 2023 Splitwise step latencies (vLLM-v0-like stack)
   that earlier HERMES releases put on the hardware presets; reproduces those releases' numbers.
 """
@@ -67,6 +80,7 @@ from .fields import Fields
 BATCHING = ("static", "continuous", "chunked", "mixed", "external")
 ADMISSION = ("greedy", "reserve")
 KV_METHODS = ("profile", "static_fraction", "free_fraction", "legacy")
+ALLREDUCE = ("custom", "nccl-graph", "nccl-host")
 
 
 @dataclass(frozen=True)
@@ -91,6 +105,7 @@ class EngineProfile:
     cpu_overlap: float = 0.0  # share of the host time that runs while the GPU executes
     frontend_us: float = 0.0  # per-request API server + tokenisation before scheduling
     sync_us: float = 0.0  # per TP collective and log2(tp): rank skew of host-launched collectives
+    allreduce: str = "custom"  # TP all-reduce kernel: custom | nccl-graph | nccl-host (see ALLREDUCE)
     prefix_caching: bool = False  # freed KV blocks stay reusable until evicted (vLLM V1 APC, SGLang radix)
     # a client's ``dtype: fp8`` (or int8) caches KV in that format too: TensorRT-LLM runs ModelOpt
     # checkpoints with the FP8 KV cache they enable; vLLM and SGLang keep kv_cache_dtype "auto" (the
@@ -153,7 +168,7 @@ PROFILES: dict[str, EngineProfile] = {
         EngineProfile(
             name="legacy-2023",
             source="HERMES <= 2026-11 constants: Splitwise DGX-A100/H100 step fit (host time serial)",
-            kv_method="legacy", per_device_host=True, **_LEGACY_H100,
+            kv_method="legacy", allreduce="nccl-host", per_device_host=True, **_LEGACY_H100,
         ),
         EngineProfile(
             name="vllm",
@@ -198,6 +213,18 @@ PROFILES: dict[str, EngineProfile] = {
             step_cpu_us=500.0, seq_cpu_us=5.0, token_cpu_us=0.2, cpu_overlap=0.5, frontend_us=2000.0,
             sync_us=5.0,
         ),
+        EngineProfile(
+            name="trtllm-py",
+            source="TensorRT-LLM Python GenerationSession runtime as NeMo Framework's TRT-LLM export runs it "
+            "(nemo/export/trt_llm/tensorrt_llm_run.py, 2023-24): static batches, a Python loop per step; "
+            "step_cpu_us, cpu_overlap fitted on the NeMo A100 rows, validated on its H100 rows "
+            "(benchmarks/fidelity.py --fit trtllm-py --fit-source nemo-trtllm --train-hw A100-80GB)",
+            batching="static", max_num_batched_tokens=8192, max_num_seqs=256, block_size=64,
+            gpu_memory_utilization=0.9, admission="reserve", kv_method="free_fraction", profile_tokens=8192,
+            runtime_reserve_gb=1.0,
+            step_cpu_us=2500.0, seq_cpu_us=5.0, token_cpu_us=0.2, cpu_overlap=0.23, frontend_us=2000.0,
+            sync_us=5.0,
+        ),
     )
 }
 DEFAULT_ENGINE = "vllm"
@@ -228,6 +255,7 @@ def get_engine(value: Any = DEFAULT_ENGINE, where: str = "engine") -> EngineProf
                                           positive=True, maximum=1.0),
         "admission": f.str("admission", base.admission, ADMISSION),
         "kv_method": f.str("kv_method", base.kv_method, KV_METHODS),
+        "allreduce": f.str("allreduce", base.allreduce, ALLREDUCE),
         "profile_tokens": f.int("profile_tokens", base.profile_tokens, minimum=0, maximum=1 << 24),
         "runtime_reserve_gb": f.float("runtime_reserve_gb", base.runtime_reserve_gb, maximum=1e4),
         "cpu_overlap": f.float("cpu_overlap", base.cpu_overlap, maximum=1.0),
@@ -262,5 +290,5 @@ def as_profile(value: EngineProfile | Mapping[str, Any] | str | None) -> EngineP
     return get_engine(value if isinstance(value, str) else dict(value))
 
 
-__all__ = ["ADMISSION", "DEFAULT_ENGINE", "PROFILES", "EngineProfile", "as_profile", "engine_names",
+__all__ = ["ADMISSION", "ALLREDUCE", "DEFAULT_ENGINE", "PROFILES", "EngineProfile", "as_profile", "engine_names",
            "get_engine", "legacy_host"]

@@ -159,3 +159,34 @@ def test_vllm_batch_defaults_follow_the_gpu() -> None:
     gap = kv_capacity_tokens(H100, get_model("Llama-3.1-8B"), engine=get_engine(eng256)) \
         - kv_capacity_tokens(H100, get_model("Llama-3.1-8B"), engine="vllm")
     assert gap == pytest.approx(768 * 128256 * 4 / get_model("Llama-3.1-8B").kv_bytes_per_token(), abs=1)
+
+
+def test_tensor_parallelism_shortens_a_small_model_decode_step_on_nvlink() -> None:
+    """Issue 9: 65 all-reduces at the host-launched NCCL cost made TP2 no faster than TP1 for an 8B model.
+
+    Today's engines reduce small messages with a custom kernel in a CUDA graph (engine ``allreduce``),
+    so one decode token gets faster with each doubling of TP up to 4 on an H100 and an A100.
+    """
+    for hw in ("H100-SXM", "A100-80GB"):
+        for dtype in ("bf16", "fp8"):
+            m = parse_dtype(dtype).apply(MODELS["Llama-3.1-8B"])
+            t = [AnalyticalPerfModel(HARDWARE[hw], m, tp=tp, engine="vllm").step([], 1, 128).time_s
+                 for tp in (1, 2, 4)]
+            assert t[0] > t[1] > t[2], (hw, dtype, t)
+
+
+def test_allreduce_kernel_follows_the_engine_and_the_link() -> None:
+    m = MODELS["Llama-3.1-8B"]
+    small, large = 4096 * 2, 16 << 20
+    for engine, hw, tp, nbytes, field in (
+        ("legacy-2023", "H100-SXM", 2, small, "comm_base_us"),  # the 2023 stack: NCCL from the host
+        ("vllm", "H100-SXM", 2, small, "comm_custom_us"),
+        ("vllm", "H100-SXM", 2, large, "comm_graph_us"),  # above the custom kernel's 8 MiB buffer
+        ("vllm", "L40S", 2, small, "comm_graph_us"),  # PCIe part: no custom kernel
+        ("trtllm", "A100-80GB", 4, small, "comm_custom_us"),
+        ({"preset": "vllm", "allreduce": "nccl-graph"}, "H100-SXM", 2, small, "comm_graph_us"),
+        ({"preset": "vllm", "allreduce": "nccl-host"}, "H100-SXM", 2, small, "comm_base_us"),
+    ):
+        pm = AnalyticalPerfModel(HARDWARE[hw], m, tp=tp, engine=get_engine(engine))
+        assert pm.allreduce_base_us(nbytes) == getattr(HARDWARE[hw], field), (engine, hw, nbytes)
+    assert get_engine("vllm").allreduce == "custom" and get_engine("legacy-2023").allreduce == "nccl-host"

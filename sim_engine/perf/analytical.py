@@ -15,11 +15,14 @@ operators run back to back (no overlap), as in GenZ. Differences from GenZ that 
   serial cpu). The ``legacy-2023`` profile (overlap 0) is the serial sum fitted on the Splitwise
   step latencies.
 
-Tensor parallelism shards heads and FFN columns by ``tp`` and adds two ring all-reduces per layer
+Tensor parallelism shards heads and FFN columns by ``tp`` and adds two all-reduces per layer
 (plus one after the vocab-parallel embedding) on the device's scale-up link:
-``comm_base + 2(tp-1) * latency + sync * log2(tp) + 2(tp-1)/tp * bytes / (bw * comm_eff)``, where
+``base + 2(tp-1) * latency + sync * log2(tp) + 2(tp-1)/tp * bytes / (bw * comm_eff)``, where
 ``sync`` (the engine's ``sync_us``) is the rank skew of host-launched collectives (zero in a pure
-NCCL benchmark). A parallel attention/MLP block (GPT-J) reduces once per layer. Pipeline parallelism
+NCCL benchmark) and ``base`` the fixed cost of the engine's all-reduce kernel (engine ``allreduce``):
+``comm_custom_us`` for the one-shot custom kernel (TP 2/4/6/8, messages up to 8 MiB, parts that have
+it), else ``comm_graph_us`` for NCCL in a CUDA graph, or ``comm_base_us`` for NCCL launched from the
+host (legacy-2023). A parallel attention/MLP block (GPT-J) reduces once per layer. Pipeline parallelism
 splits the layers over ``pp`` stages; a step is one micro-batch passing every stage in turn, so
 its time is the sum over stages (all layers) plus ``pp - 1`` activation sends. Pipelined
 micro-batches overlapping across stages are not modelled.
@@ -56,6 +59,10 @@ _ZERO: Cost = (0.0, 0.0, 0.0, 0.0)
 _VLLM_PROFILE_TOKENS = 8192  # vLLM profiles activation memory with a forward of this many tokens
 _VLLM_PROFILE_SEQS = 256  # and samples this many sequences (fp32 logits)
 _NON_TORCH_BYTES = 1.0e9  # CUDA context, NCCL buffers, CUDA graphs
+# vLLM custom_all_reduce: world sizes it supports and its default buffer (max_size 8 MiB); SGLang
+# and TensorRT-LLM AUTO switch to NCCL at similar sizes
+_CUSTOM_AR_TP = (2, 4, 6, 8)
+_CUSTOM_AR_MAX_BYTES = 8 * 1024 * 1024
 
 
 def check_parallelism(model: ModelArch, tp: int, pp: int) -> None:
@@ -255,13 +262,24 @@ class AnalyticalPerfModel:
         memory = nbytes / self._bw
         return memory + kernels * self._klat, 0.0, memory, memory
 
+    def allreduce_base_us(self, nbytes: float) -> float:
+        """Fixed cost of one all-reduce of ``nbytes`` with the engine's kernel on this device (us)."""
+        d, kind = self.device, self.engine.allreduce
+        if kind == "nccl-host":
+            return d.comm_base_us
+        if (kind == "custom" and d.comm_custom_us > 0 and self.tp in _CUSTOM_AR_TP
+                and nbytes <= _CUSTOM_AR_MAX_BYTES):
+            return d.comm_custom_us
+        return d.comm_graph_us
+
     def allreduce_time(self, nbytes: float) -> float:
-        """Ring all-reduce of ``nbytes`` over the tp devices of a stage; 0 when tp == 1."""
+        """All-reduce of ``nbytes`` over the tp devices of a stage; 0 when tp == 1."""
         tp = self.tp
         if tp == 1:
             return 0.0
         d = self.device
-        return ((d.comm_base_us + 2 * (tp - 1) * d.scaleup_latency_us + self._sync * math.log2(tp)) * 1e-6
+        return ((self.allreduce_base_us(nbytes) + 2 * (tp - 1) * d.scaleup_latency_us
+                 + self._sync * math.log2(tp)) * 1e-6
                 + 2 * (tp - 1) / tp * nbytes / self._link)
 
     def send_time(self, nbytes: float) -> float:
