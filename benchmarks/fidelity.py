@@ -6,9 +6,9 @@
 
 Data: ``benchmarks/data/calibration/serving_engines.csv`` (the LLM-serving rows of
 ``../shared/calibration/serving_engines.csv``; ``--data`` to read another copy). Each usable row
-becomes one simulation: the engine profile named after the row's engine (``trtllm`` for NeMo and
-MLPerf, ``sglang``, ``vllm-v0`` for vLLM 0.5-0.6, ``vllm`` for 0.10, ``legacy-2023`` for the 2023
-vLLM), the hardware and model presets, the row's precision (``dtype``), tensor parallelism and
+becomes one simulation: the engine profile named after the row's engine (``trtllm-py`` for NeMo,
+whose TensorRT-LLM export runs the Python session runtime, ``trtllm`` for MLPerf, ``sglang``,
+``vllm-v0`` for vLLM 0.5-0.6, ``vllm`` for 0.10, ``legacy-2023`` for the 2023 vLLM), the hardware and model presets, the row's precision (``dtype``), tensor parallelism and
 replicas, and its workload: a static batch (NeMo), an offline max-throughput run (all requests at
 t=0), a Poisson request rate, or one request at a time. Nothing is tuned per row. MLPerf runs last
 >= 40 minutes (NVIDIA v4.1 configs: min_duration 2400 s), so they are reported in their steady state:
@@ -246,7 +246,7 @@ def build_cases(data: Path) -> tuple[list[Case], list[tuple[int, str, str]]]:
                 skipped.append((i, metric, f"{latency:.0f} ms is below the bandwidth floor {floor:.0f} ms (every "
                                            "output token streams the weight shard from HBM at datasheet rate)"))
                 continue
-            add(i, r, Case(key, short, "trtllm", _hardware(r["hardware"]), r["model"].split()[0], tp, 1, None,
+            add(i, r, Case(key, short, "trtllm-py", _hardware(r["hardware"]), r["model"].split()[0], tp, 1, None,
                            "static", b, (int(r["input_len"]), int(r["output_len"])), batch=b,
                            scheduler={"batching": "static", "max_num_seqs": b}))
         elif short == "mlperf-v4.1":
@@ -386,13 +386,24 @@ SMOKE_SOURCES = ("nemo-trtllm", "sglang-readme")
 FIT_FIELDS = ("step_cpu_us", "cpu_overlap", "frontend_us")
 
 
-def fit(cases: Sequence[Case], engine: str, iters: int, fields: Sequence[str] = FIT_FIELDS) -> dict[str, float]:
-    """Host-time ``fields`` of one engine profile minimising the mean |log error| over all its usable rows."""
+def fit(cases: Sequence[Case], engine: str, iters: int, fields: Sequence[str] = FIT_FIELDS,
+        train_hw: str | None = None, source: str | None = None) -> dict[str, float]:
+    """Host-time ``fields`` of one engine profile minimising the mean |log error| over all its usable rows.
+
+    ``source``: only that source's rows. ``train_hw``: fit on the rows on that hardware only, and
+    report the loss on the held-out rows of the same sources on other hardware, before and after.
+    """
     import math
 
     from calibration import nelder_mead  # the same optimiser as the step calibration
 
-    mine = [c for c in cases if c.engine == engine]
+    mine = [c for c in cases if c.engine == engine and source in (None, c.source)]
+    held: list[Case] = []
+    if train_hw:
+        train = [c for c in mine if c.hardware == train_hw]
+        sources = {c.source for c in train}
+        held = [c for c in mine if c.hardware != train_hw and c.source in sources]
+        mine = train
     base = PROFILES[engine]
 
     def unpack(x: np.ndarray) -> dict[str, float]:
@@ -415,6 +426,11 @@ def fit(cases: Sequence[Case], engine: str, iters: int, fields: Sequence[str] = 
     out = unpack(x)
     print(f"{engine}: rows={sum(len(c.rows) for c in mine)} loss={loss(x):.4f} (start {loss(np.array(x0)):.4f}) "
           + ", ".join(f"{k}={v:.4g}" for k, v in out.items()))
+    if held:
+        def held_loss(o: dict[str, float] | None) -> float:
+            return float(np.mean([abs(math.log(r.predicted / r.measured)) for r in evaluate(held, lambda e: o)]))
+        print(f"held out ({', '.join(sorted({c.hardware for c in held}))}): rows={sum(len(c.rows) for c in held)} "
+              f"loss={held_loss(out):.4f} (profile {held_loss(None):.4f})")
     return out
 
 
@@ -426,11 +442,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--fit", metavar="ENGINE", help="fit that profile's host time (step, overlap, front-end)")
     ap.add_argument("--iters", type=int, default=40, help="optimiser iterations for --fit")
     ap.add_argument("--fields", default=",".join(FIT_FIELDS), help="comma-separated profile fields to fit")
+    ap.add_argument("--train-hw", help="with --fit: fit on this hardware's rows, validate on the others")
+    ap.add_argument("--fit-source", help="with --fit: only this source's rows (e.g. nemo-trtllm)")
     args = ap.parse_args(argv)
     t0 = time.perf_counter()
     cases, skipped = build_cases(args.data)
     if args.fit:
-        fit(cases, args.fit, args.iters, tuple(args.fields.split(",")))
+        fit(cases, args.fit, args.iters, tuple(args.fields.split(",")), args.train_hw,
+            args.fit_source)
         print(f"fit took {time.perf_counter() - t0:.1f} s")
         return 0
     if args.smoke:

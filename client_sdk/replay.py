@@ -7,7 +7,7 @@ the owner is unreachable or draining, creates the session again on another repli
 re-applies the log there and continues with the call that failed.
 
 What is logged, and how it is re-applied:
-- inject, decide, add_wakeup, change_cluster: the request as sent; inject's returned
+- inject, decide, abort, add_wakeup, change_cluster: the request as sent; inject's returned
   request ids must come back the same.
 - advance: as the time reached and the exact number of events processed (not the
   request): a reply cut short by the server (event cap, deadline, drain) replays the same.
@@ -32,7 +32,7 @@ from hermes.v1 import control_pb2, session_pb2
 from .errors import FailedPrecondition, HermesError, Unavailable
 
 # commands whose effect the log must reproduce
-LOGGED = frozenset({"inject", "advance", "decide", "add_wakeup", "change_cluster", "snapshot", "restore",
+LOGGED = frozenset({"inject", "advance", "decide", "abort", "add_wakeup", "change_cluster", "snapshot", "restore",
                     "drop_snapshot"})
 # a call failing with these means the owner is gone or leaving: re-home the session
 REHOME_CODES = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})

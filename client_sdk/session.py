@@ -129,6 +129,11 @@ class Session:
     def state(self) -> common_pb2.ClusterState:
         return self._t.call("get_state", control_pb2.GetStateRequest(session_id=self.id)).state
 
+    def abort(self, request_ids: list[str]) -> list[str]:
+        """Abort requests that have not ended; returns the ids aborted (unknown or ended ones are skipped)."""
+        req = control_pb2.AbortRequest(session_id=self.id, request_ids=list(request_ids))
+        return list(self._t.call("abort", req).aborted)
+
     def add_wakeup(self, time_ns: int, tag: str = "") -> None:
         self._t.call("add_wakeup", control_pb2.AddWakeupRequest(session_id=self.id, time_ns=time_ns, tag=tag))
 

@@ -62,6 +62,7 @@ class Client(Protocol):
     def running_tokens(self) -> int: ...
     def num_running(self) -> int: ...
     def fail(self, now: int) -> list[Request]: ...
+    def cancel(self, req: Request, now: int) -> None: ...  # abort: forget req wherever it is here
 
 
 class SimContext(Protocol):
@@ -96,6 +97,11 @@ class LLMCounters:
 
 
 NO_LLM_COUNTERS = LLMCounters()
+
+
+def kv_total_blocks(client: Client) -> int:
+    """KV blocks of an LLM client (0 for others): ``llm_counters(client).total_blocks`` without the copy."""
+    return client.total_blocks if client.spec.is_llm else 0  # type: ignore[attr-defined]
 
 
 def llm_counters(client: Client) -> LLMCounters:

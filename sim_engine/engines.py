@@ -7,9 +7,11 @@ It sets
 * the scheduler's defaults: batching mode, token and sequence budgets, block size, memory fraction
   and the admission policy (``greedy`` admits while KV blocks are free and preempts by recompute;
   ``reserve`` holds a request's whole prompt + output KV from admission, never evicting);
-* how the engine sizes its KV pool (``kv_method``): ``profile`` is vLLM/SGLang's profiling run,
+* how the engine sizes its KV pool (``kv_method``): ``profile`` is vLLM's profiling run,
   ``utilisation x memory - weights - peak activations of a forward of profile_tokens tokens -
-  runtime_reserve_gb`` (CUDA graphs, NCCL buffers, allocator slack); ``free_fraction`` is
+  runtime_reserve_gb`` (CUDA graphs, NCCL buffers, allocator slack); ``static_fraction`` is SGLang's
+  ``mem_fraction_static`` share of memory for weights + KV pool, activations living in the rest
+  (``profile_max_num_token``: available after load - total x (1 - mem_fraction_static)); ``free_fraction`` is
   TensorRT-LLM's ``kv_cache_free_gpu_mem_fraction`` of what is left after weights and the runtime;
   ``legacy`` is the 2023 estimate on the nominal (decimal, datasheet) capacity;
 * whether freed KV blocks stay cached for reuse (``prefix_caching``: vLLM V1's automatic prefix
@@ -22,7 +24,16 @@ It sets
   ``max(gpu, overlap x cpu) + (1 - overlap) x cpu`` rather than ``gpu + cpu``. ``frontend_us`` is
   the per-request API-server and tokenisation time before the request reaches the scheduler
   (visible in TTFT at low load, hidden from throughput: it runs in another process).
-  ``sync_us`` is the rank skew of each tensor-parallel collective, times log2(tp).
+  ``sync_us`` is the rank skew of each tensor-parallel collective, times log2(tp);
+* how it runs a tensor-parallel all-reduce (``allreduce``), which picks the collective's fixed cost
+  from the hardware (``sim_engine/hardware.py``; its bandwidth and per-hop terms apply to all three):
+  ``custom`` is the one-shot/two-shot peer-to-peer kernel today's engines use for small messages
+  (vLLM custom_all_reduce, on by default for TP 2/4/6/8 on fully NVLink-connected GPUs up to 8 MB;
+  SGLang the same kernel; TensorRT-LLM's AllReduce ONESHOT/TWOSHOT under AUTO), ``comm_custom_us``;
+  where the part has none (PCIe parts, TPU, Gaudi: ``comm_custom_us`` 0), another TP or a larger
+  message, it falls back to ``nccl-graph``: NCCL replayed from a CUDA graph, no host launch,
+  ``comm_graph_us``; ``nccl-host`` is NCCL launched from the host each call, ``comm_base_us`` (the
+  fit on Vidur's torch.distributed timings; the 2023 stack).
 
 Sources, per profile (numbers in ``PROFILES``). Host-time numbers are set by hand from the
 engines' published descriptions below, at the scale the vLLM v0.6 blog measured (host work ~60%
@@ -32,8 +43,10 @@ mean |log error| over all usable rows of that engine in ``serving_engines.csv``,
 Errors per profile: docs/FIDELITY.md.
 
 * ``vllm`` (V1 engine, 0.8-0.10+): defaults from the vLLM engine-arguments docs (chunked prefill
-  always on, max_num_batched_tokens 8192 for the API server, max_num_seqs 256 (1024 on H100-class
-  parts from 0.10; 256 kept), block 16, gpu_memory_utilization 0.9). V1 runs the scheduler in a
+  always on, block 16, gpu_memory_utilization 0.9); max_num_seqs and max_num_batched_tokens follow
+  the GPU as ``EngineArgs.get_batch_defaults`` sets them for the API server (``device_defaults``):
+  1024 and 8192 on parts with >= 70 GiB that are not A100s (H100, H200, B200, MI300X), else 256
+  and 2048. V1 runs the scheduler in a
   busy loop beside the GPU (engine core process, separate API-server process, persistent batch,
   piecewise CUDA graphs): most host time overlaps. Automatic prefix caching is on (its default).
 * ``vllm-v0`` (0.5-0.6): the v0.6.0 blog's profile of the pre-0.6 engine (API server 33%,
@@ -46,6 +59,10 @@ Errors per profile: docs/FIDELITY.md.
 * ``trtllm`` (TensorRT-LLM 0.10+ and NIM): in-flight batching, ``kv_cache_free_gpu_mem_fraction``
   0.9, tokens_per_block 64 (32 before 0.12; 64 used), GUARANTEED_NO_EVICT capacity scheduler
   (= ``reserve``), C++ executor with CUDA graphs (little host time per step).
+* ``trtllm-py``: TensorRT-LLM's Python ``GenerationSession`` runtime, which NeMo Framework's TRT-LLM
+  export drives (its Llama-2 inference performance page): static batches and a Python loop per
+  generation step, so ~2 ms of mostly serial host time per step that the C++ executor (``trtllm``,
+  MLPerf) does not have; same all-reduce kernel (the TP1 -> TP8 step deltas of those rows match it).
 * ``legacy-2023``: the constants fitted to the 2023 Splitwise step latencies (vLLM-v0-like stack)
   that earlier HERMES releases put on the hardware presets; reproduces those releases' numbers.
 """
@@ -62,7 +79,8 @@ from .fields import Fields
 
 BATCHING = ("static", "continuous", "chunked", "mixed", "external")
 ADMISSION = ("greedy", "reserve")
-KV_METHODS = ("profile", "free_fraction", "legacy")
+KV_METHODS = ("profile", "static_fraction", "free_fraction", "legacy")
+ALLREDUCE = ("custom", "nccl-graph", "nccl-host")
 
 
 @dataclass(frozen=True)
@@ -87,15 +105,29 @@ class EngineProfile:
     cpu_overlap: float = 0.0  # share of the host time that runs while the GPU executes
     frontend_us: float = 0.0  # per-request API server + tokenisation before scheduling
     sync_us: float = 0.0  # per TP collective and log2(tp): rank skew of host-launched collectives
+    allreduce: str = "custom"  # TP all-reduce kernel: custom | nccl-graph | nccl-host (see ALLREDUCE)
     prefix_caching: bool = False  # freed KV blocks stay reusable until evicted (vLLM V1 APC, SGLang radix)
+    # a client's ``dtype: fp8`` (or int8) caches KV in that format too: TensorRT-LLM runs ModelOpt
+    # checkpoints with the FP8 KV cache they enable; vLLM and SGLang keep kv_cache_dtype "auto" (the
+    # 16-bit model dtype) unless --kv-cache-dtype fp8 is given (vLLM docs: Quantized KV Cache)
+    quantised_kv: bool = True
 
     per_device_host: bool = False  # legacy-2023: host constants follow the 2023 fit of the device
+    device_defaults: tuple[str, ...] = ()  # batch fields whose default depends on the GPU (vLLM V1)
 
     def host(self, device_name: str) -> EngineProfile:
         """This profile with its host time for ``device_name`` (only legacy-2023 varies by device)."""
         if not self.per_device_host:
             return self
         return dataclasses.replace(self, per_device_host=False, **legacy_host(device_name))
+
+    def for_device(self, device: Any) -> EngineProfile:
+        """This profile on ``device`` (a hardware.Device): its host time and its batch defaults."""
+        p = self.host(device.name)
+        if not p.device_defaults:
+            return p
+        defaults = vllm_batch_defaults(device.name, device.mem_bytes)
+        return dataclasses.replace(p, device_defaults=(), **{k: defaults[k] for k in p.device_defaults})
 
 
 _HOST_FIELDS = ("step_cpu_us", "layer_cpu_us", "seq_cpu_us", "token_cpu_us", "sync_us")
@@ -112,6 +144,19 @@ _LEGACY_BY_DEVICE = {"A100-40GB": _LEGACY_A100, "A100-80GB": _LEGACY_A100, "L40S
                      "Sapphire-Rapids": _LEGACY_CPU, "Genoa": _LEGACY_CPU, "Grace": _LEGACY_CPU}
 
 
+_GIB = 1 << 30
+
+
+def vllm_batch_defaults(device_name: str, mem_bytes: float) -> dict[str, int]:
+    """vLLM V1's API-server batch defaults for a GPU (``EngineArgs.get_batch_defaults``, 0.9-0.10).
+
+    Parts with at least 70 GiB that are not A100s ("setting large max_num_batched_tokens for A100
+    reduces throughput", vLLM PR 17885) get 1024 sequences and 8192 tokens; every other GPU 256 and 2048.
+    """
+    big = mem_bytes >= 70 * _GIB and "a100" not in device_name.lower()
+    return {"max_num_seqs": 1024 if big else 256, "max_num_batched_tokens": 8192 if big else 2048}
+
+
 def legacy_host(device_name: str) -> dict[str, float]:
     """The 2023 host constants a hardware preset carried (H100 fit for every other part)."""
     return dict(_LEGACY_BY_DEVICE.get(device_name, _LEGACY_H100))
@@ -123,7 +168,7 @@ PROFILES: dict[str, EngineProfile] = {
         EngineProfile(
             name="legacy-2023",
             source="HERMES <= 2026-11 constants: Splitwise DGX-A100/H100 step fit (host time serial)",
-            kv_method="legacy", per_device_host=True, **_LEGACY_H100,
+            kv_method="legacy", allreduce="nccl-host", per_device_host=True, **_LEGACY_H100,
         ),
         EngineProfile(
             name="vllm",
@@ -133,7 +178,8 @@ PROFILES: dict[str, EngineProfile] = {
             gpu_memory_utilization=0.9, admission="greedy", kv_method="profile", profile_tokens=8192,
             runtime_reserve_gb=0.5,
             step_cpu_us=1500.0, seq_cpu_us=25.0, token_cpu_us=0.5, cpu_overlap=0.8, frontend_us=4000.0,
-            sync_us=5.0, prefix_caching=True,
+            sync_us=5.0, prefix_caching=True, quantised_kv=False,
+            device_defaults=("max_num_seqs", "max_num_batched_tokens"),
         ),
         EngineProfile(
             name="vllm-v0",
@@ -143,7 +189,7 @@ PROFILES: dict[str, EngineProfile] = {
             gpu_memory_utilization=0.9, admission="greedy", kv_method="profile", profile_tokens=8192,
             runtime_reserve_gb=1.0,
             step_cpu_us=2500.0, seq_cpu_us=60.0, token_cpu_us=1.0, cpu_overlap=0.5, frontend_us=10000.0,
-            sync_us=10.0,
+            sync_us=10.0, quantised_kv=False,
         ),
         EngineProfile(
             name="sglang",
@@ -151,10 +197,10 @@ PROFILES: dict[str, EngineProfile] = {
             "page size 1, overlap scheduler); step_cpu_us, cpu_overlap, frontend_us fitted on the 20 "
             "usable SGLang rows (benchmarks/fidelity.py --fit sglang)",
             batching="chunked", max_num_batched_tokens=8192, max_num_seqs=1024, block_size=1,
-            gpu_memory_utilization=0.88, admission="greedy", kv_method="profile", profile_tokens=8192,
+            gpu_memory_utilization=0.88, admission="greedy", kv_method="static_fraction", profile_tokens=8192,
             runtime_reserve_gb=1.0,
             step_cpu_us=5200.0, seq_cpu_us=15.0, token_cpu_us=0.5, cpu_overlap=0.6, frontend_us=6300.0,
-            sync_us=5.0, prefix_caching=True,
+            sync_us=5.0, prefix_caching=True, quantised_kv=False,
         ),
         EngineProfile(
             name="trtllm",
@@ -165,6 +211,18 @@ PROFILES: dict[str, EngineProfile] = {
             gpu_memory_utilization=0.9, admission="reserve", kv_method="free_fraction", profile_tokens=8192,
             runtime_reserve_gb=1.0,
             step_cpu_us=500.0, seq_cpu_us=5.0, token_cpu_us=0.2, cpu_overlap=0.5, frontend_us=2000.0,
+            sync_us=5.0,
+        ),
+        EngineProfile(
+            name="trtllm-py",
+            source="TensorRT-LLM Python GenerationSession runtime as NeMo Framework's TRT-LLM export runs it "
+            "(nemo/export/trt_llm/tensorrt_llm_run.py, 2023-24): static batches, a Python loop per step; "
+            "step_cpu_us, cpu_overlap fitted on the NeMo A100 rows, validated on its H100 rows "
+            "(benchmarks/fidelity.py --fit trtllm-py --fit-source nemo-trtllm --train-hw A100-80GB)",
+            batching="static", max_num_batched_tokens=8192, max_num_seqs=256, block_size=64,
+            gpu_memory_utilization=0.9, admission="reserve", kv_method="free_fraction", profile_tokens=8192,
+            runtime_reserve_gb=1.0,
+            step_cpu_us=2500.0, seq_cpu_us=5.0, token_cpu_us=0.2, cpu_overlap=0.23, frontend_us=2000.0,
             sync_us=5.0,
         ),
     )
@@ -197,16 +255,21 @@ def get_engine(value: Any = DEFAULT_ENGINE, where: str = "engine") -> EngineProf
                                           positive=True, maximum=1.0),
         "admission": f.str("admission", base.admission, ADMISSION),
         "kv_method": f.str("kv_method", base.kv_method, KV_METHODS),
+        "allreduce": f.str("allreduce", base.allreduce, ALLREDUCE),
         "profile_tokens": f.int("profile_tokens", base.profile_tokens, minimum=0, maximum=1 << 24),
         "runtime_reserve_gb": f.float("runtime_reserve_gb", base.runtime_reserve_gb, maximum=1e4),
         "cpu_overlap": f.float("cpu_overlap", base.cpu_overlap, maximum=1.0),
         "prefix_caching": f.bool("prefix_caching", base.prefix_caching),
+        "quantised_kv": f.bool("quantised_kv", base.quantised_kv),
     }
     for key in ("step_cpu_us", "layer_cpu_us", "seq_cpu_us", "token_cpu_us", "frontend_us", "sync_us"):
         clean[key] = f.float(key, getattr(base, key), maximum=1e8)
     f.raw("source")
     f.done()
     changed = {k: v for k, v in clean.items() if v != getattr(base, k)}
+    kept = tuple(k for k in base.device_defaults if f.doc.get(k) is None)
+    if kept != base.device_defaults:  # a batch field given here is no longer the GPU's default
+        changed["device_defaults"] = kept
     if not changed:
         return base
     if base.per_device_host and set(changed) & set(_HOST_FIELDS):
@@ -227,5 +290,5 @@ def as_profile(value: EngineProfile | Mapping[str, Any] | str | None) -> EngineP
     return get_engine(value if isinstance(value, str) else dict(value))
 
 
-__all__ = ["ADMISSION", "DEFAULT_ENGINE", "PROFILES", "EngineProfile", "as_profile", "engine_names",
+__all__ = ["ADMISSION", "ALLREDUCE", "DEFAULT_ENGINE", "PROFILES", "EngineProfile", "as_profile", "engine_names",
            "get_engine", "legacy_host"]

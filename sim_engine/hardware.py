@@ -44,7 +44,9 @@ class Device:
     kernel_latency_us: float = 4.0  # fixed device time per kernel (launch gap + tail)
     attn_eff: float = 0.5  # achievable fraction of peak FLOPS for fused (flash) attention
     comm_eff: float = 0.6  # achievable fraction of scaleup_bw_gbs in collectives
-    comm_base_us: float = 10.0  # fixed cost of one collective call
+    comm_base_us: float = 10.0  # fixed cost of one NCCL collective launched from the host (no CUDA graph)
+    comm_graph_us: float = 10.0  # fixed cost of one NCCL collective replayed from a CUDA graph (kernel only)
+    comm_custom_us: float = 0.0  # fixed cost of a one-shot custom all-reduce kernel (0: none on this link)
     host_bw_gbs: float = 32.0  # device <-> host link (PCIe), unidirectional
     calibrated: str = ""  # how the efficiency fields were obtained
     mem_visible_gb: float = 0.0  # memory the driver reports to the engine, decimal GB (0: mem_gb)
@@ -82,6 +84,10 @@ class Device:
             v = getattr(self, name)
             if not 0 < v <= 1:
                 raise SpecError(f"{where}.{name}", f"must be in (0, 1], got {v}")
+        for name in ("comm_base_us", "comm_graph_us", "comm_custom_us"):
+            v = getattr(self, name)
+            if not 0 <= v <= 1e6:  # also rejects NaN
+                raise SpecError(f"{where}.{name}", f"must be in [0, 1e6] us, got {v}")
         if self.idle_w > self.peak_w:
             raise SpecError(f"{where}.idle_w", f"idle power {self.idle_w} W exceeds peak {self.peak_w} W")
 
@@ -96,18 +102,28 @@ class Device:
 #     network/<dev>_dgx/all_reduce.csv (2, 4 and 8 GPUs, 2 KB - 64 MB);
 #  3. attn_eff: FlashAttention-2 TFLOPS / bf16 peak from hardware_ceilings.csv (a measured
 #     ceiling, not a fit);
+#  4. comm_graph_us, comm_custom_us: not fitted; the small-message fixed cost of an all-reduce that
+#     no host launch precedes (sourced numbers, docs/FIDELITY.md "Tensor-parallel all-reduce"):
+#     NCCL replayed from a CUDA graph = the 2-GPU small-message floor of the same Vidur files (h100 6-7
+#     us, a100 10 us; nccl-tests in a CUDA graph on HGX H100, 2 GPUs: ~6 us, NVIDIA/nccl#1259); the
+#     one-shot custom kernel (vLLM custom_all_reduce, SGLang, TensorRT-LLM ONESHOT) on H100: 7 us at
+#     512 KB TP2 in a CUDA graph (vllm#24111), 7.0 us at 74 KB TP2 (TRT-LLM kernel, FlagGems-vllm#773),
+#     less this model's hop and bandwidth terms = 5.5 us; A100 has no public measurement here: H100's
+#     5.5 us x the a100/h100 ratio of those floors (10/7) = 8 us.
 # The 2023 stack's host overheads fitted on the Splitwise steps with these constants held fixed
 # are the ``legacy-2023`` engine profile (sim_engine/engines.py).
 _A100_FIT: dict[str, Any] = {
     "compute_eff": 0.741, "gemm_ramp_tokens": 82.2, "mem_eff": 0.811, "kernel_latency_us": 6.82,
-    "comm_eff": 0.533, "comm_base_us": 39.9, "scaleup_latency_us": 0.281,
+    "comm_eff": 0.533, "comm_base_us": 39.9, "scaleup_latency_us": 0.281, "comm_graph_us": 10.0,
+    "comm_custom_us": 8.0,
     "attn_eff": 0.575,
     "calibrated": "fitted (benchmarks/calibration.py --fit): Vidur a100 GEMMs + DGX-A100 all-reduce, "
     "FA2 ceiling",
 }
 _H100_FIT: dict[str, Any] = {
     "compute_eff": 0.756, "gemm_ramp_tokens": 172.0, "mem_eff": 0.961, "kernel_latency_us": 6.50,
-    "comm_eff": 0.784, "comm_base_us": 28.1, "scaleup_latency_us": 0.222,
+    "comm_eff": 0.784, "comm_base_us": 28.1, "scaleup_latency_us": 0.222, "comm_graph_us": 7.0,
+    "comm_custom_us": 5.5,
     "attn_eff": 0.333,
     "calibrated": "fitted (benchmarks/calibration.py --fit): Vidur h100 GEMMs + DGX-H100 all-reduce, "
     "FA2 ceiling",
@@ -180,7 +196,8 @@ HARDWARE: dict[str, Device] = {
             mem_gb=48.0, mem_bw_gbs=864.0, scaleup_bw_gbs=32.0, idle_w=35.0, peak_w=350.0,
             host_bw_gbs=32.0, mem_visible_gb=48.3,
             source=f"{_NV_DS}: L40S (GDDR6 48GB, no NVLink: PCIe Gen4 x16 is the scale-up link)",
-            **_borrow(_A100_FIT, "A100-80GB fit assumed", scaleup_latency_us=10.0, comm_eff=0.7),
+            **_borrow(_A100_FIT, "A100-80GB fit assumed", scaleup_latency_us=10.0, comm_eff=0.7,
+                      comm_custom_us=0.0),
         ),
         Device(
             name="RTX-4090", kind="gpu",
@@ -189,7 +206,8 @@ HARDWARE: dict[str, Device] = {
             host_bw_gbs=32.0, mem_visible_gb=25.4,
             source="NVIDIA Ada Lovelace architecture white paper (GeForce RTX 4090: dense tensor rates with "
             "FP32 accumulate, GDDR6X 24GB, no NVLink: PCIe Gen4 x16 is the scale-up link)",
-            **_borrow(_A100_FIT, "A100-80GB fit assumed", scaleup_latency_us=10.0, comm_eff=0.7),
+            **_borrow(_A100_FIT, "A100-80GB fit assumed", scaleup_latency_us=10.0, comm_eff=0.7,
+                      comm_custom_us=0.0),
         ),
         Device(
             name="MI300X", kind="gpu",
@@ -207,7 +225,7 @@ HARDWARE: dict[str, Device] = {
             host_bw_gbs=32.0, mem_visible_gb=17.2,
             source="Google Cloud TPU v5e system architecture page (ICI 1,600 Gbps per chip, taken as "
             "aggregate bidirectional); power is an estimate (not published)",
-            **_borrow(_H100_FIT, "H100-SXM fit assumed", compute_eff=0.7, mem_eff=0.8),
+            **_borrow(_H100_FIT, "H100-SXM fit assumed", compute_eff=0.7, mem_eff=0.8, comm_custom_us=0.0),
         ),
         Device(
             name="Gaudi3", kind="asic",
@@ -216,7 +234,8 @@ HARDWARE: dict[str, Device] = {
             host_bw_gbs=64.0,
             source="Intel Gaudi 3 AI accelerator white paper (HL-325L OAM; 21 of 24 200GbE ports for "
             "scale-up = 525 GB/s per direction)",
-            **_borrow(_H100_FIT, "H100-SXM overheads; GEMM efficiency lowered", compute_eff=0.6, mem_eff=0.8),
+            **_borrow(_H100_FIT, "H100-SXM overheads; GEMM efficiency lowered", compute_eff=0.6, mem_eff=0.8,
+                      comm_custom_us=0.0),
         ),
     )
 }
@@ -225,7 +244,7 @@ HARDWARE: dict[str, Device] = {
 # one socket, TFLOPS as given there for every dtype, ICN 32 GB/s; power = vendor TDP.
 _CPU_EFF = {
     "compute_eff": 0.5, "mem_eff": 0.7, "gemm_ramp_tokens": 4.0, "kernel_latency_us": 20.0,
-    "attn_eff": 0.4, "comm_eff": 0.6, "comm_base_us": 20.0, "scaleup_latency_us": 5.0,
+    "attn_eff": 0.4, "comm_eff": 0.6, "comm_base_us": 20.0, "comm_graph_us": 20.0, "scaleup_latency_us": 5.0,
     "calibrated": "not measured; generic CPU assumption (half of peak FLOPS, 70% of STREAM)",
 }
 for _name, _tf, _bw, _mem, _w, _src in (

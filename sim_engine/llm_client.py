@@ -57,6 +57,18 @@ if TYPE_CHECKING:
 
 CHUNKING = ("chunked", "external")  # policies that may split a prompt over several steps
 MAX_RUN_STEPS = 4096  # longest closed-form run (bounds the arrays built per run)
+_STEPS = np.arange(MAX_RUN_STEPS, dtype=np.int64)  # sliced, not rebuilt, for each run
+_PHASES: dict[tuple[int, int], np.ndarray] = {}  # (block size, first phase) -> phase of each step
+
+
+def _run_phases(bs: int, g: int, k: int) -> np.ndarray:
+    """``(g + s) % bs`` for the steps s < k of a run (the common block sizes' arrays are kept)."""
+    if k > len(_STEPS) or bs > 64:
+        return (np.arange(k, dtype=np.int64) + g) % bs
+    phases = _PHASES.get((bs, g))
+    if phases is None:
+        phases = _PHASES[bs, g] = (_STEPS + g) % bs
+    return phases[:k]
 
 
 def _ceil_div(a: int, b: int) -> int:
@@ -85,7 +97,7 @@ class _Run:
 
     def done_by(self, now: int) -> int:
         """Steps of this run that have ended at or before ``now``."""
-        return int(np.searchsorted(self.ends[: self.k], now, side="right"))
+        return min(int(self.ends.searchsorted(now, "right")), self.k)
 
 
 class LLMClient:
@@ -98,7 +110,10 @@ class LLMClient:
         self.batching = s.batching
         self.max_seqs = s.max_num_seqs
         self.max_len = s.max_model_len or spec.model.max_context
-        self.budget = s.max_num_batched_tokens or (2048 if s.batching in CHUNKING else self.max_len)
+        # default budget: static batching (FasterTransformer, TensorRT-LLM's gptSessionBenchmark, HF
+        # generate) prefills its whole batch of up to max_num_seqs requests in one forward
+        default_budget = self.max_seqs * self.max_len if s.batching == "static" else self.max_len
+        self.budget = s.max_num_batched_tokens or (2048 if s.batching in CHUNKING else default_budget)
         self.bs = s.block_size
         self.total_blocks = kv_capacity_tokens // self.bs
         self.used_blocks = 0
@@ -144,7 +159,9 @@ class LLMClient:
         self.idle_w = spec.hardware.idle_w * spec.n_devices
         engine = getattr(perf, "engine", None)
         self.frontend_ns = round(engine.frontend_us * 1e3) if engine is not None else 0
-        self.in_frontend = 0  # requests in the API server, not yet queued (routers count them)
+        self.in_frontend: dict[Request, None] = {}  # requests in the API server, not yet queued (routers count them)
+        self.step_chunks: list[tuple[Request, int]] = []  # prefill chunks of the step in flight
+        self.step_decodes = 0  # decode sequences of the step in flight (0 for a closed-form run)
 
     # ------------------------------------------------------------------ intake
 
@@ -172,14 +189,16 @@ class LLMClient:
         """
         if self.frontend_ns and req.mode != "decode":
             req.client = self
-            self.in_frontend += 1
+            self.in_frontend[req] = None
             self.sim.kernel.schedule(now + self.frontend_ns, PRIO_INPUT, self._after_frontend, (req, now))
             return
         self._enqueue(req, now)
 
     def _after_frontend(self, item: tuple[Request, int]) -> None:
         req, submitted = item
-        self.in_frontend -= 1
+        if req not in self.in_frontend:
+            return  # aborted meanwhile
+        del self.in_frontend[req]
         if self.status == "failed":
             self.sim.drop(req, self, self.sim.kernel.now, "client_failed")
             return
@@ -200,7 +219,7 @@ class LLMClient:
         if self.busy:
             run = self.run
             if run is not None and run.k > 1:
-                j = int(np.searchsorted(run.ends[: run.k], now, side="left"))
+                j = int(run.ends.searchsorted(now, "left"))  # ends are sorted: j < k - 1 as in ends[:k]
                 if j + 1 < run.k:
                     run.k = j + 1
                     self.version += 1
@@ -278,7 +297,9 @@ class LLMClient:
             self._add_seq(child, ctx)
             self.joined.append(now)
 
-    def _leave_decode(self, seq: Request) -> None:
+    def _leave_decode(self, seq: Request, ahead: int = 0) -> None:
+        """``seq`` leaves the decode set and frees its blocks; ``ahead``: 1 when a decode step in flight
+        already charged its next block (an abort between a step's start and end)."""
         if self.cow and seq in self.cow:
             self.cow.remove(seq)
         del self.decoding[seq.key]
@@ -286,21 +307,21 @@ class LLMClient:
         self.sum_base -= seq.base
         self.phase[(-seq.base) % self.bs] -= 1
         ctx = seq.base + self.G
-        self.used_blocks -= _ceil_div(ctx, self.bs) - seq.shared
+        self.used_blocks -= _ceil_div(ctx + ahead, self.bs) - seq.shared
         if self.cache is not None and seq.parent is None:
             self._cache_free(seq, ctx)
 
-    def _release(self, req: Request) -> None:
+    def _release(self, req: Request, ahead: int = 0) -> None:
         """Free every KV block a request (and its branches) holds on this client.
 
         A decoding request keeps the tokens it generated (a recompute re-prefills them).
         """
         if req.live:
             req.generated = req.target - (req.finish_g - self.G)
-            self._leave_decode(req)
+            self._leave_decode(req, ahead)
         for child in req.children or ():
             if child.live:
-                self._leave_decode(child)
+                self._leave_decode(child, ahead)
         if self.cache is not None and req.blocks and req.children is None and self._branches(req) == 1:
             self._cache_free(req, min(req.prefilled, (req.blocks + req.shared) * self.bs))
         req.children = None
@@ -331,12 +352,12 @@ class LLMClient:
                 cache.put(("p", key), 0, run[1])
         cache.put(("p", key), held, prefix)
 
-    def _cache_hit(self, req: Request, take: bool = False) -> tuple[int, int]:
-        """(leading blocks of ``req``'s prefill already on the GPU, how many of them are shared in use).
+    def _cache_hit(self, req: Request) -> tuple[int, int, int]:
+        """(leading blocks of ``req``'s prefill already on the GPU, how many of them are shared in use,
+        where its prefix's cached blocks end): what ``_cache_take`` takes.
 
-        With ``take`` the request takes them: the shared ones as one more holder, the cached
-        ones back into use. Like vLLM, the block holding the last token to prefill is computed
-        again, so at least one token is prefilled.
+        Like vLLM, the block holding the last token to prefill is computed again, so at least
+        one token is prefilled.
         """
         cache, key, idx, limit = self.cache, req.prefix_key, req.idx, (self._prefill_len(req) - 1) // self.bs
         prefix = min(req.prefix_len // self.bs, limit) if key is not None else 0
@@ -344,12 +365,14 @@ class LLMClient:
         in_use = run[1] if run is not None and run[1] <= prefix else 0  # all of the shared blocks, or none
         end = cache.peek(("p", key), in_use, prefix) if prefix else 0
         own = cache.peek(("r", idx), end, limit) if end == prefix else end
-        if take:
-            if in_use:
-                run[0] += 1
-            cache.take(("p", key), in_use, end)
-            cache.take(("r", idx), end, own)
-        return own, in_use
+        return own, in_use, end
+
+    def _cache_take(self, req: Request, own: int, in_use: int, end: int) -> None:
+        """``req`` takes what ``_cache_hit`` found: the shared blocks as one more holder, the cached ones back."""
+        if in_use:
+            self.sharing[req.prefix_key][0] += 1
+        self.cache.take(("p", req.prefix_key), in_use, end)
+        self.cache.take(("r", req.idx), end, own)
 
     def _share_prefix(self, req: Request) -> None:
         """``req`` finished its prefill: the first of its group lends its prefix blocks to the group."""
@@ -472,9 +495,9 @@ class LLMClient:
             req = waiting[0]
             if cache is not None:  # what this step allocates so far (the decodes' blocks first) is evicted
                 self._fit_cache(growth)
-                hit, in_use = self._cache_hit(req)
+                hit, in_use, prefix_end = self._cache_hit(req)
             else:
-                hit = in_use = 0
+                hit = in_use = prefix_end = 0
             start = max(req.prefilled, hit * bs)
             rest = self._prefill_len(req) - start
             take = min(rest, budget) if allow_partial else rest
@@ -492,7 +515,7 @@ class LLMClient:
             if cache is not None:
                 self.prefix_queries += self._prefill_len(req)
                 self.prefix_hits += hit * bs
-                self._cache_hit(req, take=True)
+                self._cache_take(req, hit, in_use, prefix_end)
                 req.prefilled, req.shared = start, in_use
             req.blocks = need
             self.used_blocks += need
@@ -534,7 +557,7 @@ class LLMClient:
             return False
         start, in_use = req.prefilled, 0
         if self.cache is not None:
-            hit, in_use = self._cache_hit(req)
+            hit, in_use, _ = self._cache_hit(req)
             start = max(start, hit * self.bs)
         rest = self._prefill_len(req) - start
         if rest > self.budget and req.generated == 0:
@@ -555,7 +578,8 @@ class LLMClient:
             return
         now = self.sim.kernel.now
         mode = self.batching
-        self._admit_decodes(now)
+        if self.waiting and self.waiting[0].mode == "decode":
+            self._admit_decodes(now)
         if mode == "external":
             if self.decoding or self.prefilling or any(r.mode != "decode" for r in self.waiting):
                 self.asking = self.sim.ask_batch(self, now)
@@ -632,7 +656,9 @@ class LLMClient:
         self.busy = True
         self.version += 1
         self.last_step_s = cost.time_s
-        n_tok = n_dec + sum(take for _, take in chunks)
+        n_tok = n_dec
+        for _, take in chunks:
+            n_tok += take
         self.steps += 1
         self.busy_ns += dur
         self.energy_j += cost.energy_j
@@ -642,6 +668,7 @@ class LLMClient:
         if self.used_blocks > self.kv_peak:
             self.kv_peak = self.used_blocks
         self.sim.trace_step(self, now, dur, len(chunks), n_dec, n_tok)
+        self.step_chunks, self.step_decodes = chunks, n_dec
         self.sim.kernel.schedule(now + dur, PRIO_STATE, self._end_step, (self.version, chunks, n_dec))
 
     def _end_step(self, payload) -> None:
@@ -650,6 +677,7 @@ class LLMClient:
             return
         now = self.sim.kernel.now
         self.busy = False
+        self.step_decodes = 0
         if n_dec:
             self._record_decode_itl(now, now - self.last_decode_end)
             self.G += 1
@@ -685,11 +713,11 @@ class LLMClient:
             heapq.heappop(heap)
         n_dec, bs, G = len(self.decoding), self.bs, self.G
         k = min(heap[0][0] - G, limit or MAX_RUN_STEPS)
-        steps = np.arange(k, dtype=np.int64)
+        steps = _STEPS[:k] if k <= len(_STEPS) else np.arange(k, dtype=np.int64)
         if self.cow:  # the first step's copies are charged now; the cumulative growth below excludes them
             self._charge_copies()
-        blocks_cum = np.cumsum(np.asarray(self.phase, dtype=np.int64)[(G + steps) % bs])
-        self._fit_cache(int(blocks_cum[0]))  # as stepping would at the first step (the rest at the run's end)
+        blocks_cum = np.array(self.phase, dtype=np.int64).take(_run_phases(bs, G % bs, k)).cumsum()
+        self._fit_cache(self.phase[G % bs])  # = blocks_cum[0], as stepping would at the first step (the rest at the run's end)
         free = self.total_blocks - self.used_blocks
         if blocks_cum[-1] > free:
             k = int(np.searchsorted(blocks_cum, free, side="right"))  # >= 1: the first step fits
@@ -697,10 +725,14 @@ class LLMClient:
         if k > 1 and self.waiting and self.batching == "continuous" and self._head_admits(free - int(blocks_cum[0])):
             k = 1  # the next step boundary admits a prefill (e.g. a request this plan preempted)
             steps, blocks_cum = steps[:1], blocks_cum[:1]
-        ctx_sums = (self.sum_base + n_dec * G) + n_dec * steps
+        ctx_sums = n_dec * steps
+        ctx_sums += self.sum_base + n_dec * G
         times, energies = self.perf.decode_steps(n_dec, ctx_sums)
-        durs = np.maximum(np.rint(times * 1e9).astype(np.int64), 1)
-        ends = now + np.cumsum(durs)
+        ns = times * 1e9
+        durs = np.rint(ns, out=ns).astype(np.int64)
+        np.maximum(durs, 1, out=durs)
+        ends = durs.cumsum()
+        ends += now
         self.run = _Run(now, ends, durs, energies, blocks_cum)
         self.busy = True
         self.version += 1
@@ -710,10 +742,18 @@ class LLMClient:
     def _end_run(self, version: int) -> None:
         if version != self.version:
             return
+        now = self.sim.kernel.now
+        self._apply_run_steps(self.run.k)
+        self.run = None
+        self.busy = False
+        self._complete_due(now)
+        self.poke(now)
+
+    def _apply_run_steps(self, k: int) -> None:
+        """Account the first ``k`` steps of the run in flight (they ended: the run's end, or an abort)."""
         run = self.run
         assert run is not None
-        now = self.sim.kernel.now
-        k, n_dec = run.k, len(self.decoding)
+        n_dec = len(self.decoding)
         durs = run.durs[:k]
         used_after = self.used_blocks + run.blocks_cum[:k]
         self.steps += k
@@ -731,14 +771,10 @@ class LLMClient:
         self.sim.trace_step(self, run.start, int(run.ends[k - 1] - run.start), 0, n_dec, n_dec, k)
         self._record_decode_itl(first_end, first_end - self.last_decode_end)
         if k > 1:
-            self.itl_values.extend(durs[1:].tolist())
-            self.itl_weights.extend([n_dec] * (k - 1))
-        self.last_decode_end = now
+            self.itl_values.frombytes(durs[1:].tobytes())  # int64, as the array's "q" items
+            self.itl_weights.extend(array("q", (n_dec,)) * (k - 1))
+        self.last_decode_end = int(run.ends[k - 1])
         self.G += k
-        self.run = None
-        self.busy = False
-        self._complete_due(now)
-        self.poke(now)
 
     def _record_decode_itl(self, end: int, gap_old: int) -> None:
         """Inter-token latencies of one decode step ending at ``end``."""
@@ -778,6 +814,56 @@ class LLMClient:
         self.completed_total += 1
         self.sim.stage_done(req, self, now)
 
+    # ------------------------------------------------------------------ aborts
+
+    def cancel(self, req: Request, now: int) -> None:
+        """Abort: take ``req`` out of this client wherever it is and free its KV (no-op if it is not here).
+
+        Like vLLM, a step in flight still runs to its end (its time is spent) but no longer for
+        ``req``; its KV blocks are free from now. Its own cached blocks are dropped (nobody
+        reuses them); its shared prefix stays cached for its group.
+        """
+        if req in self.in_frontend:
+            del self.in_frontend[req]
+            return
+        if req in self.prefilling:
+            self.prefilling.remove(req)
+            if self.busy and self.run is None:
+                self.step_chunks[:] = [c for c in self.step_chunks if c[0] is not req]  # the step's payload
+            self._release(req)
+        elif req.live or any(c.live for c in req.children or ()):
+            self._cancel_decoding(req, now)
+        elif req in self.waiting:
+            self.waiting.remove(req)
+        else:
+            return
+        if self.cache is not None:
+            self.cache.discard(("r", req.idx))
+        self.poke(now)
+
+    def _cancel_decoding(self, req: Request, now: int) -> None:
+        """Remove a decoding request (or its branches). A closed-form run in flight is cut at ``now``:
+        the steps that ended are accounted, and the step in flight is its last, without ``req``."""
+        run = self.run
+        if run is None:
+            self._release(req, 1 if self.step_decodes else 0)  # a stepped decode charged its block at start
+            return
+        j = run.done_by(now)
+        if j:
+            self._apply_run_steps(j)
+        self._release(req)
+        self.version += 1
+        if j >= run.k:  # the run ended at this instant and its end event has not run: run it here
+            self.run = None
+            self.busy = False
+            self._complete_due(now)
+            return
+        first = self.phase[self.G % self.bs]  # the step in flight's new blocks, without req's
+        start = int(run.ends[j - 1]) if j else run.start
+        self.run = _Run(start, run.ends[j:j + 1], run.durs[j:j + 1], run.energies[j:j + 1],
+                        np.asarray([first], dtype=np.int64))
+        self.sim.kernel.schedule(int(run.ends[j]), PRIO_STATE, self._end_run, self.version)
+
     # ------------------------------------------------------------------ cluster changes and views
 
     def fail(self, now: int) -> list[Request]:
@@ -812,7 +898,7 @@ class LLMClient:
 
     def load(self) -> int:
         """Requests queued or running (join-shortest-queue's measure)."""
-        return len(self.waiting) + len(self.prefilling) + len(self.decoding) + self.in_frontend
+        return len(self.waiting) + len(self.prefilling) + len(self.decoding) + len(self.in_frontend)
 
     def num_running(self) -> int:
         return len(self.decoding) + len(self.prefilling)

@@ -39,6 +39,11 @@ class ModelArch:
     moe_ffn_dim: int = 0
     first_dense_layers: int = 0  # leading layers with a dense FFN (DeepSeek first_k_dense_replace)
     weight_bytes_per_param: float = 2.0
+    # embedding table and LM head, which quantised checkpoints keep at 16 bits (0: weight_bytes_per_param):
+    # vLLM's Fp8Config quantises only linear and MoE layers (VocabParallelEmbedding and ParallelLMHead stay
+    # unquantised), ModelOpt's FP8 recipe for TensorRT-LLM excludes "*lm_head*", and the DeepSeek-V3 FP8
+    # checkpoint stores embed_tokens and lm_head in BF16
+    embed_bytes_per_param: float = 0.0
     kv_bytes_per_elem: float = 2.0
     act_bytes: float = 2.0
     causal: bool = True  # False for bidirectional encoders (BERT-style embedding / re-rank models)
@@ -133,8 +138,15 @@ class ModelArch:
         idle = (self.n_experts - self.top_k) * self.ffn_params(self.moe_ffn_dim) if self.is_moe else 0
         return self.param_count() - self.n_moe_layers * idle
 
+    @property
+    def embed_bytes(self) -> float:
+        """Bytes per parameter of the embedding table and the LM head."""
+        return self.embed_bytes_per_param or self.weight_bytes_per_param
+
     def weight_bytes(self) -> float:
-        return self.param_count() * self.weight_bytes_per_param
+        """Bytes of all weights: the transformer layers at weight_bytes_per_param, embedding and head at embed_bytes."""
+        table = self.embedding_params() + self.lm_head_params()
+        return (self.param_count() - table) * self.weight_bytes_per_param + table * self.embed_bytes
 
     def kv_elems_per_token_layer(self) -> int:
         """Cached elements per token per layer, whole model (all KV heads).
@@ -168,6 +180,8 @@ class ModelArch:
         for name in ("weight_bytes_per_param", "kv_bytes_per_elem", "act_bytes"):
             if getattr(self, name) <= 0:
                 raise SpecError(f"{where}.{name}", "must be positive")
+        if self.embed_bytes_per_param < 0:
+            raise SpecError(f"{where}.embed_bytes_per_param", "must not be negative (0: weight_bytes_per_param)")
         if self.n_heads % self.n_kv_heads:
             raise SpecError(f"{where}.n_kv_heads", f"{self.n_kv_heads} does not divide n_heads {self.n_heads}")
         if self.is_moe:
@@ -221,7 +235,7 @@ MODELS: dict[str, ModelArch] = {
         _llama("DeepSeek-V3", 61, 7168, 128, 128, 18432, 129280, 163840, "deepseek-ai/DeepSeek-V3",
                head_dim=192, v_head_dim=128, q_lora_rank=1536, kv_lora_rank=512, qk_rope_head_dim=64,
                n_experts=256, top_k=8, n_shared_experts=1, moe_ffn_dim=2048, first_dense_layers=3,
-               weight_bytes_per_param=1.0),
+               weight_bytes_per_param=1.0, embed_bytes_per_param=2.0),
         # GPT-J: parallel attention/MLP block (one LayerNorm per layer), rotary on 64 of 256 head dims,
         # GELU MLP with biases, no QKV bias, untied LM head with a bias
         ModelArch(name="GPT-J-6B", kind="decoder", n_layers=28, hidden=4096, n_heads=16, n_kv_heads=16,
@@ -257,15 +271,23 @@ class Precision:
     compute: str
 
     def apply(self, model: ModelArch) -> ModelArch:
-        """The model with its weight and KV element sizes set to this precision."""
-        return replace(model, weight_bytes_per_param=DTYPE_BYTES[self.weights], kv_bytes_per_elem=DTYPE_BYTES[self.kv])
+        """The model with its weight and KV element sizes set to this precision.
+
+        Weights below 16 bits quantise the transformer layers only: the embedding table and the LM
+        head stay at 16 bits (``ModelArch.embed_bytes_per_param``), as every FP8/INT8/INT4 checkpoint
+        format the engines load keeps them.
+        """
+        wb = DTYPE_BYTES[self.weights]
+        return replace(model, weight_bytes_per_param=wb, embed_bytes_per_param=2.0 if wb < 2 else 0.0,
+                       kv_bytes_per_elem=DTYPE_BYTES[self.kv])
 
 
-def parse_dtype(value: Any, where: str = "dtype") -> Precision | None:
+def parse_dtype(value: Any, where: str = "dtype", quantised_kv: bool = True) -> Precision | None:
     """``bf16`` / ``fp8`` (all three), or ``{weights: fp8, kv: bf16, compute: fp8}``; None: the model's own.
 
     ``compute`` defaults to fp8 when the weights are 8-bit, else bf16; an int4 weight format computes
-    in bf16 (weight-only quantisation).
+    in bf16 (weight-only quantisation). ``quantised_kv=False`` (the engine's KV cache dtype follows
+    the 16-bit model dtype, see ``EngineProfile.quantised_kv``): a name like ``fp8`` keeps a bf16 KV.
     """
     if value is None:
         return None
@@ -275,7 +297,7 @@ def parse_dtype(value: Any, where: str = "dtype") -> Precision | None:
             raise SpecError(where, f"unknown dtype {value!r}; expected one of {', '.join(known)} or a mapping "
                                    "{weights, kv, compute}")
         compute = value if value in ("fp8", "int8", "fp32") else "bf16"
-        kv = value if value != "int4" else "bf16"
+        kv = value if value != "int4" and (quantised_kv or DTYPE_BYTES[value] >= 2) else "bf16"
         return Precision(value, kv, compute)
     from .fields import Fields
 

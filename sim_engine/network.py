@@ -51,6 +51,7 @@ class _Link:
     active: int = 0  # transfers in their data phase on this link
     busy_ns: int = 0  # accumulated time with active > 0 (closed intervals)
     busy_since: int = 0  # start of the current busy interval when active > 0
+    rank: int = 0  # creation order among the network's links
 
 
 @dataclass
@@ -102,7 +103,7 @@ class Network:
             raise ValueError(f"link {link_id!r}: bandwidth must be positive, got {bandwidth_gbs!r}")
         if not latency_us >= 0 or not math.isfinite(latency_us):
             raise ValueError(f"link {link_id!r}: latency must be >= 0, got {latency_us!r}")
-        self._links[link_id] = _Link(link_id, float(bandwidth_gbs), round(latency_us * 1000.0))
+        self._links[link_id] = _Link(link_id, float(bandwidth_gbs), round(latency_us * 1000.0), rank=len(self._links))
 
     def has_link(self, link_id: str) -> bool:
         return link_id in self._links
@@ -130,6 +131,33 @@ class Network:
         latency = sum(link.latency_ns for link in path)
         self.kernel.schedule(self.kernel.now + latency, PRIO_STATE, self._begin_data, t)
         return t.tid
+
+    def cancel(self, tid: int) -> bool:
+        """Stop transfer ``tid`` now: its callback never fires, the bytes it moved stay counted on
+        its links, and its share of bandwidth goes to the others. False if it is not in flight."""
+        t = self._transfers.pop(tid, None)
+        if t is None:
+            return False
+        if t.target == 0.0:  # still in its latency phase: ``_begin_data`` will find it gone
+            return True
+        now = self.kernel.now
+        self._advance(now)
+        key = tuple(link.link_id for link in t.links)
+        g = self._groups[key]
+        g.members = [m for m in g.members if m[2] is not t]
+        heapq.heapify(g.members)
+        joined = t.target - t.nbytes
+        g.base_sum -= joined
+        moved = round(min(max(g.sent - joined, 0.0), t.nbytes))
+        for link in t.links:
+            link.done_bytes += moved
+            link.active -= 1
+            if link.active == 0:
+                link.busy_ns += now - link.busy_since
+        if not g.members:
+            del self._groups[key]
+        self._reallocate(now)
+        return True
 
     def active(self) -> int:
         """Transfers started and not yet completed (latency or data phase)."""
@@ -165,6 +193,8 @@ class Network:
     # --- internals ----------------------------------------------------------------------
     def _begin_data(self, t: _Transfer) -> None:
         """Latency elapsed: join the data phase (or finish, if there is nothing to send)."""
+        if t.tid not in self._transfers:
+            return  # cancelled
         if t.nbytes == 0 or not t.links:
             del self._transfers[t.tid]
             t.on_done(t.arg)
@@ -224,16 +254,29 @@ class Network:
 
     def _reallocate(self, now: int) -> None:
         """Max-min fair rates by progressive filling over path groups, one pending event."""
+        if len(self._groups) == 1:  # one group: its narrowest link's share (what the filling below finds)
+            g = next(iter(self._groups.values()))
+            g.rate = min(link.bw for link in g.links) / len(g.members)
+            self._version += 1
+            self.kernel.schedule(self._finish_time(g, g.members[0][0], now), PRIO_STATE, self._on_tick, self._version)
+            return
         unfixed = dict(self._groups)
-        cap = {id(link): link.bw for link in self._links.values()}
-        count = {id(link): 0 for link in self._links.values()}
+        cap: dict[int, float] = {}  # only the links some group crosses take part
+        count: dict[int, int] = {}
         for g in unfixed.values():
+            n = len(g.members)
             for link in g.links:
-                count[id(link)] += len(g.members)
+                key = id(link)
+                if key in count:
+                    count[key] += n
+                else:
+                    cap[key], count[key] = link.bw, n
+        # the links in creation order (it breaks ties), as a scan of every link would meet them
+        order = [link for _, link in sorted({link.rank: link for g in unfixed.values() for link in g.links}.items())]
         while unfixed:
             best: _Link | None = None
             best_share = math.inf
-            for link in self._links.values():  # insertion order breaks ties
+            for link in order:  # link creation order breaks ties
                 n = count[id(link)]
                 if n:
                     share = cap[id(link)] / n

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .latency import request_latencies
-from .request import STATUS_COMPLETED
+from .request import STATUS_COMPLETED, STATUS_NAMES
 from .units import NS_PER_S as NS
 
 if TYPE_CHECKING:
@@ -35,7 +35,7 @@ def write_requests_csv(sim: Simulation, path: str | Path) -> int:
             client = int(r["client"][i])
             rid = sim.records.ids[i] if sim.records.ids[i] is not None else f"#{int(r['idx'][i])}"
             row = [
-                rid, "completed" if ok else "dropped", names[client] if client >= 0 else "",
+                rid, STATUS_NAMES[int(r["status"][i])], names[client] if client >= 0 else "",
                 f"{arr / NS:.9f}", f"{sch / NS:.9f}" if sch >= 0 else "", f"{ft / NS:.9f}" if ft >= 0 else "",
                 f"{fin / NS:.9f}", str(int(r["prompt_tokens"][i])), str(out),
                 f"{lat['ttft'][k]:.9f}" if ok else "",

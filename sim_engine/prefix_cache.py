@@ -78,6 +78,12 @@ class PrefixCache:
             n -= k
             runs.popitem(last=False)
 
+    def discard(self, owner: Hashable) -> None:
+        """Forget the cached blocks of ``owner`` (they become plain free memory)."""
+        run = self.runs.pop(owner, None)
+        if run is not None:
+            self.blocks -= run[1] - run[0]
+
     def clear(self) -> None:
         self.runs.clear()
         self.blocks = 0

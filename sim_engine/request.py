@@ -36,6 +36,8 @@ class Request:
         "mode", "cached", "key", "parent", "children", "branches_left", "shared", "prefix_key", "prefix_len", "fork_at",
         "resume_extra",
         "target", "difficulty", "segments", "home", "loop_context", "pin",
+        # cancellation: set by Simulation.abort; the network transfer carrying it, if any (0: none)
+        "aborted", "transfer",
     )
 
     def __init__(self, idx: int, rid: str, arrival_ns: int, prompt: int, output: int, model: str):
@@ -82,10 +84,14 @@ class Request:
         self.home = None  # LLM client of the last llm stage (a loop's next step stays there)
         self.loop_context = 0  # tokens in that client's KV when the last llm stage ended
         self.pin = None  # the client this request's LLM stages must run on (RequestInput.client_id)
+        self.aborted = False  # ended by Simulation.abort: callbacks still scheduled for it do nothing
+        self.transfer = 0  # id of the network transfer that last carried it (cancelled on abort)
 
 
 STATUS_COMPLETED = 1
 STATUS_DROPPED = 2
+STATUS_ABORTED = 3  # the caller gave up on it (Simulation.abort)
+STATUS_NAMES = {STATUS_COMPLETED: "completed", STATUS_DROPPED: "dropped", STATUS_ABORTED: "aborted"}
 
 
 class RequestRecords:

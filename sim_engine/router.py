@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .client_api import Client, llm_counters
+from .client_api import Client, kv_total_blocks
 
 if TYPE_CHECKING:
     from .request import Request
@@ -49,7 +49,7 @@ class LeastLoaded(Router):
 
     def pick(self, candidates, req, now):
         def load(c: Client) -> float:
-            total = llm_counters(c).total_blocks
+            total = kv_total_blocks(c)
             if not total:  # a task client has no KV: its queue is its load
                 return float(c.load())
             bs = c.spec.scheduler.block_size

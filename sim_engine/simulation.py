@@ -32,7 +32,15 @@ from .kv_tiers import KVHierarchy, cached_prefix_tokens, prefix_tokens, scope_ke
 from .llm_client import LLMClient
 from .network import Network, Topology
 from .pipeline import STAGE_ROLES, Stage, choose_model, output_bytes, route_options
-from .request import STATUS_COMPLETED, STATUS_DROPPED, Request, RequestInput, RequestRecords, StageRecords
+from .request import (
+    STATUS_ABORTED,
+    STATUS_COMPLETED,
+    STATUS_DROPPED,
+    Request,
+    RequestInput,
+    RequestRecords,
+    StageRecords,
+)
 from .router import make_router
 from .spec import ClientSpec, SimSpec, build_client_parts
 from .task_clients import BatchClient, GenericClient
@@ -75,6 +83,7 @@ class Simulation:
         self.topology = Topology(self.network, spec.topology)
         self.clients: list[Client] = []
         self.client_by_id: dict[str, Client] = {}
+        self._capable: dict[tuple[str, str | None], tuple[int, list[Client]]] = {}  # see _candidates
         for cs in spec.clients:
             self._add_client(cs, f"clients[{len(self.clients)}]")
         self.router = make_router(spec.router, np.random.default_rng(s_router))
@@ -87,12 +96,15 @@ class Simulation:
         self.events: list[Event] = []
         self.trace: list[tuple] | None = [] if record_trace else None
         self.pending: dict[int, tuple[Decision, Request]] = {}
+        self.held: dict[int, tuple[Decision, Request]] = {}  # set aside by `hold`: answerable, not blocking
         self.batch_pending: dict[int, tuple[BatchDecision, LLMClient]] = {}
         self._decision_seq = 0
         self._halt: StopReason | None = None
         self.injected = 0
         self.completed = 0
         self.dropped = 0
+        self.aborted = 0
+        self._live: dict[str, Request] = {}  # request id -> request, from injection (or arrival) to its end
         self._user_ids: set[str] = set()
         self._thinking_samplers: dict[str, LengthSampler] = {}
         llm_models = [c.model.name for c in spec.clients if c.is_llm]
@@ -160,6 +172,7 @@ class Simulation:
                      pipeline: str | None = None) -> Request:
         req = Request(self.injected, rid, arrival_ns, prompt, output, model)
         self.injected += 1
+        self._live[rid if rid is not None else f"#{req.idx}"] = req
         if pipeline is None:
             pipeline = self._mix_names[int(np.searchsorted(self._mix_cum, self.stage_rng.random(), "right"))] \
                 if len(self._mix_names) > 1 else self._mix_names[0]
@@ -198,13 +211,15 @@ class Simulation:
         self._arrive(req)
 
     def _on_injected_arrival(self, req: Request) -> None:
-        self._arrive(req)
+        if not req.aborted:
+            self._arrive(req)
 
     def _arrive(self, req: Request) -> None:
-        data = {"prompt_tokens": req.prompt, "output_tokens": req.output}
-        if req.target != req.output or req.segments:  # reasoning: the thinking tokens that precede the answer
-            data["thinking_tokens"] = (req.segments[-1] if req.segments else req.target) - req.output
-        self._emit("arrival", req, None, data)
+        if self.record_events:
+            data = {"prompt_tokens": req.prompt, "output_tokens": req.output}
+            if req.target != req.output or req.segments:  # reasoning: the thinking tokens that precede the answer
+                data["thinking_tokens"] = (req.segments[-1] if req.segments else req.target) - req.output
+            self._emit("arrival", req, None, data)
         self._start_stage(req)
 
     # ------------------------------------------------------------------ the stage machine
@@ -226,6 +241,8 @@ class Simulation:
 
     def _route_stage(self, req: Request) -> None:
         """Pick the client (or, for a route stage, the model) of the request's current stage."""
+        if req.aborted:
+            return  # a deferred decision asked again after an abort
         now = self.kernel.now
         st = req.pipeline[req.stage]
         if st.kind == "route":
@@ -257,11 +274,15 @@ class Simulation:
     def _candidates(self, req: Request, st: Stage) -> list:
         if st.kind == "kv_retrieval":  # the KV goes to the client that will run the next (LLM) stage
             st = req.pipeline[req.stage + 1]
-        roles = STAGE_ROLES[st.kind]
-        model = st.params["model"] if st.kind in ("embed", "rerank") else req.model
         needs_model = st.kind not in ("search", "generic")
-        return [c for c in self.clients if c.status == ClientStatus.ACTIVE and c.spec.role in roles
-                and (not needs_model or c.model == model)]
+        model = (st.params["model"] if st.kind in ("embed", "rerank") else req.model) if needs_model else None
+        # the clients whose role and model fit, kept until a client is added (roles and models never change)
+        known = self._capable.get((st.kind, model))
+        if known is None or known[0] != len(self.clients):
+            roles = STAGE_ROLES[st.kind]
+            known = self._capable[st.kind, model] = (len(self.clients), [
+                c for c in self.clients if c.spec.role in roles and (not needs_model or c.model == model)])
+        return [c for c in known[1] if c.status == ClientStatus.ACTIVE]
 
     def _ask_route(self, req: Request, st: Stage, options: list[str], now: int) -> None:
         """External routing: stop and ask. A route stage's options are model names."""
@@ -281,7 +302,8 @@ class Simulation:
         self.kernel.schedule(now + delay, PRIO_INPUT, self._route_stage_done, req)
 
     def _route_stage_done(self, req: Request) -> None:
-        self.stage_done(req, None, self.kernel.now)
+        if not req.aborted:
+            self.stage_done(req, None, self.kernel.now)
 
     def _send(self, req: Request, client, now: int) -> None:
         """Move the stage's input to ``client`` (over the network when it comes from elsewhere), then queue it."""
@@ -292,7 +314,8 @@ class Simulation:
             if code:
                 self.drop(req, client, now, code)
                 return
-        self._emit("routed", req, client, {"stage": st.kind})
+        if self.record_events:
+            self._emit("routed", req, client, {"stage": st.kind})
         if st.kind == "kv_retrieval":
             self._fetch_kv(req, st, client, now)
             return
@@ -304,7 +327,7 @@ class Simulation:
         if nbytes and src is not None and src is not client:
             req.bytes_in = nbytes
             path = self.topology.path(src.spec.node, src.spec.rack, client.spec.node, client.spec.rack)
-            self.network.start(path, nbytes, self._delivered, (req, client))
+            req.transfer = self.network.start(path, nbytes, self._delivered, (req, client))
         else:
             client.submit(req, now)
 
@@ -339,7 +362,7 @@ class Simulation:
             path.append(self.topology.nic(client.spec.node))
         req.bytes_in = nbytes
         req.stage_start_ns = now
-        self.network.start(path, nbytes, self._kv_fetched, (req, client, tokens))
+        req.transfer = self.network.start(path, nbytes, self._kv_fetched, (req, client, tokens))
 
     def _kv_fetched(self, arg: tuple[Request, Any, int]) -> None:
         req, client, tokens = arg
@@ -380,6 +403,7 @@ class Simulation:
 
     def _complete(self, req: Request, now: int) -> None:
         self.completed += 1
+        del self._live[self.request_id(req)]
         client = req.client
         self.records.add(req, STATUS_COMPLETED, client.index if client is not None else -1, now)
         if self.record_events:
@@ -397,9 +421,44 @@ class Simulation:
 
     def drop(self, req: Request, client, now: int, reason: str) -> None:
         self.dropped += 1
+        del self._live[self.request_id(req)]
         self.records.add(req, STATUS_DROPPED, client.index if client else -1, now, reason)
         self._emit("dropped", req, client, {"reason": reason})
         self._after_end(now)
+
+    def abort(self, request_id: str) -> bool:
+        """The caller gave up on a request: remove it wherever it is and free what it holds.
+
+        Wherever it is: not yet arrived, waiting for a routing decision, in a network transfer
+        (cancelled, its bandwidth freed), queued, prefilling or decoding on an LLM client (its KV
+        blocks and prefix-cache references freed, its reasoning branches cancelled, a closed-form
+        run cut at now) or on a task client. It ends now with status aborted, its tokens so far
+        recorded; no event for it fires afterwards. Idempotent: False when ``request_id`` is
+        unknown or already ended.
+        """
+        req = self._live.pop(request_id, None) if isinstance(request_id, str) else None
+        if req is None:
+            return False
+        now = self.kernel.now
+        req.aborted = True
+        for decisions in (self.pending, self.held):
+            for did in [did for did, (_, r) in decisions.items() if r is req]:
+                del decisions[did]
+        if req.transfer:
+            self.network.cancel(req.transfer)
+        client = req.client
+        if client is not None:
+            asking = getattr(client, "asking", 0)
+            if asking and any(v.request_id == request_id for v in
+                              self.batch_pending[asking][0].waiting + self.batch_pending[asking][0].running):
+                del self.batch_pending[asking]  # its view showed the request: ask again without it
+                client.asking = 0
+            client.cancel(req, now)
+        self.aborted += 1
+        self.records.add(req, STATUS_ABORTED, client.index if client is not None else -1, now)
+        self._emit("aborted", req, client, {"output_tokens": req.generated})
+        self._after_end(now)
+        return True
 
     def _after_end(self, now: int) -> None:
         if self.closed_loop:
@@ -451,7 +510,7 @@ class Simulation:
         while len(k):
             k.run_batch(progress_every)
             if progress is not None:
-                progress(k.now, self.completed + self.dropped, self.injected)
+                progress(k.now, self.completed + self.dropped + self.aborted, self.injected)
         self.events.clear()
 
     def inject(self, requests: list[RequestInput]) -> list[str]:
@@ -510,6 +569,14 @@ class Simulation:
     def pending_decisions(self) -> list[Decision]:
         return [d for d, _ in self.pending.values()]
 
+    def hold(self, decision_id: int) -> None:
+        """Set a pending routing decision aside: ``advance`` runs on (only its request waits) and
+        ``decide`` answers it later, at the simulated time of that call. The wall-clock front holds
+        a decision while an outside router thinks, so the rest of the fleet keeps running."""
+        if isinstance(decision_id, bool) or decision_id not in self.pending:
+            raise NotFoundError(f"decision_id: no pending decision {decision_id}")
+        self.held[decision_id] = self.pending.pop(decision_id)
+
     def decide(self, decision_id: int, action: str = "route", client_id: str | None = None,
                retry_after_ns: int | None = None) -> None:
         """Answer one routing decision: route to a client, defer (ask again later) or drop."""
@@ -558,9 +625,11 @@ class Simulation:
 
     def _check_answer(self, a: DecisionAnswer, path: str) -> tuple[DecisionAnswer, Decision, Request, int]:
         """Validate one answer against the pending decisions; returns what applying it needs."""
-        if isinstance(a.decision_id, bool) or a.decision_id not in self.pending:
+        entry = None if isinstance(a.decision_id, bool) else self.pending.get(a.decision_id) or \
+            self.held.get(a.decision_id)
+        if entry is None:
             raise NotFoundError(f"{path}decision_id: no pending decision {a.decision_id}")
-        decision, req = self.pending[a.decision_id]
+        decision, req = entry
         delay = 0
         if a.action == "route":
             if a.client_id not in decision.candidates:
@@ -584,7 +653,8 @@ class Simulation:
     def _apply_answer(self, step: tuple[DecisionAnswer, Decision, Request, int]) -> None:
         a, decision, req, delay = step
         now = self.kernel.now
-        del self.pending[a.decision_id]
+        if self.pending.pop(a.decision_id, None) is None:
+            del self.held[a.decision_id]
         if a.action == "route" and decision.stage_kind == "route":
             self._finish_route(req, req.pipeline[req.stage], a.client_id, now)
         elif a.action == "route":
@@ -667,8 +737,9 @@ class Simulation:
 
     def state(self) -> ClusterState:
         now = self.kernel.now
-        st = ClusterState(now, self.injected - self.completed - self.dropped, self.injected,
-                          self.completed, self.dropped, len(self.pending) + len(self.batch_pending), links=self.network.link_stats(now))
+        st = ClusterState(now, self.injected - self.completed - self.dropped - self.aborted, self.injected,
+                          self.completed, self.dropped, len(self.pending) + len(self.held) + len(self.batch_pending),
+                          links=self.network.link_stats(now), aborted=self.aborted)
         for c in self.clients:
             if c.status == ClientStatus.REMOVED and c.is_idle():
                 continue
@@ -695,14 +766,18 @@ class Simulation:
     def request_records(self) -> dict[str, np.ndarray]:
         return self.records.arrays()
 
+    def in_flight(self) -> list[str]:
+        """Ids of the requests injected (or arrived) and not yet ended, oldest first."""
+        return list(self._live)
+
     def is_done(self) -> bool:
-        return not len(self.kernel) and not self.pending and not self.batch_pending
+        return not len(self.kernel) and not self.pending and not self.held and not self.batch_pending
 
     # ------------------------------------------------------------------ what-if copies
 
     def fork(self) -> Simulation:
         """An independent copy (perf models, which hold only memoised costs, are shared)."""
-        memo = {id(c.perf): c.perf for c in self.clients}
+        memo = {id(c.perf): c.perf for c in self.clients if hasattr(c, "perf")}  # generic clients have none
         return copy.deepcopy(self, memo)
 
     def snapshot(self) -> bytes:

@@ -73,7 +73,7 @@ SPEC_PRESET_DIR = Path(__file__).parent / "presets"
 class SchedulerSpec:
     batching: str = "chunked"
     max_num_seqs: int = 256
-    max_num_batched_tokens: int | None = None  # default: 2048 for chunked, max_model_len otherwise
+    max_num_batched_tokens: int | None = None  # default: 2048 chunked, max_num_seqs x max_model_len static, else max_model_len
     block_size: int = 16
     gpu_memory_utilization: float = 0.9
     max_model_len: int | None = None
@@ -213,7 +213,11 @@ def _scheduler(doc: Any, path: str, engine: EngineProfile | None = None) -> Sche
     spec = SchedulerSpec(
         batching=batching,
         max_num_seqs=f.int("max_num_seqs", d.max_num_seqs, maximum=MAX_NUM_SEQS),
-        max_num_batched_tokens=f.int("max_num_batched_tokens", d.max_num_batched_tokens or None, maximum=MAX_TOKENS),
+        # a static batch is not split by the engine's per-step budget (see LLMClient): only a budget
+        # given here limits it
+        max_num_batched_tokens=f.int("max_num_batched_tokens",
+                                     None if batching == "static" else d.max_num_batched_tokens or None,
+                                     maximum=MAX_TOKENS),
         block_size=f.int("block_size", d.block_size, maximum=MAX_BLOCK_SIZE),
         gpu_memory_utilization=f.float("gpu_memory_utilization", d.gpu_memory_utilization,
                                        positive=True, maximum=1.0),
@@ -256,7 +260,9 @@ def _clients(doc: Any, data_dir: Path | None = None, entry_path: str | None = No
         rack = placement.str("rack", "r0")
         placement.done()
         engine = get_engine(f.raw("engine", DEFAULT_ENGINE), f"{path}.engine")
-        dtype = parse_dtype(f.raw("dtype"), f"{path}.dtype")
+        if hardware is not None:
+            engine = engine.for_device(hardware)  # host time and batch defaults of this GPU
+        dtype = parse_dtype(f.raw("dtype"), f"{path}.dtype", engine.quantised_kv)
         if dtype is not None and model is not None:
             model = dtype.apply(model)
         scheduler = _scheduler(f.raw("scheduler"), f"{path}.scheduler", engine)

@@ -12,7 +12,7 @@ import numpy as np
 
 from .client_api import llm_counters
 from .latency import request_latencies
-from .request import STATUS_DROPPED
+from .request import STATUS_ABORTED, STATUS_DROPPED
 from .units import NS_PER_S
 
 if TYPE_CHECKING:
@@ -122,6 +122,7 @@ def summarize(sim: RunResults) -> dict[str, Any]:
             "injected": sim.injected,
             "completed": n_done,
             "dropped": int((r["status"] == STATUS_DROPPED).sum()),
+            "aborted": int((r["status"] == STATUS_ABORTED).sum()),
             "in_flight": sim.injected - len(sim.records),
             "drop_reasons": reasons,
             "preemptions": int(r["preemptions"].sum()),

@@ -86,6 +86,16 @@ class TaskClient:
         self.status = ClientStatus.FAILED
         return held
 
+    def cancel(self, req: Request, now: int) -> None:
+        """Abort: drop ``req`` from the queue or from the tasks in flight (no-op if it is not here).
+
+        The running list is edited in place, so a batch in flight ends without it."""
+        if req in self.waiting:
+            self.waiting.remove(req)
+        elif req in self.running:
+            self.running.remove(req)
+            self.poke(now)
+
     def _done(self, req: Request, now: int) -> None:
         if req.client is self and self.status != ClientStatus.FAILED:
             self.completed_total += 1

@@ -22,7 +22,7 @@ class StopReason(enum.Enum):
 
 class Event(NamedTuple):
     time_ns: int
-    kind: str  # arrival routed first_token completed dropped preempted decision wakeup cluster
+    kind: str  # arrival routed first_token completed dropped aborted preempted decision wakeup cluster
     request_id: str
     client_id: str
     data: dict | None
@@ -153,6 +153,7 @@ class ClusterState:
     pending_decisions: int
     clients: list[ClientState] = field(default_factory=list)
     links: dict[str, dict] = field(default_factory=dict)  # link id -> bytes_moved, busy_ns, utilization, active
+    aborted: int = 0  # ended by Simulation.abort
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -16,7 +16,9 @@ ROOT = Path(__file__).resolve().parent.parent
     ("sim_speed.py", ["--smoke"], r"simulated_requests_per_wall_second=\d+"),
     ("cosim_overhead.py", ["--smoke"], r"lockstep_overhead_ratio=[\d.]+"),
     ("calibration.py", [], r"median_abs_pct_error=[\d.]+"),
+    ("calibration_terms.py", [], r"baseline_worst_heldout_p90=[\d.]+"),
     ("scale_out.py", ["--smoke"], r"scale_out_efficiency=[\d.]+"),
+    ("config_sweep.py", ["--hardware", "H100-SXM", "--model", "Llama-3.1-8B", "--sim"], r"config_sweep_flags=\d+"),
 ])
 def test_benchmark_prints_its_figure_last(script, args, last):
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT,

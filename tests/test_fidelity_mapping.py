@@ -43,3 +43,12 @@ def test_steady_state_throughput_leaves_out_ramp_up_and_drain():
     steady = fidelity.simulate(_offline(True))["req_per_s"]
     # the whole run includes the all-prefill start and the draining tail, both slower than steady state
     assert steady > whole * 1.02
+
+
+def test_nemo_rows_run_the_python_session_runtime_and_mlperf_the_executor(cases):
+    """NeMo's TRT-LLM export drives GenerationSession (a Python loop per step); MLPerf the C++ executor."""
+    assert {c.engine for c in cases if c.source == "nemo-trtllm"} == {"trtllm-py"}
+    assert {c.engine for c in cases if c.source == "mlperf-v4.1"} == {"trtllm"}
+    py, cpp = fidelity.PROFILES["trtllm-py"], fidelity.PROFILES["trtllm"]
+    assert (1 - py.cpu_overlap) * py.step_cpu_us > (1 - cpp.cpu_overlap) * cpp.step_cpu_us
+    assert py.allreduce == cpp.allreduce == "custom"

@@ -374,9 +374,9 @@ def test_workload_flag_keeps_the_spec_generator_and_its_router():
 
 
 def test_workload_of_an_external_router_spec_is_spread_round_robin():
-    from server.fleet.app import _RoundRobin
+    from server.fleet.router import RoundRobin
 
-    sim = _run_workload(fleet_spec("hetero-poisson", {"router.policy": "external"}, workload=True), _RoundRobin())
+    sim = _run_workload(fleet_spec("hetero-poisson", {"router.policy": "external"}, workload=True), RoundRobin())
     assert sim.injected > 10 and sim.completed > 0 and sim.dropped == 0
     served = [c.requests_completed_total + c.num_running + c.num_waiting for c in sim.state().clients]
     assert sum(served) == sim.injected and max(served) - min(served) <= 1, served  # round robin

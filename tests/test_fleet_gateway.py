@@ -83,7 +83,7 @@ def test_a_pinned_request_on_a_failed_client_is_dropped_not_moved():
 # ---------------------------------------------------------------- pacer: gateway jobs
 
 
-def test_gateway_job_runs_every_stage_and_streams_only_the_answer_tokens():
+def test_gateway_job_runs_every_stage_and_releases_the_thinking_before_the_answer():
     sim = Simulation(fleet_spec(MULTI), record_events=True)
     clock = FakeClock()
     pacer = Pacer(sim, time_scale=1.0, clock=clock)
@@ -94,13 +94,13 @@ def test_gateway_job_runs_every_stage_and_streams_only_the_answer_tokens():
         clock.t += 0.001
         pacer.step(clock.t)
         seen.append((sim.now_ns, job.generated, job.released))
-        assert job.released == max(0, job.generated - job.thinking)
+        assert job.released == job.generated  # thinking tokens go out too (as reasoning_content), first
         if not job.done:
-            assert job.released <= job.output - 1
+            assert job.released <= job.output + job.thinking - 1
     assert job.thinking == 80  # thinking_multiplier 2 x 40 answer tokens
-    assert job.released == 40 and job.generated == 120 and not job.error
+    assert job.released == 120 and job.generated == 120 and not job.error
     # no answer token before the thinking is done: the first goes out 80 engine tokens after the first token
-    first_answer = next(t for t, _, r in seen if r >= 1)
+    first_answer = next(t for t, _, r in seen if r > job.thinking)
     steps = [t for t, g, _ in seen if g >= 1]
     assert first_answer > min(steps) > job.first_ns - 1
     assert job.client_id.startswith("dec-")  # the cadence follows the decode client
@@ -112,9 +112,9 @@ def test_gateway_decisions_of_an_external_spec_are_answered_round_robin():
     sim = Simulation(fleet_spec("hetero-demo"), record_events=True)  # router: external
     clock = FakeClock()
     pacer = Pacer(sim, time_scale=1.0, clock=clock)
-    from server.fleet.app import _RoundRobin
+    from server.fleet.router import RoundRobin
 
-    pacer.background = _RoundRobin()
+    pacer.background = RoundRobin()
     calls = [pacer.submit(None, MODEL, (50,), [4], 1) for _ in range(3)]
     for _ in range(5000):
         clock.t += 0.002
@@ -140,27 +140,33 @@ def test_openai_client_through_the_gateway_runs_the_whole_pipeline(gateway):
     url = gateway.fleet.gateway.url
     asked = [8, 16, 24, 32, 12, 20]
 
-    async def one(client, i: int, tokens: int) -> int:
-        if i % 3 == 0:
+    async def one(client, i: int, tokens: int) -> tuple:
+        """(answer tokens, reasoning tokens, usage.completion_tokens, usage's reasoning_tokens) of one call."""
+        if i % 3 == 0:  # a completion has no reasoning parser: its text is the raw output, thinking included
             r = await client.completions.create(model=MODEL, prompt="question " * (20 + i), max_tokens=tokens)
             assert r.choices[0].finish_reason == "length"
-            return r.usage.completion_tokens if r.choices[0].text.count(" tok") == tokens else -1
+            return r.choices[0].text.count(" tok") - 2 * tokens, 2 * tokens, r.usage.completion_tokens, 2 * tokens
         if i % 3 == 1:
             r = await client.chat.completions.create(model=MODEL, max_tokens=tokens,
                                                      messages=[{"role": "user", "content": "why? " * i}])
-            return r.usage.completion_tokens if r.choices[0].message.content.count(" tok") == tokens else -1
+            m = r.choices[0].message
+            return (m.content.count(" tok"), m.reasoning_content.count(" tok"), r.usage.completion_tokens,
+                    r.usage.completion_tokens_details.reasoning_tokens)
         stream = await client.chat.completions.create(model=MODEL, max_tokens=tokens, stream=True,
                                                       stream_options={"include_usage": True},
                                                       messages=[{"role": "user", "content": "stream it"}])
-        got, usage, finish = 0, None, None
+        got, thought, usage, finish = 0, 0, None, None
         async for chunk in stream:
             if chunk.usage is not None:
-                usage = chunk.usage.completion_tokens
+                usage = chunk.usage
             for c in chunk.choices:
+                r_tok = (getattr(c.delta, "reasoning_content", None) or "").count(" tok")
+                assert not (r_tok and got)  # vLLM's order: every reasoning token before the answer
+                thought += r_tok
                 got += (c.delta.content or "").count(" tok")
                 finish = c.finish_reason or finish
         assert finish == "length"
-        return got if usage == got else -1
+        return got, thought, usage.completion_tokens, usage.completion_tokens_details.reasoning_tokens
 
     async def run() -> list[int]:
         client = openai.AsyncOpenAI(base_url=url + "/v1", api_key="none", max_retries=0, timeout=120)
@@ -170,7 +176,8 @@ def test_openai_client_through_the_gateway_runs_the_whole_pipeline(gateway):
             await client.close()
 
     before = gateway.on_loop(lambda: stage_groups_run(gateway.fleet.sim))
-    assert asyncio.run(run()) == asked
+    # the spec's reasoning thinks 2 tokens per answer token; usage counts both
+    assert asyncio.run(run()) == [(n, 2 * n, 3 * n, 2 * n) for n in asked]
     after = gateway.on_loop(lambda: stage_groups_run(gateway.fleet.sim))
     for g in GROUPS:  # each call ran every stage (rag is three parts: embed, search, rerank)
         assert after[g] - before.get(g, 0) == len(asked) * (3 if g == "rag" else 1), (g, before, after)
@@ -210,7 +217,7 @@ def test_hermes_fleet_gateway_port_flag(tmp_path):
         gw = [w for w in lines if w[:2] == ["hermes", "gateway"]]
         assert len(gw) == 1 and gw[0][2] == MODEL
         status, body, _ = post(gw[0][3] + "/v1/completions", {"prompt": "hi", "max_tokens": 2})
-        assert status == 200 and body["usage"]["completion_tokens"] == 2
+        assert status == 200 and body["usage"]["completion_tokens"] == 2 + 4  # answer + 2x thinking
     finally:
         proc.terminate()
         assert proc.wait(15) == 0

@@ -1,15 +1,19 @@
 """Hostile input to the HTTP front: every bad body gets a 4xx naming the field, in bounded time, and
-leaves the simulation untouched; nothing (fuzzed JSON included) produces a 500."""
+leaves the simulation untouched; nothing (fuzzed JSON included) produces a 500. The same for bad
+calls to the external router's gRPC listener (``--router-port``)."""
 
 from __future__ import annotations
 
 import json
+import threading
 
+import grpc
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_fleet import MODEL, ROOT, FleetThread, post
 
+from hermes.v1 import common_pb2, control_pb2, session_pb2, simulator_pb2_grpc
 from server.fleet.requests import BadRequest, Limits, parse_json, parse_request
 
 LIMITS = Limits(max_body_bytes=1 << 20)
@@ -128,7 +132,7 @@ def test_every_hostile_body_to_the_gateway_gets_its_error_and_changes_nothing(ga
     assert gateway.on_loop(lambda: gateway.fleet.sim.injected) == before
     assert gw.inflight == 0
     status, reply, _ = post(gw.url + "/v1/completions", {"model": "Llama-3.1-70B", "prompt": "ok", "max_tokens": 2})
-    assert status == 200 and reply["usage"]["completion_tokens"] == 2
+    assert status == 200 and reply["usage"]["completion_tokens"] == 2 + 4  # answer + the spec's 2x thinking
 
 
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
@@ -161,3 +165,79 @@ def test_fuzzed_bodies_to_the_gateway_never_cause_a_server_error(gateway, doc, c
     assert got in (200, 400, 404), (got, reply)
     if got != 200:
         assert reply["error"]["code"] == got and reply["error"]["message"]
+
+
+# ---------------------------------------------------------------- the router listener (--router-port), over gRPC
+
+
+@pytest.fixture(scope="module")
+def routed():
+    """A fleet whose external router listener asks for a token; one gateway decision is held."""
+    with FleetThread("hetero-demo", time_scale=1.0, gateway_port=0, router_port=0, router_timeout_s=60.0,
+                     router_token="s3cret") as ft:
+        channel = grpc.insecure_channel(f"127.0.0.1:{ft.fleet.router_port}")
+        stub = simulator_pb2_grpc.SimulatorStub(channel)
+        md = (("authorization", "Bearer s3cret"),)
+        stub.GetSession(session_pb2.GetSessionRequest(session_id="fleet"), metadata=md, timeout=10)  # connected
+        thread = threading.Thread(target=post, args=(ft.fleet.gateway.url + "/v1/completions",
+                                                     {"prompt": "x", "max_tokens": 2}), daemon=True)
+        thread.start()
+        reply = stub.Advance(control_pb2.AdvanceRequest(session_id="fleet"), metadata=md, timeout=10)
+        assert reply.reason == common_pb2.STOP_REASON_DECISION_NEEDED and len(reply.decisions) == 1
+        yield ft, stub, md, reply.decisions[0]
+        stub.Decide(control_pb2.DecideRequest(session_id="fleet", answers=[control_pb2.DecisionAnswer(
+            decision_id=reply.decisions[0].decision_id, action=common_pb2.DECISION_ACTION_ROUTE,
+            client_id="h100-0")]), metadata=md, timeout=10)
+        thread.join(30)
+        channel.close()
+
+
+def _decide(did: str, client: str = "h100-0", **kw) -> control_pb2.DecideRequest:
+    a = control_pb2.DecisionAnswer(decision_id=did, action=kw.pop("action", common_pb2.DECISION_ACTION_ROUTE),
+                                   client_id=client, **kw)
+    return control_pb2.DecideRequest(session_id="fleet", answers=[a])
+
+
+ROUTER_CASES = [  # (name, rpc, request(decision id), code, text the message starts with or holds)
+    ("unknown decision", "Decide", lambda d: _decide("424242"), "NOT_FOUND", "answers[0].decision_id:"),
+    ("unknown client", "Decide", lambda d: _decide(d, "ghost"), "NOT_FOUND", "answers[0].client_id:"),
+    ("action out of the enum", "Decide", lambda d: _decide(d, action=7), "INVALID_ARGUMENT", "answers[0].action:"),
+    ("defer without a delay", "Decide", lambda d: _decide(d, "", action=common_pb2.DECISION_ACTION_DEFER),
+     "INVALID_ARGUMENT", "answers[0].retry_after_ns:"),
+    ("client id on a drop", "Decide", lambda d: _decide(d, action=common_pb2.DECISION_ACTION_DROP),
+     "INVALID_ARGUMENT", "answers[0].client_id:"),
+    ("batch answers", "Decide", lambda d: control_pb2.DecideRequest(
+        session_id="fleet", batch_answers=[control_pb2.BatchAnswer(decision_id=d)]),
+     "INVALID_ARGUMENT", "batch_answers:"),
+    ("another session", "GetDecisions", lambda d: control_pb2.GetDecisionsRequest(session_id="s-1"),
+     "NOT_FOUND", "session_id:"),
+    ("advance into the past", "Advance", lambda d: control_pb2.AdvanceRequest(session_id="fleet", until_ns=1),
+     "OUT_OF_RANGE", "until_ns:"),
+    ("negative by_ns", "Advance", lambda d: control_pb2.AdvanceRequest(session_id="fleet", by_ns=-5),
+     "INVALID_ARGUMENT", "by_ns:"),
+    ("an RPC the listener does not serve", "CreateSession", lambda d: session_pb2.CreateSessionRequest(),
+     "UNIMPLEMENTED", "CreateSession: not served by the fleet's router listener"),
+    ("oversized message", "Decide", lambda d: _decide(d, "x" * (5 << 20)), "RESOURCE_EXHAUSTED", ""),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("name", "rpc", "make", "code", "text"), ROUTER_CASES, ids=[c[0] for c in ROUTER_CASES])
+def test_a_bad_router_call_gets_a_precise_status_and_changes_nothing(routed, name, rpc, make, code, text):
+    ft, stub, md, decision = routed
+    with pytest.raises(grpc.RpcError) as e:
+        getattr(stub, rpc)(make(decision.decision_id), metadata=md, timeout=10)
+    assert e.value.code().name == code and text in e.value.details(), e.value.details()
+    assert not text or e.value.details().startswith(text)
+    still = stub.GetDecisions(control_pb2.GetDecisionsRequest(session_id="fleet"), metadata=md, timeout=10)
+    assert [d.decision_id for d in still.decisions] == [decision.decision_id]
+    assert ft.on_loop(lambda: (ft.fleet.router.decided, ft.fleet.router.fallbacks)) == (0, 0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("metadata", [(), (("authorization", "Bearer wrong"),), (("authorization", "Basic s3cret"),)])
+def test_the_router_listener_asks_for_its_token(routed, metadata):
+    _, stub, _, _ = routed
+    with pytest.raises(grpc.RpcError) as e:
+        stub.GetDecisions(control_pb2.GetDecisionsRequest(session_id="fleet"), metadata=metadata, timeout=10)
+    assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED and e.value.details().startswith("authorization:")

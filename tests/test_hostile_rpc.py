@@ -286,6 +286,11 @@ CORPUS: list[Payload] = [
     P("200k answers in one Decide", "wire", "Decide",
       lambda s, d: control_pb2.DecideRequest(session_id=s, answers=[control_pb2.DecisionAnswer(
           decision_id="x", action=common_pb2.DECISION_ACTION_DROP)] * 200_000), EXH, "answers"),
+    P("200k ids in one Abort", "wire", "Abort",
+      lambda s, d: control_pb2.AbortRequest(session_id=s, request_ids=["x"] * 200_000), EXH, "request_ids"),
+    P("10k-character request id in Abort", "wire", "Abort",
+      lambda s, d: control_pb2.AbortRequest(session_id=s, request_ids=["ok", "r" * 10_000]), INV,
+      "request_ids[1]"),
     P("10k-character session id", "wire", "GetState", lambda s, d: control_pb2.GetStateRequest(session_id="x" * 10_000),
       INV, "session_id"),
     P("session id with a path", "wire", "CreateSession", lambda s, d: create(session_id="../../etc"), INV,

@@ -99,6 +99,16 @@ OVERRIDES = [
     ({"clients[0].scheduler.batching": "External"}, "clients[0].scheduler.batching"),
     ({"clients[0].scheduler.batching": ["external"]}, "clients[0].scheduler.batching"),
     ({"clients[0].engine": {"preset": "vllm", "batching": "externall"}}, "clients[0].engine.batching"),
+    ({"clients[0].engine": {"preset": "vllm", "quantised_kv": "fp8"}}, "clients[0].engine.quantised_kv"),
+    ({"clients[0].engine": {"preset": "sglang", "kv_method": "static"}}, "clients[0].engine.kv_method"),
+    ({"clients[0].engine": {"preset": "vllm", "allreduce": "nccl"}}, "clients[0].engine.allreduce"),
+    ({"clients[0].engine": {"preset": "vllm", "allreduce": 1}}, "clients[0].engine.allreduce"),
+    ({"clients[0].hardware": {"preset": "H100-SXM", "comm_custom_us": -1}}, "clients[0].hardware.comm_custom_us"),
+    ({"clients[0].hardware": {"preset": "H100-SXM", "comm_graph_us": NAN}}, "clients[0].hardware.comm_graph_us"),
+    ({"clients[0].hardware": {"preset": "H100-SXM", "comm_graph_us": INF}}, "clients[0].hardware.comm_graph_us"),
+    ({"clients[0].hardware": {"preset": "H100-SXM", "comm_custom_us": "5"}}, "clients[0].hardware.comm_custom_us"),
+    ({"clients[0].model": {"preset": "Llama-3.1-8B", "embed_bytes_per_param": -1}},
+     "clients[0].model.embed_bytes_per_param"),
     ({"no.such.field": 1}, "no"),
 ]
 

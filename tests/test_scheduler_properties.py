@@ -7,7 +7,9 @@ exactly once, each completed request got exactly the tokens it asked for and the
 produced no token twice (a recompute re-prefills generated tokens instead of decoding them
 again), reserve admission never preempts, and closed-form decode equals stepping bit for bit.
 All of it holds with the GPU prefix cache on (requests in two prefix groups), where blocks in
-use + cached blocks never exceed capacity either and shared prefix blocks are counted once.
+use + cached blocks never exceed capacity either and shared prefix blocks are counted once,
+and with requests aborted at random times (``Simulation.abort``): right after an abort the
+blocks in use are exactly those the remaining requests hold, even mid-step or mid-run.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from hypothesis import strategies as st
 import sim_engine.llm_client as llm_client
 from sim_engine import RequestInput, Simulation, load_spec
 from sim_engine.llm_client import LLMClient
-from sim_engine.request import STATUS_COMPLETED
+from sim_engine.request import STATUS_ABORTED, STATUS_COMPLETED
 
 pytestmark = pytest.mark.slow  # random workloads x every mode: seconds each
 
@@ -39,17 +41,21 @@ def _ceil_div(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def audit(c: LLMClient) -> None:
-    """The aggregate KV counters equal what the requests hold, and stay within capacity."""
+def audit(c: LLMClient, in_flight: bool = False) -> None:
+    """The aggregate KV counters equal what the requests hold, and stay within capacity.
+
+    ``in_flight``: also check while a step or run is in flight (after an abort, where the
+    counters must already be exact: a stepped decode has charged its next block at its start)."""
     assert 0 <= c.used_blocks <= c.total_blocks, (c.used_blocks, c.total_blocks)
     if c.cache is not None and c.run is None:  # a run evicts for its later steps at its end
         assert 0 <= c.cache.blocks == sum(hi - lo for lo, hi in c.cache.runs.values())
         assert c.used_blocks + c.cache.blocks <= c.total_blocks, (c.used_blocks, c.cache.blocks)
-    if c.busy:  # a step or run is in flight: its counters move at its end
+    if c.busy and not in_flight:  # a step or run is in flight: its counters move at its end
         return
+    ahead = 1 if c.busy and c.run is None and c.step_decodes else 0
     seqs = list(c.decoding.values())
     parents = list({id(s.parent): s.parent for s in seqs if s.parent is not None}.values())
-    held = sum(_ceil_div(s.base + c.G, c.bs) - s.shared for s in seqs)
+    held = sum(_ceil_div(s.base + c.G + ahead, c.bs) - s.shared for s in seqs)
     held += sum(r.blocks for r in c.prefilling) + sum(p.blocks for p in parents)
     held += sum(blocks for _, blocks in c.sharing.values())  # prefix blocks shared in use, counted once
     assert c.used_blocks == held
@@ -93,7 +99,10 @@ requests_st = st.lists(
 
 
 def simulate(batching: str, admission: str, pipeline: str, blocks: int, block_size: int, max_seqs: int,
-             budget: int | None, reqs: list[tuple[int, int, int]], caching: bool = False) -> Simulation:
+             budget: int | None, reqs: list[tuple[int, int, int]], caching: bool = False,
+             aborts: list[tuple[int, int]] = ()) -> Simulation:
+    """Run the requests to the end; ``aborts``: (time after its arrival, request index) pairs, each checked
+    as it happens."""
     sched = {"batching": batching, "admission": admission, "block_size": block_size, "max_num_seqs": max_seqs,
              "prefix_caching": caching}
     if budget is not None:
@@ -107,7 +116,7 @@ def simulate(batching: str, admission: str, pipeline: str, blocks: int, block_si
         "pipelines": {"p": PIPELINES[pipeline]},
         "workload": {"arrival": {"process": "none"}, "pipeline": "p", **({"prefix": {"tokens": 48}} if caching else {})},
     }
-    sim = Simulation(load_spec(doc))
+    sim = Simulation(load_spec(doc), record_events=bool(aborts))
     for c in sim.clients:
         c.total_blocks = blocks  # a small KV, whatever the hardware and model give
     t, batch = 0, []
@@ -115,7 +124,23 @@ def simulate(batching: str, admission: str, pipeline: str, blocks: int, block_si
         t += gap
         batch.append(RequestInput(t, prompt, output, prefix_key=f"g{len(batch) % 2}" if caching else None))
     sim.inject(batch)
-    sim.advance()
+    gone: set[str] = set()
+
+    def after_aborts(events) -> set[str]:  # ids of aborted requests with an event other than their abort
+        return gone & {e.request_id for e in events if e.kind != "aborted"}
+
+    arrivals = [r.arrival_ns for r in batch]
+    for t, i in sorted((arrivals[i % len(reqs)] + dt, i % len(reqs)) for dt, i in aborts):
+        assert not after_aborts(sim.advance(until_ns=max(t, sim.now_ns)).events)
+        rid = f"#{i}"
+        live = rid in sim.in_flight()
+        assert sim.abort(rid) is live and sim.abort(rid) is False
+        gone.add(rid)
+        for c in sim.clients:
+            audit(c, in_flight=True)
+            held = list(c.waiting) + c.prefilling + [s.parent or s for s in c.decoding.values()] + list(c.in_frontend)
+            assert all(sim.request_id(r) != rid for r in held)
+    assert not after_aborts(sim.advance().events)
     assert sim.is_done()
     return sim
 
@@ -201,3 +226,44 @@ def test_greedy_preempts_and_resumes_without_regenerating_tokens(monkeypatch):
     assert reserve.clients[0].preemptions_total == 0
     assert reserve.clients[0].prompt_tokens_total == 6 * 40
     assert records(reserve)["output_tokens"] == [100] * 6
+
+
+@pytest.mark.parametrize("caching", [False, True])
+@pytest.mark.parametrize("admission", ADMISSIONS)
+@pytest.mark.parametrize("batching", MODES)
+@settings(max_examples=15, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    pipeline=st.sampled_from(sorted(PIPELINES)),
+    blocks=st.integers(4, 60),
+    block_size=st.sampled_from([4, 16]),
+    max_seqs=st.integers(1, 8),
+    budget=st.one_of(st.none(), st.integers(16, 512)),
+    reqs=requests_st,
+    aborts=st.lists(st.tuples(st.integers(0, 400).map(lambda q: q * 250_000), st.integers(0, 23)), min_size=1,
+                    max_size=6),
+)
+def test_aborts_free_everything_and_keep_the_invariants(checked, batching, admission, caching, pipeline, blocks,
+                                                         block_size, max_seqs, budget, reqs, aborts):
+    """Aborts at random times: each request still ends exactly once, an aborted one got no more tokens
+    than it asked for, the KV is empty at the end, and closed-form decode still equals stepping."""
+    sim = simulate(batching, admission, pipeline, blocks, block_size, max_seqs, budget, reqs, caching, aborts)
+    r = records(sim)
+    assert r["idx"] == list(range(len(reqs)))
+    assert sim.completed + sim.dropped + sim.aborted == len(reqs)
+    aborted = [i for i, s in enumerate(r["status"]) if s == STATUS_ABORTED]
+    assert len(aborted) == sim.aborted == sim.summary()["requests"]["aborted"] >= 1 or sim.aborted == 0
+    per_branch = 2 if pipeline == "branches" else 1  # thinking + answer
+    for i in aborted:
+        assert 0 <= r["output_tokens"][i] <= per_branch * reqs[i][2]
+    for i, status in enumerate(r["status"]):
+        if status == STATUS_COMPLETED and pipeline != "branches":
+            assert r["output_tokens"][i] == reqs[i][2]
+    for c in sim.clients:
+        assert c.used_blocks == 0 and c.committed == 0 and c.kv_peak <= c.total_blocks
+        assert not c.in_frontend and not c.sharing
+    saved, llm_client.MAX_RUN_STEPS = llm_client.MAX_RUN_STEPS, 1
+    try:
+        stepped = simulate(batching, admission, pipeline, blocks, block_size, max_seqs, budget, reqs, caching, aborts)
+    finally:
+        llm_client.MAX_RUN_STEPS = saved
+    assert records(stepped) == r

@@ -38,7 +38,7 @@ EXPECTED_CODES = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, g
                   grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.OUT_OF_RANGE,
                   grpc.StatusCode.RESOURCE_EXHAUSTED}
 # commands that change a session when they succeed: replayed on the control session
-MUTATING = {"inject", "advance", "decide", "add_wakeup", "change_cluster", "snapshot", "restore", "drop_snapshot"}
+MUTATING = {"inject", "advance", "decide", "abort", "add_wakeup", "change_cluster", "snapshot", "restore", "drop_snapshot"}
 COMMAND_FIELDS = {f.name: f.message_type for f in
                   simulator_pb2.Command.DESCRIPTOR.oneofs_by_name["command"].fields}
 
@@ -113,6 +113,9 @@ def test_hand_written_bad_calls_get_the_right_code_and_change_nothing(client: Cl
                                                                            request_id="mine")]))
     expect(AlreadyExists, lambda: s.inject([req(prompt_tokens=5, output_tokens=4, request_id="mine")]),
            "request_id")
+    # abort: a bad id anywhere refuses the whole call (nothing is aborted)
+    expect(InvalidArgument, lambda: s.abort(["mine", "bad\x00id"]), "request_ids[1]")
+    expect(InvalidArgument, lambda: s.abort(["mine", "r" * 10_000]), "request_ids[1]")
     # advance
     expect(OutOfRange, lambda: s.advance(until_ns=now - 1), "until_ns")
     expect(InvalidArgument, lambda: s.advance(by_ns=-5), "by_ns")
@@ -326,6 +329,8 @@ NEAR_VALID = st.one_of(
     _plan("decide", session_id=SID, answers=st.lists(st.one_of(ROUTE, DEFER, DROP, ANY_ANSWER), min_size=1,
                                                      max_size=2)),
     _plan("add_wakeup", session_id=SID, time_ns=TIME, tag=st.sampled_from(["", "t"])),
+    _plan("abort", session_id=SID, request_ids=st.lists(st.sampled_from(["", "r1", "r2", "#0", "#1", "x\x00"]),
+                                                        max_size=3)),
     _plan("change_cluster", session_id=SID, time_ns=TIME, client_id=CLIENTS,
           action=st.sampled_from([pb.CLUSTER_ACTION_DRAIN, pb.CLUSTER_ACTION_REMOVE, pb.CLUSTER_ACTION_FAIL])),
     _plan("change_cluster", session_id=SID, time_ns=TIME, client_id=CLIENTS, action=st.integers(0, 5),
@@ -343,6 +348,8 @@ def build(key: str, fields: dict) -> Any:
             msg.requests.extend(pb.RequestInput(**r) for r in value)
         elif name == "answers":
             msg.answers.extend(_answer(a) for a in value)
+        elif name == "request_ids":
+            msg.request_ids.extend(value)
         elif name == "client":
             if value is not None:
                 msg.client.CopyFrom(_struct(value))

@@ -182,3 +182,23 @@ def test_state_reports_links_of_a_topology(client: Client) -> None:
         links = s.state().links
         assert links and [link.id for link in links] == sorted(link.id for link in links)
         assert any(link.bytes_moved > 0 and 0 < link.utilization <= 1 for link in links)
+
+
+def test_abort_frees_a_running_request_and_ends_it_once(client: Client) -> None:
+    overrides = {"workload.arrival": {"process": "none"}}
+    with client.create_session(PRESET, seed=3, overrides=overrides) as s:
+        ids = s.inject([pb.RequestInput(prompt_tokens=200, output_tokens=5000, request_id="long"),
+                        pb.RequestInput(prompt_tokens=200, output_tokens=20, request_id="short")])
+        assert ids == ["long", "short"]
+        s.advance(until_ns=500_000_000)  # both decoding (the short one is done)
+        used = sum(c.kv_used_blocks for c in s.state().clients)
+        assert used > 0
+        assert s.abort(["long", "nope", "long"]) == ["long"]
+        state = s.state()
+        assert (state.aborted, state.in_flight) == (1, 0)
+        assert sum(c.kv_used_blocks for c in state.clients) == 0
+        events = run_to_idle(s)
+        aborted = [e for e in events if e.request_id == "long"]
+        assert [e.kind for e in aborted] == [pb.EVENT_KIND_ABORTED]
+        assert 0 < aborted[0].result.output_tokens < 5000
+        assert s.summary()["requests"]["aborted"] == 1

@@ -29,6 +29,7 @@ class EventKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     EVENT_KIND_DECISION: _ClassVar[EventKind]
     EVENT_KIND_WAKEUP: _ClassVar[EventKind]
     EVENT_KIND_CLUSTER: _ClassVar[EventKind]
+    EVENT_KIND_ABORTED: _ClassVar[EventKind]
 
 class DecisionAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -61,6 +62,7 @@ EVENT_KIND_PREEMPTED: EventKind
 EVENT_KIND_DECISION: EventKind
 EVENT_KIND_WAKEUP: EventKind
 EVENT_KIND_CLUSTER: EventKind
+EVENT_KIND_ABORTED: EventKind
 DECISION_ACTION_UNSPECIFIED: DecisionAction
 DECISION_ACTION_ROUTE: DecisionAction
 DECISION_ACTION_DEFER: DecisionAction
@@ -287,7 +289,7 @@ class LinkState(_message.Message):
     def __init__(self, id: _Optional[str] = ..., bytes_moved: _Optional[float] = ..., busy_ns: _Optional[int] = ..., utilization: _Optional[float] = ..., bandwidth_gbs: _Optional[float] = ..., active: _Optional[int] = ...) -> None: ...
 
 class ClusterState(_message.Message):
-    __slots__ = ("now_ns", "clients", "pending_decisions", "in_flight", "injected", "completed", "dropped", "links")
+    __slots__ = ("now_ns", "clients", "pending_decisions", "in_flight", "injected", "completed", "dropped", "links", "aborted")
     NOW_NS_FIELD_NUMBER: _ClassVar[int]
     CLIENTS_FIELD_NUMBER: _ClassVar[int]
     PENDING_DECISIONS_FIELD_NUMBER: _ClassVar[int]
@@ -296,6 +298,7 @@ class ClusterState(_message.Message):
     COMPLETED_FIELD_NUMBER: _ClassVar[int]
     DROPPED_FIELD_NUMBER: _ClassVar[int]
     LINKS_FIELD_NUMBER: _ClassVar[int]
+    ABORTED_FIELD_NUMBER: _ClassVar[int]
     now_ns: int
     clients: _containers.RepeatedCompositeFieldContainer[ClientState]
     pending_decisions: int
@@ -304,4 +307,5 @@ class ClusterState(_message.Message):
     completed: int
     dropped: int
     links: _containers.RepeatedCompositeFieldContainer[LinkState]
-    def __init__(self, now_ns: _Optional[int] = ..., clients: _Optional[_Iterable[_Union[ClientState, _Mapping]]] = ..., pending_decisions: _Optional[int] = ..., in_flight: _Optional[int] = ..., injected: _Optional[int] = ..., completed: _Optional[int] = ..., dropped: _Optional[int] = ..., links: _Optional[_Iterable[_Union[LinkState, _Mapping]]] = ...) -> None: ...
+    aborted: int
+    def __init__(self, now_ns: _Optional[int] = ..., clients: _Optional[_Iterable[_Union[ClientState, _Mapping]]] = ..., pending_decisions: _Optional[int] = ..., in_flight: _Optional[int] = ..., injected: _Optional[int] = ..., completed: _Optional[int] = ..., dropped: _Optional[int] = ..., links: _Optional[_Iterable[_Union[LinkState, _Mapping]]] = ..., aborted: _Optional[int] = ...) -> None: ...

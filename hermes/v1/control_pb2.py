@@ -26,7 +26,7 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from hermes.v1 import common_pb2 as hermes_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hermes/v1/control.proto\x12\thermes.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x16hermes/v1/common.proto\"N\n\rInjectRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12)\n\x08requests\x18\x02 \x03(\x0b\x32\x17.hermes.v1.RequestInput\"\"\n\x0bInjectReply\x12\x13\n\x0brequest_ids\x18\x01 \x03(\t\"}\n\x0e\x41\x64vanceRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\x08until_ns\x18\x02 \x01(\x03H\x00\x12\x0f\n\x05\x62y_ns\x18\x03 \x01(\x03H\x00\x12\x14\n\nnext_event\x18\x04 \x01(\x08H\x00\x12\x12\n\nmax_events\x18\x05 \x01(\x03\x42\x08\n\x06target\"\xdd\x01\n\x0c\x41\x64vanceReply\x12\x0f\n\x07time_ns\x18\x01 \x01(\x03\x12%\n\x06reason\x18\x02 \x01(\x0e\x32\x15.hermes.v1.StopReason\x12 \n\x06\x65vents\x18\x03 \x03(\x0b\x32\x10.hermes.v1.Event\x12&\n\tdecisions\x18\x04 \x03(\x0b\x32\x13.hermes.v1.Decision\x12\x18\n\x10\x65vents_processed\x18\x05 \x01(\x03\x12\x31\n\x0f\x62\x61tch_decisions\x18\x06 \x03(\x0b\x32\x18.hermes.v1.BatchDecision\")\n\x13GetDecisionsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"n\n\x11GetDecisionsReply\x12&\n\tdecisions\x18\x01 \x03(\x0b\x32\x13.hermes.v1.Decision\x12\x31\n\x0f\x62\x61tch_decisions\x18\x02 \x03(\x0b\x32\x18.hermes.v1.BatchDecision\"{\n\x0e\x44\x65\x63isionAnswer\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12)\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x19.hermes.v1.DecisionAction\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x16\n\x0eretry_after_ns\x18\x04 \x01(\x03\"/\n\tBatchItem\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x01(\x03\"s\n\x0b\x42\x61tchAnswer\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12&\n\x08schedule\x18\x02 \x03(\x0b\x32\x14.hermes.v1.BatchItem\x12\x0f\n\x07preempt\x18\x03 \x03(\t\x12\x16\n\x0erepeat_decodes\x18\x04 \x01(\x08\"~\n\rDecideRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12*\n\x07\x61nswers\x18\x02 \x03(\x0b\x32\x19.hermes.v1.DecisionAnswer\x12-\n\rbatch_answers\x18\x03 \x03(\x0b\x32\x16.hermes.v1.BatchAnswer\"(\n\x0b\x44\x65\x63ideReply\x12\x19\n\x11pending_decisions\x18\x01 \x01(\x03\"%\n\x0fGetStateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"7\n\rGetStateReply\x12&\n\x05state\x18\x01 \x01(\x0b\x32\x17.hermes.v1.ClusterState\"D\n\x10\x41\x64\x64WakeupRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07time_ns\x18\x02 \x01(\x03\x12\x0b\n\x03tag\x18\x03 \x01(\t\"\x10\n\x0e\x41\x64\x64WakeupReply\"\xa1\x01\n\x14\x43hangeClusterRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07time_ns\x18\x02 \x01(\x03\x12(\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x18.hermes.v1.ClusterAction\x12\x11\n\tclient_id\x18\x04 \x01(\t\x12\'\n\x06\x63lient\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x14\n\x12\x43hangeClusterReply\"\'\n\x11GetSummaryRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"a\n\x0fGetSummaryReply\x12\x14\n\x0csummary_json\x18\x01 \x01(\t\x12(\n\x07summary\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06now_ns\x18\x03 \x01(\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x17hermes/v1/control.proto\x12\thermes.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x16hermes/v1/common.proto\"N\n\rInjectRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12)\n\x08requests\x18\x02 \x03(\x0b\x32\x17.hermes.v1.RequestInput\"\"\n\x0bInjectReply\x12\x13\n\x0brequest_ids\x18\x01 \x03(\t\"7\n\x0c\x41\x62ortRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x13\n\x0brequest_ids\x18\x02 \x03(\t\"0\n\nAbortReply\x12\x0f\n\x07\x61\x62orted\x18\x01 \x03(\t\x12\x11\n\tnot_found\x18\x02 \x03(\t\"}\n\x0e\x41\x64vanceRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x12\n\x08until_ns\x18\x02 \x01(\x03H\x00\x12\x0f\n\x05\x62y_ns\x18\x03 \x01(\x03H\x00\x12\x14\n\nnext_event\x18\x04 \x01(\x08H\x00\x12\x12\n\nmax_events\x18\x05 \x01(\x03\x42\x08\n\x06target\"\xdd\x01\n\x0c\x41\x64vanceReply\x12\x0f\n\x07time_ns\x18\x01 \x01(\x03\x12%\n\x06reason\x18\x02 \x01(\x0e\x32\x15.hermes.v1.StopReason\x12 \n\x06\x65vents\x18\x03 \x03(\x0b\x32\x10.hermes.v1.Event\x12&\n\tdecisions\x18\x04 \x03(\x0b\x32\x13.hermes.v1.Decision\x12\x18\n\x10\x65vents_processed\x18\x05 \x01(\x03\x12\x31\n\x0f\x62\x61tch_decisions\x18\x06 \x03(\x0b\x32\x18.hermes.v1.BatchDecision\")\n\x13GetDecisionsRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"n\n\x11GetDecisionsReply\x12&\n\tdecisions\x18\x01 \x03(\x0b\x32\x13.hermes.v1.Decision\x12\x31\n\x0f\x62\x61tch_decisions\x18\x02 \x03(\x0b\x32\x18.hermes.v1.BatchDecision\"{\n\x0e\x44\x65\x63isionAnswer\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12)\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x19.hermes.v1.DecisionAction\x12\x11\n\tclient_id\x18\x03 \x01(\t\x12\x16\n\x0eretry_after_ns\x18\x04 \x01(\x03\"/\n\tBatchItem\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12\x0e\n\x06tokens\x18\x02 \x01(\x03\"s\n\x0b\x42\x61tchAnswer\x12\x13\n\x0b\x64\x65\x63ision_id\x18\x01 \x01(\t\x12&\n\x08schedule\x18\x02 \x03(\x0b\x32\x14.hermes.v1.BatchItem\x12\x0f\n\x07preempt\x18\x03 \x03(\t\x12\x16\n\x0erepeat_decodes\x18\x04 \x01(\x08\"~\n\rDecideRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12*\n\x07\x61nswers\x18\x02 \x03(\x0b\x32\x19.hermes.v1.DecisionAnswer\x12-\n\rbatch_answers\x18\x03 \x03(\x0b\x32\x16.hermes.v1.BatchAnswer\"(\n\x0b\x44\x65\x63ideReply\x12\x19\n\x11pending_decisions\x18\x01 \x01(\x03\"%\n\x0fGetStateRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"7\n\rGetStateReply\x12&\n\x05state\x18\x01 \x01(\x0b\x32\x17.hermes.v1.ClusterState\"D\n\x10\x41\x64\x64WakeupRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07time_ns\x18\x02 \x01(\x03\x12\x0b\n\x03tag\x18\x03 \x01(\t\"\x10\n\x0e\x41\x64\x64WakeupReply\"\xa1\x01\n\x14\x43hangeClusterRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\x12\x0f\n\x07time_ns\x18\x02 \x01(\x03\x12(\n\x06\x61\x63tion\x18\x03 \x01(\x0e\x32\x18.hermes.v1.ClusterAction\x12\x11\n\tclient_id\x18\x04 \x01(\t\x12\'\n\x06\x63lient\x18\x05 \x01(\x0b\x32\x17.google.protobuf.Struct\"\x14\n\x12\x43hangeClusterReply\"\'\n\x11GetSummaryRequest\x12\x12\n\nsession_id\x18\x01 \x01(\t\"a\n\x0fGetSummaryReply\x12\x14\n\x0csummary_json\x18\x01 \x01(\t\x12(\n\x07summary\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x0e\n\x06now_ns\x18\x03 \x01(\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,38 +37,42 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_INJECTREQUEST']._serialized_end=170
   _globals['_INJECTREPLY']._serialized_start=172
   _globals['_INJECTREPLY']._serialized_end=206
-  _globals['_ADVANCEREQUEST']._serialized_start=208
-  _globals['_ADVANCEREQUEST']._serialized_end=333
-  _globals['_ADVANCEREPLY']._serialized_start=336
-  _globals['_ADVANCEREPLY']._serialized_end=557
-  _globals['_GETDECISIONSREQUEST']._serialized_start=559
-  _globals['_GETDECISIONSREQUEST']._serialized_end=600
-  _globals['_GETDECISIONSREPLY']._serialized_start=602
-  _globals['_GETDECISIONSREPLY']._serialized_end=712
-  _globals['_DECISIONANSWER']._serialized_start=714
-  _globals['_DECISIONANSWER']._serialized_end=837
-  _globals['_BATCHITEM']._serialized_start=839
-  _globals['_BATCHITEM']._serialized_end=886
-  _globals['_BATCHANSWER']._serialized_start=888
-  _globals['_BATCHANSWER']._serialized_end=1003
-  _globals['_DECIDEREQUEST']._serialized_start=1005
-  _globals['_DECIDEREQUEST']._serialized_end=1131
-  _globals['_DECIDEREPLY']._serialized_start=1133
-  _globals['_DECIDEREPLY']._serialized_end=1173
-  _globals['_GETSTATEREQUEST']._serialized_start=1175
-  _globals['_GETSTATEREQUEST']._serialized_end=1212
-  _globals['_GETSTATEREPLY']._serialized_start=1214
-  _globals['_GETSTATEREPLY']._serialized_end=1269
-  _globals['_ADDWAKEUPREQUEST']._serialized_start=1271
-  _globals['_ADDWAKEUPREQUEST']._serialized_end=1339
-  _globals['_ADDWAKEUPREPLY']._serialized_start=1341
-  _globals['_ADDWAKEUPREPLY']._serialized_end=1357
-  _globals['_CHANGECLUSTERREQUEST']._serialized_start=1360
-  _globals['_CHANGECLUSTERREQUEST']._serialized_end=1521
-  _globals['_CHANGECLUSTERREPLY']._serialized_start=1523
-  _globals['_CHANGECLUSTERREPLY']._serialized_end=1543
-  _globals['_GETSUMMARYREQUEST']._serialized_start=1545
-  _globals['_GETSUMMARYREQUEST']._serialized_end=1584
-  _globals['_GETSUMMARYREPLY']._serialized_start=1586
-  _globals['_GETSUMMARYREPLY']._serialized_end=1683
+  _globals['_ABORTREQUEST']._serialized_start=208
+  _globals['_ABORTREQUEST']._serialized_end=263
+  _globals['_ABORTREPLY']._serialized_start=265
+  _globals['_ABORTREPLY']._serialized_end=313
+  _globals['_ADVANCEREQUEST']._serialized_start=315
+  _globals['_ADVANCEREQUEST']._serialized_end=440
+  _globals['_ADVANCEREPLY']._serialized_start=443
+  _globals['_ADVANCEREPLY']._serialized_end=664
+  _globals['_GETDECISIONSREQUEST']._serialized_start=666
+  _globals['_GETDECISIONSREQUEST']._serialized_end=707
+  _globals['_GETDECISIONSREPLY']._serialized_start=709
+  _globals['_GETDECISIONSREPLY']._serialized_end=819
+  _globals['_DECISIONANSWER']._serialized_start=821
+  _globals['_DECISIONANSWER']._serialized_end=944
+  _globals['_BATCHITEM']._serialized_start=946
+  _globals['_BATCHITEM']._serialized_end=993
+  _globals['_BATCHANSWER']._serialized_start=995
+  _globals['_BATCHANSWER']._serialized_end=1110
+  _globals['_DECIDEREQUEST']._serialized_start=1112
+  _globals['_DECIDEREQUEST']._serialized_end=1238
+  _globals['_DECIDEREPLY']._serialized_start=1240
+  _globals['_DECIDEREPLY']._serialized_end=1280
+  _globals['_GETSTATEREQUEST']._serialized_start=1282
+  _globals['_GETSTATEREQUEST']._serialized_end=1319
+  _globals['_GETSTATEREPLY']._serialized_start=1321
+  _globals['_GETSTATEREPLY']._serialized_end=1376
+  _globals['_ADDWAKEUPREQUEST']._serialized_start=1378
+  _globals['_ADDWAKEUPREQUEST']._serialized_end=1446
+  _globals['_ADDWAKEUPREPLY']._serialized_start=1448
+  _globals['_ADDWAKEUPREPLY']._serialized_end=1464
+  _globals['_CHANGECLUSTERREQUEST']._serialized_start=1467
+  _globals['_CHANGECLUSTERREQUEST']._serialized_end=1628
+  _globals['_CHANGECLUSTERREPLY']._serialized_start=1630
+  _globals['_CHANGECLUSTERREPLY']._serialized_end=1650
+  _globals['_GETSUMMARYREQUEST']._serialized_start=1652
+  _globals['_GETSUMMARYREQUEST']._serialized_end=1691
+  _globals['_GETSUMMARYREPLY']._serialized_start=1693
+  _globals['_GETSUMMARYREPLY']._serialized_end=1790
 # @@protoc_insertion_point(module_scope)

@@ -22,6 +22,22 @@ class InjectReply(_message.Message):
     request_ids: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, request_ids: _Optional[_Iterable[str]] = ...) -> None: ...
 
+class AbortRequest(_message.Message):
+    __slots__ = ("session_id", "request_ids")
+    SESSION_ID_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_IDS_FIELD_NUMBER: _ClassVar[int]
+    session_id: str
+    request_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, session_id: _Optional[str] = ..., request_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AbortReply(_message.Message):
+    __slots__ = ("aborted", "not_found")
+    ABORTED_FIELD_NUMBER: _ClassVar[int]
+    NOT_FOUND_FIELD_NUMBER: _ClassVar[int]
+    aborted: _containers.RepeatedScalarFieldContainer[str]
+    not_found: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, aborted: _Optional[_Iterable[str]] = ..., not_found: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class AdvanceRequest(_message.Message):
     __slots__ = ("session_id", "until_ns", "by_ns", "next_event", "max_events")
     SESSION_ID_FIELD_NUMBER: _ClassVar[int]

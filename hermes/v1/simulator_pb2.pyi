@@ -10,7 +10,7 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class Command(_message.Message):
-    __slots__ = ("id", "get_info", "create_session", "get_session", "list_sessions", "close_session", "fork", "snapshot", "restore", "drop_snapshot", "inject", "advance", "get_decisions", "decide", "get_state", "add_wakeup", "change_cluster", "get_summary", "estimate_step", "get_digest")
+    __slots__ = ("id", "get_info", "create_session", "get_session", "list_sessions", "close_session", "fork", "snapshot", "restore", "drop_snapshot", "inject", "advance", "get_decisions", "decide", "get_state", "add_wakeup", "change_cluster", "get_summary", "abort", "estimate_step", "get_digest")
     ID_FIELD_NUMBER: _ClassVar[int]
     GET_INFO_FIELD_NUMBER: _ClassVar[int]
     CREATE_SESSION_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,7 @@ class Command(_message.Message):
     ADD_WAKEUP_FIELD_NUMBER: _ClassVar[int]
     CHANGE_CLUSTER_FIELD_NUMBER: _ClassVar[int]
     GET_SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    ABORT_FIELD_NUMBER: _ClassVar[int]
     ESTIMATE_STEP_FIELD_NUMBER: _ClassVar[int]
     GET_DIGEST_FIELD_NUMBER: _ClassVar[int]
     id: int
@@ -49,12 +50,13 @@ class Command(_message.Message):
     add_wakeup: _control_pb2.AddWakeupRequest
     change_cluster: _control_pb2.ChangeClusterRequest
     get_summary: _control_pb2.GetSummaryRequest
+    abort: _control_pb2.AbortRequest
     estimate_step: _estimate_pb2.EstimateStepRequest
     get_digest: _session_pb2.GetDigestRequest
-    def __init__(self, id: _Optional[int] = ..., get_info: _Optional[_Union[_session_pb2.GetInfoRequest, _Mapping]] = ..., create_session: _Optional[_Union[_session_pb2.CreateSessionRequest, _Mapping]] = ..., get_session: _Optional[_Union[_session_pb2.GetSessionRequest, _Mapping]] = ..., list_sessions: _Optional[_Union[_session_pb2.ListSessionsRequest, _Mapping]] = ..., close_session: _Optional[_Union[_session_pb2.CloseSessionRequest, _Mapping]] = ..., fork: _Optional[_Union[_session_pb2.ForkRequest, _Mapping]] = ..., snapshot: _Optional[_Union[_session_pb2.SnapshotRequest, _Mapping]] = ..., restore: _Optional[_Union[_session_pb2.RestoreRequest, _Mapping]] = ..., drop_snapshot: _Optional[_Union[_session_pb2.DropSnapshotRequest, _Mapping]] = ..., inject: _Optional[_Union[_control_pb2.InjectRequest, _Mapping]] = ..., advance: _Optional[_Union[_control_pb2.AdvanceRequest, _Mapping]] = ..., get_decisions: _Optional[_Union[_control_pb2.GetDecisionsRequest, _Mapping]] = ..., decide: _Optional[_Union[_control_pb2.DecideRequest, _Mapping]] = ..., get_state: _Optional[_Union[_control_pb2.GetStateRequest, _Mapping]] = ..., add_wakeup: _Optional[_Union[_control_pb2.AddWakeupRequest, _Mapping]] = ..., change_cluster: _Optional[_Union[_control_pb2.ChangeClusterRequest, _Mapping]] = ..., get_summary: _Optional[_Union[_control_pb2.GetSummaryRequest, _Mapping]] = ..., estimate_step: _Optional[_Union[_estimate_pb2.EstimateStepRequest, _Mapping]] = ..., get_digest: _Optional[_Union[_session_pb2.GetDigestRequest, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[int] = ..., get_info: _Optional[_Union[_session_pb2.GetInfoRequest, _Mapping]] = ..., create_session: _Optional[_Union[_session_pb2.CreateSessionRequest, _Mapping]] = ..., get_session: _Optional[_Union[_session_pb2.GetSessionRequest, _Mapping]] = ..., list_sessions: _Optional[_Union[_session_pb2.ListSessionsRequest, _Mapping]] = ..., close_session: _Optional[_Union[_session_pb2.CloseSessionRequest, _Mapping]] = ..., fork: _Optional[_Union[_session_pb2.ForkRequest, _Mapping]] = ..., snapshot: _Optional[_Union[_session_pb2.SnapshotRequest, _Mapping]] = ..., restore: _Optional[_Union[_session_pb2.RestoreRequest, _Mapping]] = ..., drop_snapshot: _Optional[_Union[_session_pb2.DropSnapshotRequest, _Mapping]] = ..., inject: _Optional[_Union[_control_pb2.InjectRequest, _Mapping]] = ..., advance: _Optional[_Union[_control_pb2.AdvanceRequest, _Mapping]] = ..., get_decisions: _Optional[_Union[_control_pb2.GetDecisionsRequest, _Mapping]] = ..., decide: _Optional[_Union[_control_pb2.DecideRequest, _Mapping]] = ..., get_state: _Optional[_Union[_control_pb2.GetStateRequest, _Mapping]] = ..., add_wakeup: _Optional[_Union[_control_pb2.AddWakeupRequest, _Mapping]] = ..., change_cluster: _Optional[_Union[_control_pb2.ChangeClusterRequest, _Mapping]] = ..., get_summary: _Optional[_Union[_control_pb2.GetSummaryRequest, _Mapping]] = ..., abort: _Optional[_Union[_control_pb2.AbortRequest, _Mapping]] = ..., estimate_step: _Optional[_Union[_estimate_pb2.EstimateStepRequest, _Mapping]] = ..., get_digest: _Optional[_Union[_session_pb2.GetDigestRequest, _Mapping]] = ...) -> None: ...
 
 class Reply(_message.Message):
-    __slots__ = ("id", "status", "get_info", "create_session", "get_session", "list_sessions", "close_session", "fork", "snapshot", "restore", "drop_snapshot", "inject", "advance", "get_decisions", "decide", "get_state", "add_wakeup", "change_cluster", "get_summary", "estimate_step", "get_digest")
+    __slots__ = ("id", "status", "get_info", "create_session", "get_session", "list_sessions", "close_session", "fork", "snapshot", "restore", "drop_snapshot", "inject", "advance", "get_decisions", "decide", "get_state", "add_wakeup", "change_cluster", "get_summary", "abort", "estimate_step", "get_digest")
     ID_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     GET_INFO_FIELD_NUMBER: _ClassVar[int]
@@ -74,6 +76,7 @@ class Reply(_message.Message):
     ADD_WAKEUP_FIELD_NUMBER: _ClassVar[int]
     CHANGE_CLUSTER_FIELD_NUMBER: _ClassVar[int]
     GET_SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    ABORT_FIELD_NUMBER: _ClassVar[int]
     ESTIMATE_STEP_FIELD_NUMBER: _ClassVar[int]
     GET_DIGEST_FIELD_NUMBER: _ClassVar[int]
     id: int
@@ -95,6 +98,7 @@ class Reply(_message.Message):
     add_wakeup: _control_pb2.AddWakeupReply
     change_cluster: _control_pb2.ChangeClusterReply
     get_summary: _control_pb2.GetSummaryReply
+    abort: _control_pb2.AbortReply
     estimate_step: _estimate_pb2.EstimateStepReply
     get_digest: _session_pb2.GetDigestReply
-    def __init__(self, id: _Optional[int] = ..., status: _Optional[_Union[_common_pb2.Status, _Mapping]] = ..., get_info: _Optional[_Union[_session_pb2.GetInfoReply, _Mapping]] = ..., create_session: _Optional[_Union[_session_pb2.CreateSessionReply, _Mapping]] = ..., get_session: _Optional[_Union[_session_pb2.GetSessionReply, _Mapping]] = ..., list_sessions: _Optional[_Union[_session_pb2.ListSessionsReply, _Mapping]] = ..., close_session: _Optional[_Union[_session_pb2.CloseSessionReply, _Mapping]] = ..., fork: _Optional[_Union[_session_pb2.ForkReply, _Mapping]] = ..., snapshot: _Optional[_Union[_session_pb2.SnapshotReply, _Mapping]] = ..., restore: _Optional[_Union[_session_pb2.RestoreReply, _Mapping]] = ..., drop_snapshot: _Optional[_Union[_session_pb2.DropSnapshotReply, _Mapping]] = ..., inject: _Optional[_Union[_control_pb2.InjectReply, _Mapping]] = ..., advance: _Optional[_Union[_control_pb2.AdvanceReply, _Mapping]] = ..., get_decisions: _Optional[_Union[_control_pb2.GetDecisionsReply, _Mapping]] = ..., decide: _Optional[_Union[_control_pb2.DecideReply, _Mapping]] = ..., get_state: _Optional[_Union[_control_pb2.GetStateReply, _Mapping]] = ..., add_wakeup: _Optional[_Union[_control_pb2.AddWakeupReply, _Mapping]] = ..., change_cluster: _Optional[_Union[_control_pb2.ChangeClusterReply, _Mapping]] = ..., get_summary: _Optional[_Union[_control_pb2.GetSummaryReply, _Mapping]] = ..., estimate_step: _Optional[_Union[_estimate_pb2.EstimateStepReply, _Mapping]] = ..., get_digest: _Optional[_Union[_session_pb2.GetDigestReply, _Mapping]] = ...) -> None: ...
+    def __init__(self, id: _Optional[int] = ..., status: _Optional[_Union[_common_pb2.Status, _Mapping]] = ..., get_info: _Optional[_Union[_session_pb2.GetInfoReply, _Mapping]] = ..., create_session: _Optional[_Union[_session_pb2.CreateSessionReply, _Mapping]] = ..., get_session: _Optional[_Union[_session_pb2.GetSessionReply, _Mapping]] = ..., list_sessions: _Optional[_Union[_session_pb2.ListSessionsReply, _Mapping]] = ..., close_session: _Optional[_Union[_session_pb2.CloseSessionReply, _Mapping]] = ..., fork: _Optional[_Union[_session_pb2.ForkReply, _Mapping]] = ..., snapshot: _Optional[_Union[_session_pb2.SnapshotReply, _Mapping]] = ..., restore: _Optional[_Union[_session_pb2.RestoreReply, _Mapping]] = ..., drop_snapshot: _Optional[_Union[_session_pb2.DropSnapshotReply, _Mapping]] = ..., inject: _Optional[_Union[_control_pb2.InjectReply, _Mapping]] = ..., advance: _Optional[_Union[_control_pb2.AdvanceReply, _Mapping]] = ..., get_decisions: _Optional[_Union[_control_pb2.GetDecisionsReply, _Mapping]] = ..., decide: _Optional[_Union[_control_pb2.DecideReply, _Mapping]] = ..., get_state: _Optional[_Union[_control_pb2.GetStateReply, _Mapping]] = ..., add_wakeup: _Optional[_Union[_control_pb2.AddWakeupReply, _Mapping]] = ..., change_cluster: _Optional[_Union[_control_pb2.ChangeClusterReply, _Mapping]] = ..., get_summary: _Optional[_Union[_control_pb2.GetSummaryReply, _Mapping]] = ..., abort: _Optional[_Union[_control_pb2.AbortReply, _Mapping]] = ..., estimate_step: _Optional[_Union[_estimate_pb2.EstimateStepReply, _Mapping]] = ..., get_digest: _Optional[_Union[_session_pb2.GetDigestReply, _Mapping]] = ...) -> None: ...

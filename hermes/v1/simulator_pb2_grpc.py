@@ -122,6 +122,11 @@ class SimulatorStub:
                 request_serializer=hermes_dot_v1_dot_control__pb2.GetSummaryRequest.SerializeToString,
                 response_deserializer=hermes_dot_v1_dot_control__pb2.GetSummaryReply.FromString,
                 _registered_method=True)
+        self.Abort = channel.unary_unary(
+                '/hermes.v1.Simulator/Abort',
+                request_serializer=hermes_dot_v1_dot_control__pb2.AbortRequest.SerializeToString,
+                response_deserializer=hermes_dot_v1_dot_control__pb2.AbortReply.FromString,
+                _registered_method=True)
         self.EstimateStep = channel.unary_unary(
                 '/hermes.v1.Simulator/EstimateStep',
                 request_serializer=hermes_dot_v1_dot_estimate__pb2.EstimateStepRequest.SerializeToString,
@@ -247,6 +252,12 @@ class SimulatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Abort(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def EstimateStep(self, request, context):
         """Stateless cost model: one batch step's time and energy on a serving instance.
         """
@@ -356,6 +367,11 @@ def add_SimulatorServicer_to_server(servicer, server):
                     servicer.GetSummary,
                     request_deserializer=hermes_dot_v1_dot_control__pb2.GetSummaryRequest.FromString,
                     response_serializer=hermes_dot_v1_dot_control__pb2.GetSummaryReply.SerializeToString,
+            ),
+            'Abort': grpc.unary_unary_rpc_method_handler(
+                    servicer.Abort,
+                    request_deserializer=hermes_dot_v1_dot_control__pb2.AbortRequest.FromString,
+                    response_serializer=hermes_dot_v1_dot_control__pb2.AbortReply.SerializeToString,
             ),
             'EstimateStep': grpc.unary_unary_rpc_method_handler(
                     servicer.EstimateStep,
@@ -832,6 +848,33 @@ class Simulator:
             '/hermes.v1.Simulator/GetSummary',
             hermes_dot_v1_dot_control__pb2.GetSummaryRequest.SerializeToString,
             hermes_dot_v1_dot_control__pb2.GetSummaryReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Abort(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/hermes.v1.Simulator/Abort',
+            hermes_dot_v1_dot_control__pb2.AbortRequest.SerializeToString,
+            hermes_dot_v1_dot_control__pb2.AbortReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -53,6 +53,19 @@ class SteppingApi(ApiBase):
             prefix_key=validate.short_text(r.prefix_key, f"{path}.prefix_key") or None,
         )
 
+    # ------------------------------------------------------------ abort
+
+    def abort(self, req: control_pb2.AbortRequest, call: CallContext) -> control_pb2.AbortReply:
+        sid = validate.session_id(req.session_id)
+        if len(req.request_ids) > MAX_ANSWERS:
+            raise exhausted("request_ids", f"{len(req.request_ids)} ids exceed the limit of {MAX_ANSWERS} per call")
+        ids = [validate.short_text(r, f"request_ids[{i}]") for i, r in enumerate(req.request_ids)]
+        with self.manager.use(sid, call=call) as s:
+            reply = control_pb2.AbortReply()
+            for rid in ids:
+                (reply.aborted if s.sim.abort(rid) else reply.not_found).append(rid)
+            return reply
+
     # ------------------------------------------------------------ advance
 
     def advance(self, req: control_pb2.AdvanceRequest, call: CallContext) -> control_pb2.AdvanceReply:

@@ -27,6 +27,7 @@ EVENT_KINDS: dict[str, int] = {
     "decision": common_pb2.EVENT_KIND_DECISION,
     "wakeup": common_pb2.EVENT_KIND_WAKEUP,
     "cluster": common_pb2.EVENT_KIND_CLUSTER,
+    "aborted": common_pb2.EVENT_KIND_ABORTED,
 }
 KIND_NAMES: dict[int, str] = {v: k for k, v in EVENT_KINDS.items()}
 
@@ -123,7 +124,7 @@ _TEXT_FIELDS = {"id", "hardware", "model", "role", "status"}
 _LINK_FIELDS = tuple(f for f in common_pb2.LinkState.DESCRIPTOR.fields_by_name if f != "id")
 
 
-_CLUSTER_COUNTS = ("pending_decisions", "in_flight", "injected", "completed", "dropped")
+_CLUSTER_COUNTS = ("pending_decisions", "in_flight", "injected", "completed", "dropped", "aborted")
 
 
 def fill_state(msg: Any, state: Any, now_ns: int) -> Any:

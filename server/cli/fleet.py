@@ -1,8 +1,9 @@
 """`hermes fleet SPEC`: serve the spec's LLM clients over HTTP as vLLM-like instances, paced by the wall clock.
 
 Prints one line per listener (`hermes fleet CLIENT MODEL URL`), with `--gateway-port` one
-`hermes gateway MODEL URL` for the listener whose calls run the spec's own pipeline, then
-`hermes fleet ready`, and runs until SIGTERM/SIGINT.
+`hermes gateway MODEL URL` for the listener whose calls run the spec's own pipeline, with
+`--router-port` one `hermes router HOST:PORT session fleet` for the external router's gRPC listener,
+then `hermes fleet ready`, and runs until SIGTERM/SIGINT.
 """
 
 from __future__ import annotations
@@ -17,7 +18,11 @@ import sys
 from sim_engine import SpecError
 
 from .. import jsonlog
+from .serve import ConfigError, read_secret
 from .simulate import parse_overrides
+
+ROUTER_TOKEN_ENV = "HERMES_ROUTER_TOKEN"
+MAX_ROUTER_TIMEOUT_MS = 60_000
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -29,7 +34,8 @@ async def _serve(args: argparse.Namespace) -> int:
     limits = Limits(max_body_bytes=args.max_body_mb << 20, max_n=args.max_n, max_tokens=args.max_tokens)
     fleet = Fleet(spec, time_scale=args.time_scale, host=args.host, base_port=args.base_port,
                   load_format=args.load_format, limits=limits, max_inflight=args.max_inflight,
-                  gateway_port=args.gateway_port)
+                  gateway_port=args.gateway_port, router_port=args.router_port,
+                  router_timeout_s=args.router_timeout_ms / 1000, router_token=args.router_token)
     instances = await fleet.start()
     # the modules, the spec and the engine built so far live as long as the process: keep them out of
     # the collector's full passes, which would otherwise walk them all and stall every stream
@@ -38,6 +44,8 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"hermes fleet {inst.client_id} {inst.model} {inst.url}", flush=True)
     if fleet.gateway is not None:
         print(f"hermes gateway {fleet.gateway.model} {fleet.gateway.url}", flush=True)
+    if fleet.router is not None:
+        print(f"hermes router {args.host}:{fleet.router_port} session fleet", flush=True)
     if args.endpoints_file:
         write_endpoints(args.endpoints_file, endpoint_entries(instances, spec, args.host))
     print(f"hermes fleet ready: {len(instances)} instances, time scale {args.time_scale:g}", flush=True)
@@ -64,8 +72,17 @@ def _run(args: argparse.Namespace) -> int:
     if not args.time_scale > 0:
         print("hermes fleet: --time-scale must be > 0", file=sys.stderr)
         return 2
-    if args.gateway_port is not None and not 0 <= args.gateway_port <= 65535:
-        print("hermes fleet: --gateway-port must be between 0 and 65535", file=sys.stderr)
+    for flag, port in (("--gateway-port", args.gateway_port), ("--router-port", args.router_port)):
+        if port is not None and not 0 <= port <= 65535:
+            print(f"hermes fleet: {flag} must be between 0 and 65535", file=sys.stderr)
+            return 2
+    if not 0 < args.router_timeout_ms <= MAX_ROUTER_TIMEOUT_MS:
+        print(f"hermes fleet: --router-timeout-ms must be > 0 and <= {MAX_ROUTER_TIMEOUT_MS}", file=sys.stderr)
+        return 2
+    try:
+        args.router_token = read_secret(args.router_token_file, ROUTER_TOKEN_ENV, "--router-token-file")
+    except ConfigError as e:
+        print(f"hermes fleet: {e}", file=sys.stderr)
         return 2
     try:
         return asyncio.run(_serve(args))
@@ -96,6 +113,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gateway-port", type=int, default=None,
                    help="also open an OpenAI-compatible gateway whose calls run the spec's own pipeline and "
                         "router (0: a free port; off by default)")
+    p.add_argument("--router-port", type=int, default=None,
+                   help="also open a gRPC listener where an external router (client_sdk, session 'fleet') answers "
+                        "the routing decisions of a spec whose router is external (0: a free port; off by default)")
+    p.add_argument("--router-timeout-ms", type=float, default=500.0,
+                   help="wall time a held decision waits for the external router before the built-in round robin "
+                        "answers it (default %(default)s)")
+    p.add_argument("--router-token-file", default=None,
+                   help=f"bearer token the router listener asks for (or set {ROUTER_TOKEN_ENV}; default: none)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec field (repeatable)")
     p.add_argument("--max-inflight", type=int, default=4096, help="requests per instance before 429")
     p.add_argument("--max-body-mb", type=int, default=8, help="largest request body, MiB")

@@ -12,6 +12,7 @@ prefill/decode, reasoning) placed by the spec's router, and its ``/metrics`` sho
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -28,6 +29,7 @@ from .metrics import CONTENT_TYPE, FleetMetrics
 from .pacer import FLEET_PIPELINE, Call, Pacer
 from .requests import BadRequest, GenRequest, Limits, parse_json, parse_request
 from .responses import SSE_DONE, Shaper, direct_sink, error_response, sse_error
+from .router import RoundRobin, RouterDesk, RouterService, start_router_server
 
 DEFAULT_OUTPUT_TOKENS = 16  # OpenAI's default max_tokens for completions, when the spec has no distribution
 LOAD_FORMATS = ("vllm", "sglang")
@@ -72,7 +74,8 @@ class Fleet:
 
     def __init__(self, spec: SimSpec, time_scale: float = 1.0, host: str = "127.0.0.1", base_port: int = 8100,
                  load_format: str = "vllm", limits: Limits | None = None, max_inflight: int = 4096,
-                 gateway_port: int | None = None):
+                 gateway_port: int | None = None, router_port: int | None = None, router_timeout_s: float = 0.5,
+                 router_token: str | None = None):
         if load_format not in LOAD_FORMATS:
             raise ValueError(f"load_format must be one of {LOAD_FORMATS}")
         self.spec, self.host, self.base_port, self.load_format = spec, host, base_port, load_format
@@ -81,7 +84,17 @@ class Fleet:
         self.sim = Simulation(spec, record_events=True)
         self.pacer = Pacer(self.sim, time_scale)
         self.metrics = FleetMetrics(self.sim, self.pacer)
-        self.pacer.background = _RoundRobin()  # only asked when the spec's router is external
+        self.pacer.background = RoundRobin()  # only asked when the spec's router is external
+        # --router-port: an outside router answers the spec's routing decisions over gRPC (server/fleet/router.py)
+        self.router_port, self.router_token = router_port, router_token
+        self.router: RouterDesk | None = None
+        self._router_server = None
+        if router_port is not None:
+            if spec.router != "external":
+                raise SpecError("router.policy", "--router-port needs the spec's router to be external "
+                                f"(it is {spec.router}); set it with --set router.policy=external")
+            self.router = RouterDesk(self.pacer, router_timeout_s)
+            self.pacer.background = self.router
         states = {c.id: c for c in self.sim.state().clients}
         self.instances: list[Instance] = []
         for cs in spec.clients:
@@ -113,6 +126,9 @@ class Fleet:
             await self._listen(inst, self.base_port + i if self.base_port else 0)
         if self.gateway is not None:
             await self._listen(self.gateway, self.gateway_port or 0)
+        if self.router is not None:
+            service = RouterService(self.router, self.spec.name, self.spec.router, self.router_token)
+            self._router_server, self.router_port = await start_router_server(service, self.host, self.router_port or 0)
         self.pacer.start()  # after the listeners are up: their setup must not count as lag
         return self.instances
 
@@ -120,7 +136,8 @@ class Fleet:
         app = web.Application(client_max_size=self.limits.max_body_bytes)
         app[INSTANCE] = inst
         self._routes(app, gateway=inst.client_id is None)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # handler_cancellation: a caller that disconnects cancels its handler, which aborts its requests
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
         await runner.setup()
         site = web.TCPSite(runner, self.host, port, reuse_address=True)
         await site.start()
@@ -133,6 +150,9 @@ class Fleet:
         for runner in self._runners:
             await runner.cleanup()
         self._runners.clear()
+        if self._router_server is not None:
+            await self._router_server.stop(grace=0.2)
+            self._router_server = None
         await self.pacer.stop()
 
     def _routes(self, app: web.Application, gateway: bool) -> None:
@@ -186,6 +206,8 @@ class Fleet:
     async def _metrics(self, request: web.Request) -> web.Response:
         inst = request.app[INSTANCE]
         body = self.metrics.render_gateway() if inst.client_id is None else self.metrics.render(inst.client_id)
+        if inst.client_id is None and self.router is not None:
+            body += self.router.exposition().encode()
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE})
 
     async def _get_load(self, request: web.Request) -> web.Response:
@@ -258,8 +280,16 @@ class Fleet:
             if g.stream:
                 return await self._stream(request, call, g, shaper, finish, inst)
             return await self._full(call, g, shaper, finish, inst)
+        except (asyncio.CancelledError, ConnectionResetError):
+            self._abandon(call)  # the caller disconnected: nobody waits for these requests any more
+            raise
         finally:
             inst.inflight -= count
+
+    def _abandon(self, call: Call) -> None:
+        """Abort a call's requests that are still running and count them (finished_reason abort)."""
+        for job in self.pacer.abort(call):
+            self.metrics.note_aborted(job.client_id)
 
     @staticmethod
     def _failure(call: Call) -> tuple[int, str] | None:
@@ -275,7 +305,7 @@ class Fleet:
         fail = self._failure(call)
         if fail is not None:
             return error_response(*fail)
-        choices = [(j.index, j.output, finish) for j in call.jobs]
+        choices = [(j.index, j.output, finish, j.thinking) for j in call.jobs]
         if finish == "stop":
             self._note_stopped(call)
         served_by = inst.client_id or ",".join(sorted({j.client_id for j in call.jobs}))
@@ -295,9 +325,11 @@ class Fleet:
     async def _stream_events(self, request: web.Request, call: Call, g: GenRequest, shaper: Shaper,
                              finish: str, inst: Instance) -> web.StreamResponse:
         """The handler writes the head, the first tokens and the end; the tokens in between go out from
-        the pacer through the call's sink, straight to the socket (see responses.direct_sink)."""
+        the pacer through the call's sink, straight to the socket (see responses.direct_sink), once every
+        job's thinking tokens (written here, as ``reasoning_content`` in a chat) are out."""
         jobs = call.jobs
         plain = [shaper.token_chunk(j.index) for j in jobs]
+        think = [shaper.reasoning_chunk(j.index) for j in jobs]
         resp: web.StreamResponse | None = None
         while True:
             if not call.finished and all(j.sent >= j.released for j in jobs):
@@ -319,6 +351,13 @@ class Fleet:
                 k = j.released - j.sent
                 if k <= 0:
                     continue
+                t = min(k, j.thinking - j.sent)  # reasoning tokens come first
+                if t > 0:
+                    parts.append(think[i] * t)
+                    j.sent += t
+                    k -= t
+                    if k == 0:
+                        continue
                 if j.done and not j.error:
                     parts.append(plain[i] * (k - 1))
                     parts.append(shaper.token_chunk(j.index, finish))
@@ -332,29 +371,18 @@ class Fleet:
                 elif finish == "stop":
                     self._note_stopped(call)
                 if fail is None and g.include_usage:
-                    parts.append(shaper.usage_chunk(sum(g.prompt_tokens), sum(j.output for j in jobs)))
+                    parts.append(shaper.usage_chunk(sum(g.prompt_tokens), sum(j.output + j.thinking for j in jobs),
+                                                    sum(j.thinking for j in jobs)))
                 parts.append(SSE_DONE)
             try:
                 await resp.write(b"".join(parts))
             except ConnectionResetError:
-                return resp  # the caller left; the simulated request runs to its end (no abort in the engine)
+                self._abandon(call)  # the caller left: its requests are aborted in the engine
+                return resp
             if call.finished:
                 await resp.write_eof()
                 return resp
-            if call.sink is None and request.version >= HttpVersion11 and request.transport is not None:
+            if call.sink is None and request.version >= HttpVersion11 and request.transport is not None \
+                    and all(j.sent >= j.thinking for j in jobs):  # the sink writes answer tokens only
                 call.sink = direct_sink(request.transport, plain)  # aiohttp chose chunked encoding (1.1)
 
-
-class _RoundRobin:
-    """Routes the spec's own workload (``--workload``) over each decision's candidates in turn."""
-
-    def __init__(self) -> None:
-        self._next: dict[tuple[str, ...], int] = {}
-
-    def __call__(self, decision: Any) -> str | None:
-        key = tuple(decision.candidates)
-        if not key:
-            return None
-        i = self._next.get(key, 0)
-        self._next[key] = (i + 1) % len(key)
-        return key[i % len(key)]

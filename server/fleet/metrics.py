@@ -36,6 +36,7 @@ class _Instance:
     hists: dict = field(default_factory=lambda: {n: Hist(b) for n, (_, b) in REQUEST_HISTOGRAMS.items()})
     completed: int = 0
     stopped: int = 0  # completions that ended before max_tokens (lengths drawn from the spec)
+    aborted: int = 0  # requests aborted because their caller disconnected
 
 
 def _escape(v: str) -> str:
@@ -80,6 +81,12 @@ class FleetMetrics:
         if inst is not None:
             inst.stopped += n
 
+    def note_aborted(self, client_id: str) -> None:
+        """A request of this client was aborted (its caller disconnected)."""
+        inst = self._inst.get(client_id)
+        if inst is not None:
+            inst.aborted += 1
+
     def render(self, client_id: str) -> bytes:
         self.refresh()
         inst = self._inst[client_id]
@@ -100,7 +107,7 @@ class FleetMetrics:
         family("vllm:request_success")
         stopped = min(inst.stopped, inst.completed)
         for reason in FINISHED_REASONS:
-            n = stopped if reason == "stop" else inst.completed - stopped if reason == "length" else 0
+            n = stopped if reason == "stop" else inst.completed - stopped if reason == "length" else inst.aborted
             out.append(f'vllm:request_success_total{{{lab},finished_reason="{reason}"}} {_num(n)}\n')
         for name, h in inst.hists.items():
             family(name)
@@ -128,7 +135,8 @@ class FleetMetrics:
             out.append(f'{name}_count{{stage="{stage}"}} {_num(h.count)}\n'
                        f'{name}_sum{{stage="{stage}"}} {_num(h.total)}\n')
         for name, value in (("hermes_requests_completed", self.sim.completed),
-                            ("hermes_requests_dropped", self.sim.dropped)):
+                            ("hermes_requests_dropped", self.sim.dropped),
+                            ("hermes_requests_aborted", self.sim.aborted)):
             out.append(f"# HELP {name} {FAMILIES[name][1]}\n# TYPE {name} counter\n{name}_total {_num(value)}\n")
         out.extend(self._fleet_gauges())
         return "".join(out).encode()

@@ -5,7 +5,7 @@ to the simulated time of *now*, never past it, so everything it reports has happ
 Requests arrive by ``Simulation.inject`` at the current simulated time, so the front uses only
 the public co-simulation API: a listener's request is pinned to its client
 (``RequestInput.client_id``); a gateway request has no pin and goes through the spec's
-pipeline and router (when the spec's router is ``external``, ``background`` answers its
+pipeline and router (when the spec's router is ``external``, ``background`` answers or holds its
 decisions).
 
 Token times. The engine reports a request's first token and its completion exactly, but
@@ -14,12 +14,13 @@ releases the tokens in between at the client's current step time (the client's
 ``last_step_s``, read whenever the engine moved): one tick per client and step, anchored
 at the client's latest first-token or completion event (both fall on step boundaries), gives
 every request in its batch one token, as the batch's step does; never more than
-``output - 1`` tokens go out before the completion, and whatever is left is released at the
+``output + thinking - 1`` tokens go out before the completion, and whatever is left is released at the
 simulated completion time. At light load this matches the engine's
 step times; when other requests join or leave the batch it follows the new step time from
 the next token on (docs/FLEET.md). A request with reasoning generates its thinking tokens
-first: the answer's tokens are the last ``output`` of the ``output + thinking`` the engine
-makes, and the step cadence follows the client of the request's latest LLM stage.
+first: they go out first (the front streams them as ``reasoning_content``), the answer's
+tokens are the last ``output`` of the ``output + thinking`` the engine makes, and the step
+cadence follows the client of the request's latest LLM stage.
 
 Lag is how late the pacer delivered what was due: the wall time after a pass over the
 engine minus the wall time the pass was due at.
@@ -57,10 +58,10 @@ class Job:
     index: int  # choice index in the response
     prompt: int
     output: int
-    released: int = 0  # answer tokens handed to the HTTP side so far
-    thinking: int = 0  # reasoning tokens the engine generates before the answer (not sent)
+    released: int = 0  # tokens (thinking, then answer) handed to the HTTP side so far
+    thinking: int = 0  # reasoning tokens the engine generates before the answer (the first `thinking` released)
     generated: int = 0  # engine tokens (thinking + answer) so far, as paced
-    sent: int = 0  # answer tokens the HTTP side has written
+    sent: int = 0  # tokens the HTTP side has written
     clock_ns: int = -1  # simulated time of the last released token
     cap: int = 0  # engine tokens paced before the completion releases the rest (output + thinking - 1)
     mark: int = -1  # the pass that last queued it for writing (one write per job and pass)
@@ -113,7 +114,7 @@ class Pacer:
         self._due: list[tuple[int, str]] = []  # (simulated time of a client's next step tick, client id)
         self._tick_at: dict[str, int] = {}  # client id -> its next tick (heap entries that differ are stale)
         self._ticking: dict[str, dict[Job, None]] = {}  # client id -> jobs its ticks release tokens to
-        self._unsent: list[Job] = []  # jobs with answer tokens released in this pass (each once), for their sinks
+        self._unsent: list[Job] = []  # jobs with tokens released in this pass (each once), for their sinks
         self._next_id = 0
         self.step_ns: dict[str, int] = {}  # client id -> current step estimate
         self.client_status: dict[str, str] = {}
@@ -126,8 +127,9 @@ class Pacer:
         self._wake_due_wall: float | None = None
         self._task: asyncio.Task | None = None
         self._stopping = False
-        # answers the decisions of unpinned requests (workload, gateway) when the spec's router is external
-        self.background: Callable[[object], str | None] | None = None
+        # answers (or holds) the decisions of unpinned requests (workload, gateway) when the spec's router
+        # is external: the built-in round robin, or the router desk of --router-port (server/fleet/router.py)
+        self.background: Callable[[Simulation], None] | None = None
         self._refresh_clients()
 
     # ---------------------------------------------------------------- clock
@@ -168,6 +170,15 @@ class Pacer:
             self.jobs[job.rid] = job
         self.wake()
         return call
+
+    def abort(self, call: Call) -> list[Job]:
+        """The HTTP caller left: abort the call's requests still in the engine (their KV and queue
+        places are freed at once, no more tokens are paced); returns the jobs aborted."""
+        gone = [job for job in call.jobs if not job.done and self.sim.abort(job.rid)]
+        for job in gone:
+            job.error = "abort"
+            self._end(job)
+        return gone
 
     # ---------------------------------------------------------------- the loop
 
@@ -229,8 +240,8 @@ class Pacer:
             res = sim.advance(until_ns=target)
             events.extend(res.events)
             moved = moved or res.events_processed > 0
-            if res.reason is not StopReason.DECISION_NEEDED:
-                break
+            if res.reason is not StopReason.DECISION_NEEDED and res.reason is not StopReason.WAKEUP:
+                break  # a wake-up is the router desk's: an answer or a deadline is due (server/fleet/router.py)
         if moved:
             self._refresh_clients()
         for ev in events:
@@ -266,13 +277,13 @@ class Pacer:
         return max(cur, prev)
 
     def _answer_decisions(self) -> None:
+        """Only with the spec's router external (listeners' requests are pinned): `background` answers
+        or holds every pending decision; without one they are dropped."""
         sim = self.sim
-        for d in sim.pending_decisions():  # only with the spec's router external: listeners' requests are pinned
-            target = self.background(d) if self.background else None
-            if target is not None and target in d.candidates:
-                sim.decide(d.decision_id, "route", target)
-            else:
-                sim.decide(d.decision_id, "drop")
+        if self.background is not None:
+            self.background(sim)
+        for d in sim.pending_decisions():
+            sim.decide(d.decision_id, "drop")
 
     def _refresh_clients(self) -> None:
         """Step times and status of every client (read from the engine's clients: sim.state() would
@@ -306,7 +317,7 @@ class Pacer:
                 self._tick_on(job, job.client_id, ev.time_ns)
         elif kind == "completed":
             job.done_ns = ev.time_ns
-            job.released, job.generated = job.output, job.output + job.thinking
+            job.released = job.generated = job.output + job.thinking
             if job.first_ns < 0:
                 job.first_ns = ev.time_ns
             self._end(job)
@@ -315,17 +326,18 @@ class Pacer:
             self._end(job)
 
     def _generated(self, job: Job, n: int) -> None:
-        """The engine has made `n` of the job's tokens (`_release_due` inlines this for speed)."""
+        """The engine has made `n` of the job's tokens (thinking first, then answer; `_release_due` inlines
+        this for speed): they go out at the end of the pass (`_flush`)."""
         job.generated = n
-        if n - job.thinking > job.released:
-            job.released = n - job.thinking
+        if n > job.released:
+            job.released = n
             if job.mark != self.passes:
                 job.mark = self.passes
                 self._unsent.append(job)
 
     def _flush(self) -> None:
         """One write per stream and pass (every token released in a pass is due by the same wall instant):
-        the answer's new tokens go out through the call's sink when it has one (no handler wake-up per
+        the new tokens go out through the call's sink when it has one (no handler wake-up per
         token), else (or when the sink refuses) the woken handler writes them."""
         for job in self._unsent:
             if job.done:  # an ended job's handler writes its end
@@ -381,12 +393,10 @@ class Pacer:
             capped = None
             for job in ticking[cid]:
                 job.clock_ns = t
-                n = job.generated = job.generated + 1
-                if n > job.thinking:
-                    job.released = n - job.thinking
-                    if job.mark != mark:
-                        job.mark = mark
-                        unsent.append(job)
+                n = job.generated = job.released = job.generated + 1
+                if job.mark != mark:
+                    job.mark = mark
+                    unsent.append(job)
                 if n >= job.cap:
                     if capped is None:
                         capped = []

@@ -69,23 +69,34 @@ class Shaper:
         self.object = "chat.completion" if chat else "text_completion"
         self.chunk_object = "chat.completion.chunk" if chat else "text_completion"
 
-    def usage(self, prompt_tokens: int, completion_tokens: int) -> dict:
-        return {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + completion_tokens,
-                "completion_tokens": completion_tokens}
+    def usage(self, prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0) -> dict:
+        """OpenAI's usage; reasoning tokens are part of ``completion_tokens`` and, in a chat, also
+        reported as ``completion_tokens_details.reasoning_tokens``."""
+        out: dict[str, Any] = {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens + completion_tokens,
+                               "completion_tokens": completion_tokens}
+        if reasoning_tokens and self.chat:
+            out["completion_tokens_details"] = {"reasoning_tokens": reasoning_tokens}
+        return out
 
-    def full(self, choices: list[tuple[int, int, str]], prompt_tokens: int) -> dict:
-        """A non-streaming body; choices are (index, tokens, finish_reason)."""
+    def full(self, choices: list[tuple[int, int, str, int]], prompt_tokens: int) -> dict:
+        """A non-streaming body; choices are (index, answer tokens, finish_reason, reasoning tokens).
+
+        A chat puts the reasoning in ``message.reasoning_content`` (vLLM's reasoning parsers); a
+        completion has no parser, so its text is the raw output, reasoning first."""
         out = []
-        for index, tokens, finish in choices:
-            text = TOKEN_TEXT * tokens
+        for index, tokens, finish, thinking in choices:
             if self.chat:
-                out.append({"index": index, "message": {"role": "assistant", "content": text},
+                message = {"role": "assistant", "content": TOKEN_TEXT * tokens}
+                if thinking:
+                    message["reasoning_content"] = TOKEN_TEXT * thinking
+                out.append({"index": index, "message": message,
                             "logprobs": None, "finish_reason": finish, "stop_reason": None})
             else:
-                out.append({"index": index, "text": text, "logprobs": None, "finish_reason": finish,
-                            "stop_reason": None})
+                out.append({"index": index, "text": TOKEN_TEXT * (thinking + tokens), "logprobs": None,
+                            "finish_reason": finish, "stop_reason": None})
         return {"id": self.id, "object": self.object, "created": self.created, "model": self.model,
-                "choices": out, "usage": self.usage(prompt_tokens, sum(c[1] for c in choices))}
+                "choices": out, "usage": self.usage(prompt_tokens, sum(c[1] + c[3] for c in choices),
+                                                    sum(c[3] for c in choices))}
 
     def _chunk(self, choice: dict, usage: dict | None = None) -> bytes:
         obj: dict[str, Any] = {"id": self.id, "object": self.chunk_object, "created": self.created,
@@ -108,5 +119,12 @@ class Shaper:
             choice["stop_reason"] = None
         return self._chunk(choice)
 
-    def usage_chunk(self, prompt_tokens: int, completion_tokens: int) -> bytes:
-        return self._chunk({}, self.usage(prompt_tokens, completion_tokens))
+    def reasoning_chunk(self, index: int) -> bytes:
+        """One reasoning token: ``delta.reasoning_content`` in a chat; plain text in a completion."""
+        if not self.chat:
+            return self.token_chunk(index)
+        return self._chunk({"index": index, "delta": {"reasoning_content": TOKEN_TEXT}, "logprobs": None,
+                            "finish_reason": None})
+
+    def usage_chunk(self, prompt_tokens: int, completion_tokens: int, reasoning_tokens: int = 0) -> bytes:
+        return self._chunk({}, self.usage(prompt_tokens, completion_tokens, reasoning_tokens))

@@ -84,6 +84,7 @@ FAMILIES: dict[str, tuple[str, str, list[str]]] = {
     "hermes_requests_injected": ("counter", "Requests that entered the session (workload or Inject).", _S),
     "hermes_requests_completed": ("counter", "Requests the session completed.", _S),
     "hermes_requests_dropped": ("counter", "Requests the session dropped.", _S),
+    "hermes_requests_aborted": ("counter", "Requests their caller aborted before they ended.", _S),
     "hermes_requests_in_flight": ("gauge", "Requests in the session that have not ended.", _S),
     "hermes_pending_decisions": ("gauge", "Routing and batch decisions waiting for the co-simulation client.", _S),
     "hermes_stage_latency_seconds": (
@@ -141,6 +142,7 @@ SESSION_STATE_FIELDS = {
     "hermes_requests_injected": "injected",
     "hermes_requests_completed": "completed",
     "hermes_requests_dropped": "dropped",
+    "hermes_requests_aborted": "aborted",
     "hermes_requests_in_flight": "in_flight",
     "hermes_pending_decisions": "pending_decisions",
 }

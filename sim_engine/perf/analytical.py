@@ -15,11 +15,14 @@ operators run back to back (no overlap), as in GenZ. Differences from GenZ that 
   serial cpu). The ``legacy-2023`` profile (overlap 0) is the serial sum fitted on the Splitwise
   step latencies.
 
-Tensor parallelism shards heads and FFN columns by ``tp`` and adds two ring all-reduces per layer
+Tensor parallelism shards heads and FFN columns by ``tp`` and adds two all-reduces per layer
 (plus one after the vocab-parallel embedding) on the device's scale-up link:
-``comm_base + 2(tp-1) * latency + sync * log2(tp) + 2(tp-1)/tp * bytes / (bw * comm_eff)``, where
+``base + 2(tp-1) * latency + sync * log2(tp) + 2(tp-1)/tp * bytes / (bw * comm_eff)``, where
 ``sync`` (the engine's ``sync_us``) is the rank skew of host-launched collectives (zero in a pure
-NCCL benchmark). A parallel attention/MLP block (GPT-J) reduces once per layer. Pipeline parallelism
+NCCL benchmark) and ``base`` the fixed cost of the engine's all-reduce kernel (engine ``allreduce``):
+``comm_custom_us`` for the one-shot custom kernel (TP 2/4/6/8, messages up to 8 MiB, parts that have
+it), else ``comm_graph_us`` for NCCL in a CUDA graph, or ``comm_base_us`` for NCCL launched from the
+host (legacy-2023). A parallel attention/MLP block (GPT-J) reduces once per layer. Pipeline parallelism
 splits the layers over ``pp`` stages; a step is one micro-batch passing every stage in turn, so
 its time is the sum over stages (all layers) plus ``pp - 1`` activation sends. Pipelined
 micro-batches overlapping across stages are not modelled.
@@ -56,6 +59,10 @@ _ZERO: Cost = (0.0, 0.0, 0.0, 0.0)
 _VLLM_PROFILE_TOKENS = 8192  # vLLM profiles activation memory with a forward of this many tokens
 _VLLM_PROFILE_SEQS = 256  # and samples this many sequences (fp32 logits)
 _NON_TORCH_BYTES = 1.0e9  # CUDA context, NCCL buffers, CUDA graphs
+# vLLM custom_all_reduce: world sizes it supports and its default buffer (max_size 8 MiB); SGLang
+# and TensorRT-LLM AUTO switch to NCCL at similar sizes
+_CUSTOM_AR_TP = (2, 4, 6, 8)
+_CUSTOM_AR_MAX_BYTES = 8 * 1024 * 1024
 
 
 def check_parallelism(model: ModelArch, tp: int, pp: int) -> None:
@@ -122,6 +129,10 @@ def kv_capacity_tokens(device: Device, model: ModelArch, tp: int = 1, pp: int = 
     * ``profile`` (vLLM, SGLang): ``visible memory * utilisation - weight shard - peak activations
       of a forward of profile_tokens tokens (and fp32 logits of max_num_seqs rows) -
       runtime_reserve_gb`` (CUDA graphs, NCCL, allocator);
+    * ``static_fraction`` (SGLang): ``visible memory * mem_fraction_static - weight shard -
+      runtime_reserve_gb``; activations and CUDA graphs use the other ``1 - mem_fraction_static``
+      (SGLang ``ModelRunner.profile_max_num_token``: rest = available after loading the weights -
+      total x (1 - mem_fraction_static));
     * ``free_fraction`` (TensorRT-LLM): ``utilisation`` (kv_cache_free_gpu_mem_fraction) of what is
       free after the weights, activations and runtime reserve;
     * ``legacy`` (legacy-2023, the default without an engine): the 2023 estimate on the datasheet
@@ -133,7 +144,7 @@ def kv_capacity_tokens(device: Device, model: ModelArch, tp: int = 1, pp: int = 
     check_parallelism(model, tp, pp)
     if not 0 < gpu_memory_utilization <= 1:
         raise SpecError("gpu_memory_utilization", f"must be in (0, 1], got {gpu_memory_utilization}")
-    eng = as_profile(engine)
+    eng = as_profile(engine).for_device(device)
     sh = _Shard(model, tp)
     legacy = eng.kv_method == "legacy"
     mem = device.mem_gb * 1e9 if legacy else device.mem_bytes
@@ -144,16 +155,15 @@ def kv_capacity_tokens(device: Device, model: ModelArch, tp: int = 1, pp: int = 
         dense = max(0, min(start + n, model.n_layers - model.n_moe_layers) - start)
         params = dense * sh.layer_weight_params(model, False, tp)
         params += (n - dense) * sh.layer_weight_params(model, True, tp)
-        if i == 0:
-            params += model.embedding_params() / tp
-        if i == pp - 1:
-            params += model.lm_head_params() / tp
-        worst_weights = max(worst_weights, params * wb)
+        table = (model.embedding_params() if i == 0 else 0) + (model.lm_head_params() if i == pp - 1 else 0)
+        worst_weights = max(worst_weights, params * wb + table / tp * model.embed_bytes)
         worst_layers = max(worst_layers, n)
         start += n
     if activation_reserve_frac is None:
         if legacy:
             reserve = _NON_TORCH_BYTES + _activation_peak(model, sh, _VLLM_PROFILE_TOKENS, _VLLM_PROFILE_SEQS)
+        elif eng.kv_method == "static_fraction":
+            reserve = eng.runtime_reserve_gb * 1e9
         else:
             reserve = eng.runtime_reserve_gb * 1e9 + _activation_peak(model, sh, eng.profile_tokens,
                                                                      eng.max_num_seqs)
@@ -187,7 +197,7 @@ class AnalyticalPerfModel:
             if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or v < 0):
                 raise SpecError(f"perf.{name}", f"must be a non-negative number of seconds, got {v!r}")
         self.device, self.model, self.tp, self.pp = device, model, tp, pp
-        self.engine = eng = as_profile(engine).host(device.name)
+        self.engine = eng = as_profile(engine).for_device(device)
         self.n_devices = tp * pp
         if compute_dtype is None:
             compute_dtype = "fp8" if model.weight_bytes_per_param <= 1 and "fp8" in device.tflops else "bf16"
@@ -199,6 +209,9 @@ class AnalyticalPerfModel:
         if compute_dtype in ("fp8", "int8") and d.fp8_eff and eng.kv_method != "legacy":
             eff = d.fp8_eff  # measured fp8 GEMM ceiling (legacy-2023 keeps its single efficiency)
         self._gemm_rate = self._flops * eff  # achievable FLOP/s of a large GEMM
+        self._eb = model.embed_bytes  # bytes per LM-head weight: 16-bit in a quantised model
+        self._head_rate = (d.peak_flops("bf16") * d.compute_eff if self._eb > model.weight_bytes_per_param
+                           else self._gemm_rate)
         self._attn_rate = self._flops * d.attn_eff
         self._ramp = d.gemm_ramp_tokens
         self._klat = d.kernel_latency_us * 1e-6
@@ -231,13 +244,16 @@ class AnalyticalPerfModel:
         self._fixed_memo: dict[tuple[int, int, int], tuple[float, float, float, float, float]] = {}
 
     # ---- operator costs ------------------------------------------------------------------
-    def gemm(self, tokens: float, params: float, in_w: float, out_w: float, groups: float = 1.0) -> Cost:
+    def gemm(self, tokens: float, params: float, in_w: float, out_w: float, groups: float = 1.0,
+             unquantised: bool = False) -> Cost:
         """One (grouped) GEMM kernel: ``tokens`` rows spread over ``groups`` weights of ``params`` in all.
 
         Each group runs ``tokens / groups`` rows at efficiency ``compute_eff * M / (M + ramp)``.
+        ``unquantised``: the LM head, whose weights a quantised model keeps at 16 bits (16-bit rate).
         """
-        compute = 2.0 * params * (tokens / groups + self._ramp) / self._gemm_rate
-        memory = (params * self._wb + tokens * (in_w + out_w) * self._ab) / self._bw
+        rate, wb = (self._head_rate, self._eb) if unquantised else (self._gemm_rate, self._wb)
+        compute = 2.0 * params * (tokens / groups + self._ramp) / rate
+        memory = (params * wb + tokens * (in_w + out_w) * self._ab) / self._bw
         busy = max(compute, memory)
         return busy + self._klat, compute, memory, busy
 
@@ -246,13 +262,24 @@ class AnalyticalPerfModel:
         memory = nbytes / self._bw
         return memory + kernels * self._klat, 0.0, memory, memory
 
+    def allreduce_base_us(self, nbytes: float) -> float:
+        """Fixed cost of one all-reduce of ``nbytes`` with the engine's kernel on this device (us)."""
+        d, kind = self.device, self.engine.allreduce
+        if kind == "nccl-host":
+            return d.comm_base_us
+        if (kind == "custom" and d.comm_custom_us > 0 and self.tp in _CUSTOM_AR_TP
+                and nbytes <= _CUSTOM_AR_MAX_BYTES):
+            return d.comm_custom_us
+        return d.comm_graph_us
+
     def allreduce_time(self, nbytes: float) -> float:
-        """Ring all-reduce of ``nbytes`` over the tp devices of a stage; 0 when tp == 1."""
+        """All-reduce of ``nbytes`` over the tp devices of a stage; 0 when tp == 1."""
         tp = self.tp
         if tp == 1:
             return 0.0
         d = self.device
-        return ((d.comm_base_us + 2 * (tp - 1) * d.scaleup_latency_us + self._sync * math.log2(tp)) * 1e-6
+        return ((self.allreduce_base_us(nbytes) + 2 * (tp - 1) * d.scaleup_latency_us
+                 + self._sync * math.log2(tp)) * 1e-6
                 + 2 * (tp - 1) / tp * nbytes / self._link)
 
     def send_time(self, nbytes: float) -> float:
@@ -317,7 +344,8 @@ class AnalyticalPerfModel:
         hit = self._head_memo.get(rows)
         if hit is None:
             m = self.model
-            hit = self.gemm(rows, self._shard.vocab * m.hidden, m.hidden, self._shard.vocab) if rows else _ZERO
+            hit = self.gemm(rows, self._shard.vocab * m.hidden, m.hidden, self._shard.vocab,
+                            unquantised=True) if rows else _ZERO
             self._head_memo[rows] = hit
         return hit
 

@@ -1,0 +1,349 @@
+"""Routing decisions of the wall-clock fleet answered by an outside router over gRPC.
+
+`RouterDesk` stands where the pacer asks for routing decisions (spec router ``external``). A new
+decision is *held* (``Simulation.hold``): only its request waits, the rest of the fleet runs on.
+An answer that arrives at wall time w is applied at the simulated time of w (an engine wake-up
+stops the pacer's pass exactly there), so the router's latency is simulated time. With no router
+seen within the timeout, or no answer by the deadline (decision time + timeout), the built-in round
+robin answers instead and the fallback is counted. An answer to a decision already answered (by the
+fallback, or by another router connected at the same time) is accepted and ignored (counted as
+late), so that an SDK router's loop survives the race; an id that was never held is NOT_FOUND.
+
+`RouterService` is the ``hermes.v1.Simulator`` service cut down to what an SDK router needs
+(GetSession, Advance, GetDecisions, Decide, GetState, GetSummary on the one session ``fleet``), so
+``client_sdk`` routers (``ExternalScheduler.run``) run unchanged; Advance does not move the clock
+(the wall clock does): it waits until a decision is held, the simulated clock reaches the target,
+or a short poll ends (INTERRUPTED: call again). The other RPCs are UNIMPLEMENTED.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+
+from hermes.v1 import common_pb2, control_pb2, session_pb2, simulator_pb2, simulator_pb2_grpc
+from sim_engine import Simulation
+
+from ..api import validate, wire
+from ..api.auth import check_authorization
+from ..errors import ApiError, invalid, not_found, out_of_range
+from .pacer import NS, Pacer
+
+SESSION_ID = "fleet"  # the one session the router listener serves ("" is accepted too)
+POLL_S = 1.0  # longest Advance wait with nothing to decide (then INTERRUPTED: call again)
+MAX_MESSAGE_BYTES = 4 << 20  # largest request message the listener accepts
+MAX_ANSWERS = 10_000  # answers in one Decide call
+MAX_CALLS = 256  # calls in flight at once (waiting Advance calls included); past it RESOURCE_EXHAUSTED
+CLOSED_MEMORY = 65_536  # answered decision ids remembered, so that a late answer is not "unknown"
+SERVED = ("GetSession", "Advance", "GetDecisions", "Decide", "GetState", "GetSummary")
+ROUTER_HELP = (
+    ("hermes_fleet_router_decisions", "Routing decisions answered by the external router."),
+    ("hermes_fleet_router_fallbacks", "Routing decisions answered by the built-in round robin because no "
+                                      "external router was connected or it did not answer in time."),
+    ("hermes_fleet_router_late_answers", "External router answers to decisions already answered (by the "
+                                         "fallback after the deadline, or by another router): ignored."),
+)
+
+
+class RoundRobin:
+    """The built-in answer: each decision's candidates in turn (one cycle per distinct list)."""
+
+    def __init__(self) -> None:
+        self._next: dict[tuple[str, ...], int] = {}
+
+    def pick(self, candidates: list[str]) -> str | None:
+        key = tuple(candidates)
+        if not key:
+            return None
+        i = self._next.get(key, 0)
+        self._next[key] = (i + 1) % len(key)
+        return key[i]
+
+    def __call__(self, sim: Simulation) -> None:
+        """Answer every pending decision (the pacer's hook when no router listener is open)."""
+        for d in sim.pending_decisions():
+            route(sim, d.decision_id, self.pick(d.candidates))
+
+
+def route(sim: Simulation, decision_id: int, target: str | None) -> None:
+    sim.decide(decision_id, "route", target) if target is not None else sim.decide(decision_id, "drop")
+
+
+@dataclass
+class _Held:
+    decision: Any  # the engine's Decision
+    deadline_ns: int  # simulated time the fallback answers at
+
+
+class RouterDesk:
+    """The fleet's held routing decisions and the outside router's answers (one asyncio thread)."""
+
+    def __init__(self, pacer: Pacer, timeout_s: float, fallback: RoundRobin | None = None) -> None:
+        self.pacer, self.sim = pacer, pacer.sim
+        self.timeout_s = timeout_s
+        self.fallback = fallback or RoundRobin()
+        self.open: dict[int, _Held] = {}  # held and not answered yet
+        self._deadlines: deque[tuple[int, int]] = deque()  # (deadline ns, id) in time order (a fixed timeout)
+        self._answers: list[tuple[int, int, str, str | None, int | None]] = []  # (at ns, id, action, client, retry)
+        self._closed: OrderedDict[int, None] = OrderedDict()  # answered lately (fallback or a router)
+        self.seen_wall = -1e18  # wall time of the router's latest call
+        self.polling = 0  # Advance calls waiting now
+        self.changed = asyncio.Event()  # set when a decision is held
+        self.decided = self.fallbacks = self.late = 0
+
+    @property
+    def connected(self) -> bool:
+        return self.polling > 0 or self.pacer.clock() - self.seen_wall < self.timeout_s
+
+    def __call__(self, sim: Simulation) -> None:
+        """The pacer's hook, at every stop of a pass: apply what is due now, hold what is new."""
+        now = sim.now_ns
+        while self._answers and self._answers[0][0] <= now:
+            _, did, action, client, retry = heapq.heappop(self._answers)
+            if did not in sim.held:
+                continue  # its request was aborted meanwhile (its caller left)
+            if action == "route" and self.pacer.client_status.get(client or "", "active") != "active":
+                self._fall_back(did, self.sim.held[did][0])  # the router's pick left the fleet meanwhile
+                continue
+            sim.decide(did, action, client, retry)
+            self.decided += 1
+        while self._deadlines and self._deadlines[0][0] <= now:
+            did = self._deadlines.popleft()[1]
+            if did in self.open:
+                held = self.open.pop(did)
+                if did in sim.held:  # else its request was aborted meanwhile
+                    self._fall_back(did, held.decision)
+                self._close(did)
+        pending = sim.pending_decisions()
+        if not pending:
+            return
+        if not self.connected:
+            for d in pending:
+                self._fall_back(d.decision_id, d)
+            return
+        deadline = now + max(1, int(self.timeout_s * self.pacer.scale * NS))
+        for d in pending:
+            sim.hold(d.decision_id)
+            self.open[d.decision_id] = _Held(d, deadline)
+            self._deadlines.append((deadline, d.decision_id))
+        sim.add_wakeup(deadline, "router-deadline")
+        self.changed.set()
+
+    def _fall_back(self, did: int, d: Any) -> None:
+        active = [c for c in d.candidates if self.pacer.client_status.get(c, "active") == "active"]
+        route(self.sim, did, self.fallback.pick(active))
+        self.fallbacks += 1
+
+    def _close(self, did: int) -> None:
+        self._closed[did] = None
+        if len(self._closed) > CLOSED_MEMORY:
+            self._closed.popitem(last=False)
+
+    def decide(self, answers: list[tuple[int, str, str | None, int | None]]) -> None:
+        """Queue checked answers for the simulated time of now (all were checked by `check`)."""
+        at = max(self.sim.now_ns, self.pacer.sim_now_target())
+        queued = False
+        for did, action, client, retry in answers:
+            h = self.open.get(did)
+            if h is None or at >= h.deadline_ns:  # answered already, or the fallback answers at the deadline
+                self.late += 1
+                continue
+            del self.open[did]
+            self._close(did)
+            heapq.heappush(self._answers, (at, did, action, client, retry))
+            queued = True
+        if queued:
+            self.sim.add_wakeup(at, "router-answer")
+            self.pacer.wake()
+
+    def check(self, i: int, did: int, action: str, client: str | None) -> None:
+        """Raise the gRPC error for an answer that cannot apply (checked before any is queued)."""
+        path = f"answers[{i}]"
+        if did in self._closed:
+            return
+        h = self.open.get(did)
+        if h is None:
+            raise not_found(f"{path}.decision_id", f"no pending decision {did}")
+        cands = h.decision.candidates
+        if action == "route" and client not in cands:
+            if h.decision.stage_kind != "route" and client not in self.pacer.client_status:
+                raise not_found(f"{path}.client_id", f"client {client!r} does not exist; "
+                                f"candidates: {', '.join(cands)}")
+            raise invalid(f"{path}.client_id", f"{client!r} is not a candidate of this decision; "
+                          f"candidates: {', '.join(cands)}")
+
+    def exposition(self) -> str:
+        out = []
+        for (name, text), value in zip(ROUTER_HELP, (self.decided, self.fallbacks, self.late), strict=True):
+            out.append(f"# HELP {name} {text}\n# TYPE {name} counter\n{name}_total {value}\n")
+        return "".join(out)
+
+
+class RouterService(simulator_pb2_grpc.SimulatorServicer):
+    """The decision RPCs of hermes.v1.Simulator on the fleet's one session (grpc.aio, the pacer's loop)."""
+
+    def __init__(self, desk: RouterDesk, spec_name: str, router_policy: str, token: str | None = None) -> None:
+        self.desk = desk
+        self.spec_name, self.router_policy = spec_name, router_policy
+        self._token = token.encode("utf-8", "surrogateescape") if token else None
+
+    async def _enter(self, context: grpc.aio.ServicerContext, session_id: str) -> None:
+        """Auth, then the session id; marks the router as seen."""
+        if self._token is not None:
+            given = dict(context.invocation_metadata() or ()).get("authorization", "")
+            reason = check_authorization(given if isinstance(given, str) else given.decode("latin-1"), self._token)
+            if reason is not None:
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, reason)
+        if session_id not in ("", SESSION_ID):
+            await _abort(context, not_found("session_id", f"no session {session_id[:64]!r}; the fleet's router "
+                                            f"listener serves one session, {SESSION_ID!r}"))
+        self.desk.seen_wall = self.desk.pacer.clock()
+
+    def _decisions(self, out: Any) -> None:
+        for h in self.desk.open.values():
+            wire.fill_decision(out.add(), h.decision)
+
+    async def GetSession(self, request: session_pb2.GetSessionRequest, context: Any) -> Any:
+        await self._enter(context, request.session_id)
+        sim = self.desk.sim
+        info = session_pb2.SessionInfo(
+            session_id=SESSION_ID, spec_name=self.spec_name, seed=sim.spec.seed, router_policy=self.router_policy,
+            now_ns=sim.now_ns, pending_decisions=len(self.desk.open), client_ids=[c.id for c in sim.clients])
+        return session_pb2.GetSessionReply(session=info)
+
+    async def Advance(self, request: control_pb2.AdvanceRequest, context: Any) -> Any:
+        await self._enter(context, request.session_id)
+        desk, sim = self.desk, self.desk.sim
+        which = request.WhichOneof("target")
+        target = None
+        if which == "until_ns":
+            if request.until_ns < sim.now_ns:
+                await _abort(context, out_of_range("until_ns", f"{request.until_ns} is before the current time "
+                                                   f"{sim.now_ns}"))
+            target = request.until_ns
+        elif which == "by_ns":
+            if request.by_ns < 0:
+                await _abort(context, invalid("by_ns", f"must be >= 0, got {request.by_ns}"))
+            target = sim.now_ns + request.by_ns
+        if request.max_events < 0:
+            await _abort(context, invalid("max_events", f"must be >= 0, got {request.max_events}"))
+        end = time.monotonic() + min(POLL_S, max(0.0, (context.time_remaining() or POLL_S) - 0.05))
+        desk.polling += 1
+        try:
+            while not desk.open and (target is None or sim.now_ns < target) and time.monotonic() < end:
+                desk.changed.clear()
+                try:
+                    await asyncio.wait_for(desk.changed.wait(), min(0.02, max(0.0, end - time.monotonic())))
+                except TimeoutError:
+                    pass
+        finally:
+            desk.polling -= 1
+            desk.seen_wall = desk.pacer.clock()
+        reply = control_pb2.AdvanceReply(time_ns=sim.now_ns)
+        if desk.open:
+            reply.reason = common_pb2.STOP_REASON_DECISION_NEEDED
+            self._decisions(reply.decisions)
+        elif target is not None and sim.now_ns >= target:
+            reply.reason = common_pb2.STOP_REASON_TARGET_REACHED
+        else:
+            reply.reason = common_pb2.STOP_REASON_INTERRUPTED
+        return reply
+
+    async def GetDecisions(self, request: control_pb2.GetDecisionsRequest, context: Any) -> Any:
+        await self._enter(context, request.session_id)
+        reply = control_pb2.GetDecisionsReply()
+        self._decisions(reply.decisions)
+        return reply
+
+    async def Decide(self, request: control_pb2.DecideRequest, context: Any) -> Any:
+        await self._enter(context, request.session_id)
+        try:
+            answers = self._answers(request)
+        except ApiError as e:
+            await _abort(context, e)
+        self.desk.decide(answers)
+        return control_pb2.DecideReply(pending_decisions=len(self.desk.open))
+
+    def _answers(self, request: control_pb2.DecideRequest) -> list[tuple[int, str, str | None, int | None]]:
+        """Every answer checked (fields, then against the held decisions) before any is queued."""
+        if request.batch_answers:
+            raise invalid("batch_answers", "the fleet has no external batching (its clients batch themselves)")
+        if not request.answers:
+            raise invalid("answers", "missing (give at least one answer)")
+        if len(request.answers) > MAX_ANSWERS:
+            raise invalid("answers", f"{len(request.answers)} answers exceed the limit of {MAX_ANSWERS} per call")
+        out = []
+        for i, a in enumerate(request.answers):
+            path = f"answers[{i}]"
+            validate.required_text(a.decision_id, f"{path}.decision_id")
+            validate.enum_value(common_pb2.DecisionAction, a.action, f"{path}.action")
+            action = wire.DECISION_ACTIONS[a.action]
+            if action == "route":
+                validate.required_text(a.client_id, f"{path}.client_id")
+            elif a.client_id:
+                raise invalid(f"{path}.client_id", "only for action ROUTE")
+            if action == "defer":
+                validate.positive(a.retry_after_ns, f"{path}.retry_after_ns")
+                validate.sim_time(self.desk.sim.now_ns + a.retry_after_ns, self.desk.sim.now_ns,
+                                  f"{path}.retry_after_ns")
+            elif a.retry_after_ns:
+                raise invalid(f"{path}.retry_after_ns", "only for action DEFER")
+            if not (a.decision_id.isdigit() and str(int(a.decision_id)) == a.decision_id):
+                raise not_found(f"{path}.decision_id", f"no pending decision {a.decision_id!r}")
+            out.append((int(a.decision_id), action, a.client_id or None, a.retry_after_ns or None))
+        validate.unique((a.decision_id for a in request.answers), "answers.decision_id")
+        for i, (did, action, client, _) in enumerate(out):
+            self.desk.check(i, did, action, client)
+        return out
+
+    async def GetState(self, request: control_pb2.GetStateRequest, context: Any) -> Any:
+        await self._enter(context, request.session_id)
+        sim = self.desk.sim
+        return control_pb2.GetStateReply(state=wire.fill_state(common_pb2.ClusterState(), sim.state(), sim.now_ns))
+
+    async def GetSummary(self, request: control_pb2.GetSummaryRequest, context: Any) -> Any:
+        await self._enter(context, request.session_id)
+        sim = self.desk.sim
+        text = wire.to_json(sim.summary())
+        reply = control_pb2.GetSummaryReply(summary_json=text, now_ns=sim.now_ns)
+        wire.json_to_struct(text, reply.summary)
+        return reply
+
+
+async def _abort(context: Any, err: ApiError) -> None:
+    await context.abort(err.code, err.message)
+
+
+def _unimplemented(name: str) -> Callable[..., Any]:
+    message = (f"{name}: not served by the fleet's router listener, which answers routing decisions only "
+               f"({', '.join(SERVED)}; docs/FLEET.md)")
+
+    async def refuse(self: RouterService, request: Any, context: Any) -> None:
+        await context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
+
+    return refuse
+
+
+for _m in simulator_pb2.DESCRIPTOR.services_by_name["Simulator"].methods:
+    if _m.name not in SERVED:
+        setattr(RouterService, _m.name, _unimplemented(_m.name))
+
+
+async def start_router_server(service: RouterService, host: str, port: int) -> tuple[grpc.aio.Server, int]:
+    """The router listener on the running loop; returns it and its bound port."""
+    server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                                      ("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=MAX_CALLS)
+    simulator_pb2_grpc.add_SimulatorServicer_to_server(service, server)
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    bound = server.add_insecure_port(address)
+    if not bound:
+        raise OSError(f"--router-port: cannot bind {address}")
+    await server.start()
+    return server, bound
