@@ -80,6 +80,7 @@ from .errors import SpecError
 from .fields import Fields
 
 BATCHING = ("static", "continuous", "chunked", "mixed", "external")
+CHUNKING = ("chunked", "external")  # policies that may split a prompt over several steps
 ADMISSION = ("greedy", "reserve")
 KV_METHODS = ("profile", "static_fraction", "free_fraction", "legacy")
 ALLREDUCE = ("custom", "nccl-graph", "nccl-host")
@@ -292,5 +293,5 @@ def as_profile(value: EngineProfile | Mapping[str, Any] | str | None) -> EngineP
     return get_engine(value if isinstance(value, str) else dict(value))
 
 
-__all__ = ["ADMISSION", "ALLREDUCE", "DEFAULT_ENGINE", "PROFILES", "EngineProfile", "as_profile", "engine_names",
+__all__ = ["ADMISSION", "ALLREDUCE", "CHUNKING", "DEFAULT_ENGINE", "PROFILES", "EngineProfile", "as_profile", "engine_names",
            "get_engine", "legacy_host"]

@@ -47,6 +47,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .engines import CHUNKING
 from .kernel import PRIO_DECIDE, PRIO_INPUT, PRIO_STATE
 from .prefix_cache import PrefixCache
 from .request import Request
@@ -55,7 +56,6 @@ from .spec import ClientSpec
 if TYPE_CHECKING:
     from .client_api import SimContext as Simulation  # the simulation as a client sees it
 
-CHUNKING = ("chunked", "external")  # policies that may split a prompt over several steps
 MAX_RUN_STEPS = 4096  # longest closed-form run (bounds the arrays built per run)
 _STEPS = np.arange(MAX_RUN_STEPS, dtype=np.int64)  # sliced, not rebuilt, for each run
 _PHASES: dict[tuple[int, int], np.ndarray] = {}  # (block size, first phase) -> phase of each step

@@ -23,7 +23,7 @@ from typing import Any
 
 from . import perf
 from .datafiles import BUNDLED_TRACES, DATA_DIR, TraceInfo, check_trace, resolve_data_path
-from .engines import ADMISSION, DEFAULT_ENGINE, PROFILES, EngineProfile, get_engine
+from .engines import ADMISSION, CHUNKING, DEFAULT_ENGINE, PROFILES, EngineProfile, get_engine
 from .errors import SpecError
 from .fields import Fields, show
 from .hardware import get_hardware
@@ -213,10 +213,11 @@ def _scheduler(doc: Any, path: str, engine: EngineProfile | None = None) -> Sche
     spec = SchedulerSpec(
         batching=batching,
         max_num_seqs=f.int("max_num_seqs", d.max_num_seqs, maximum=MAX_NUM_SEQS),
-        # a static batch is not split by the engine's per-step budget (see LLMClient): only a budget
-        # given here limits it
+        # the engine's per-step budget is a chunked-prefill budget: a mode that prefills whole prompts
+        # (static, continuous, mixed) is not limited by it (vLLM without chunked prefill requires
+        # max_num_batched_tokens >= max_model_len); only a budget given here limits such a mode
         max_num_batched_tokens=f.int("max_num_batched_tokens",
-                                     None if batching == "static" else d.max_num_batched_tokens or None,
+                                     d.max_num_batched_tokens or None if batching in CHUNKING else None,
                                      maximum=MAX_TOKENS),
         block_size=f.int("block_size", d.block_size, maximum=MAX_BLOCK_SIZE),
         gpu_memory_utilization=f.float("gpu_memory_utilization", d.gpu_memory_utilization,

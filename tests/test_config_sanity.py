@@ -154,6 +154,17 @@ def test_vllm_batch_defaults_follow_the_gpu() -> None:
     assert sched("A100-80GB", {"preset": "vllm", "max_num_batched_tokens": 8192}) == (256, 8192)
     assert sched("H100-SXM", scheduler={"max_num_seqs": 64}) == (64, 8192)
     assert sched("H100-SXM", "sglang") == (1024, 8192) and sched("A100-80GB", "trtllm") == (256, 8192)
+    # the engine's budget is a chunked-prefill budget: whole-prompt modes are not cut by it (bug: a
+    # 3000-token prompt was refused on an L40S running `continuous` under the vllm profile)
+    for mode in ("continuous", "mixed", "static"):
+        assert sched("L40S", scheduler={"batching": mode})[1] is None
+    assert sched("L40S", scheduler={"batching": "continuous", "max_num_batched_tokens": 2048})[1] == 2048
+    doc = {"clients": [{"hardware": "L40S", "model": "Llama-3.1-8B", "scheduler": {"batching": "continuous"}}],
+           "workload": {"arrival": {"process": "none"}}}
+    sim = Simulation(load_spec(doc))
+    sim.inject([RequestInput(0, 3000, 16)])
+    sim.run()
+    assert sim.completed == 1
     # the profiling run samples max_num_seqs rows of fp32 logits: 1024 rows cost 768 x 128256 x 4 B more
     eng256 = {"preset": "vllm", "max_num_seqs": 256}
     gap = kv_capacity_tokens(H100, get_model("Llama-3.1-8B"), engine=get_engine(eng256)) \
