@@ -744,10 +744,14 @@ class LLMClient:
             return
         now = self.sim.kernel.now
         self._apply_run_steps(self.run.k)
+        self._close_run(now)
+        self.poke(now)
+
+    def _close_run(self, now: int) -> None:
+        """The run in flight is over (its steps accounted): the requests it finished complete."""
         self.run = None
         self.busy = False
         self._complete_due(now)
-        self.poke(now)
 
     def _apply_run_steps(self, k: int) -> None:
         """Account the first ``k`` steps of the run in flight (they ended: the run's end, or an abort)."""
@@ -853,10 +857,8 @@ class LLMClient:
             self._apply_run_steps(j)
         self._release(req)
         self.version += 1
-        if j >= run.k:  # the run ended at this instant and its end event has not run: run it here
-            self.run = None
-            self.busy = False
-            self._complete_due(now)
+        if j >= run.k:  # the run ended at this instant and its end event has not run: close it here
+            self._close_run(now)
             return
         first = self.phase[self.G % self.bs]  # the step in flight's new blocks, without req's
         start = int(run.ends[j - 1]) if j else run.start

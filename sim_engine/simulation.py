@@ -448,11 +448,11 @@ class Simulation:
             self.network.cancel(req.transfer)
         client = req.client
         if client is not None:
-            asking = getattr(client, "asking", 0)
-            if asking and any(v.request_id == request_id for v in
-                              self.batch_pending[asking][0].waiting + self.batch_pending[asking][0].running):
-                del self.batch_pending[asking]  # its view showed the request: ask again without it
-                client.asking = 0
+            if isinstance(client, LLMClient) and client.asking:
+                view = self.batch_pending[client.asking][0]
+                if any(v.request_id == request_id for v in view.waiting + view.running):
+                    del self.batch_pending[client.asking]  # its view showed the request: ask again without it
+                    client.asking = 0
             client.cancel(req, now)
         self.aborted += 1
         self.records.add(req, STATUS_ABORTED, client.index if client is not None else -1, now)
