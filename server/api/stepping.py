@@ -17,6 +17,42 @@ from .base import ApiBase, CallContext
 MAX_ANSWERS = 100_000  # answers in one Decide call (checking them holds the GIL)
 
 
+def decision_number(value: str, field: str) -> int:
+    """A decision id from the wire (decimal digits, no leading zeros); anything else is NOT_FOUND."""
+    if not (value.isdigit() and str(int(value)) == value):
+        raise not_found(field, f"no pending decision {value!r}")
+    return int(value)
+
+
+def routing_answers(msgs: Any) -> list[DecisionAnswer]:
+    """Engine DecisionAnswers from the wire's ``answers``, with the wire-level checks (fields per
+    action, unique ids); the engine (or the fleet's router desk) checks them against its decisions.
+    Shared by the lockstep server's Decide and the fleet's router listener."""
+    for i, a in enumerate(msgs):
+        path = f"answers[{i}]"
+        validate.required_text(a.decision_id, f"{path}.decision_id")
+        validate.enum_value(common_pb2.DecisionAction, a.action, f"{path}.action")
+        if a.action == common_pb2.DECISION_ACTION_ROUTE:
+            validate.required_text(a.client_id, f"{path}.client_id")
+        elif a.client_id:
+            raise invalid(f"{path}.client_id", "only for action ROUTE")
+        if a.action == common_pb2.DECISION_ACTION_DEFER:
+            validate.positive(a.retry_after_ns, f"{path}.retry_after_ns")
+        elif a.retry_after_ns:
+            raise invalid(f"{path}.retry_after_ns", "only for action DEFER")
+    validate.unique((a.decision_id for a in msgs), "answers.decision_id")
+    return [DecisionAnswer(decision_number(a.decision_id, f"answers[{i}].decision_id"),
+                           wire.DECISION_ACTIONS[a.action], a.client_id or None, a.retry_after_ns or None)
+            for i, a in enumerate(msgs)]
+
+
+def check_retry_times(answers: list[DecisionAnswer], now: int) -> None:
+    """A defer's retry time must stay within the simulated-time range."""
+    for i, a in enumerate(answers):
+        if a.retry_after_ns:
+            validate.sim_time(now + a.retry_after_ns, now, f"answers[{i}].retry_after_ns")
+
+
 class SteppingApi(ApiBase):
     # ------------------------------------------------------------ inject
 
@@ -132,38 +168,12 @@ class SteppingApi(ApiBase):
         if len(req.answers) > MAX_ANSWERS:
             raise exhausted("answers", f"{len(req.answers)} answers exceed the limit of {MAX_ANSWERS} per call")
         batch_answers = self._batch_answers(req.batch_answers)
-        for i, a in enumerate(req.answers):
-            path = f"answers[{i}]"
-            validate.required_text(a.decision_id, f"{path}.decision_id")
-            validate.enum_value(common_pb2.DecisionAction, a.action, f"{path}.action")
-            if a.action == common_pb2.DECISION_ACTION_ROUTE:
-                validate.required_text(a.client_id, f"{path}.client_id")
-            elif a.client_id:
-                raise invalid(f"{path}.client_id", "only for action ROUTE")
-            if a.action == common_pb2.DECISION_ACTION_DEFER:
-                validate.positive(a.retry_after_ns, f"{path}.retry_after_ns")
-            elif a.retry_after_ns:
-                raise invalid(f"{path}.retry_after_ns", "only for action DEFER")
-        validate.unique((a.decision_id for a in req.answers), "answers.decision_id")
-        answers = []
-        for i, a in enumerate(req.answers):
-            answers.append(DecisionAnswer(self._decision_number(a.decision_id, f"answers[{i}].decision_id"),
-                                          wire.DECISION_ACTIONS[a.action],
-                                          a.client_id or None, a.retry_after_ns or None))
+        answers = routing_answers(req.answers)
         with self.manager.use(sid, call=call) as s:
-            now = int(s.sim.now_ns)
-            for i, a in enumerate(req.answers):
-                if a.retry_after_ns:
-                    validate.sim_time(now + a.retry_after_ns, now, f"answers[{i}].retry_after_ns")
+            check_retry_times(answers, int(s.sim.now_ns))
             s.sim.decide_many(answers, batch_answers)  # atomic: every answer is checked before any is applied
             return control_pb2.DecideReply(
                 pending_decisions=len(s.sim.pending_decisions()) + len(s.sim.pending_batch_decisions()))
-
-    @staticmethod
-    def _decision_number(value: str, field: str) -> int:
-        if not (value.isdigit() and str(int(value)) == value):
-            raise not_found(field, f"no pending decision {value!r}")
-        return int(value)
 
     def _batch_answers(self, msgs: Any) -> list[BatchAnswer]:
         """Engine BatchAnswers from the wire, with wire-level checks (the engine checks the rest)."""
@@ -182,7 +192,7 @@ class SteppingApi(ApiBase):
                 items.append(BatchItem(item.request_id, int(item.tokens)))
             for j, rid in enumerate(b.preempt):
                 validate.required_text(rid, f"{path}.preempt[{j}]")
-            out.append(BatchAnswer(self._decision_number(b.decision_id, f"{path}.decision_id"), tuple(items),
+            out.append(BatchAnswer(decision_number(b.decision_id, f"{path}.decision_id"), tuple(items),
                                    tuple(b.preempt), bool(b.repeat_decodes)))
         return out
 

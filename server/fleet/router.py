@@ -31,8 +31,9 @@ import grpc
 from hermes.v1 import common_pb2, control_pb2, session_pb2, simulator_pb2, simulator_pb2_grpc
 from sim_engine import Simulation
 
-from ..api import validate, wire
+from ..api import wire
 from ..api.auth import check_authorization
+from ..api.stepping import check_retry_times, routing_answers
 from ..errors import ApiError, invalid, not_found, out_of_range
 from .pacer import NS, Pacer
 
@@ -279,29 +280,11 @@ class RouterService(simulator_pb2_grpc.SimulatorServicer):
             raise invalid("answers", "missing (give at least one answer)")
         if len(request.answers) > MAX_ANSWERS:
             raise invalid("answers", f"{len(request.answers)} answers exceed the limit of {MAX_ANSWERS} per call")
-        out = []
-        for i, a in enumerate(request.answers):
-            path = f"answers[{i}]"
-            validate.required_text(a.decision_id, f"{path}.decision_id")
-            validate.enum_value(common_pb2.DecisionAction, a.action, f"{path}.action")
-            action = wire.DECISION_ACTIONS[a.action]
-            if action == "route":
-                validate.required_text(a.client_id, f"{path}.client_id")
-            elif a.client_id:
-                raise invalid(f"{path}.client_id", "only for action ROUTE")
-            if action == "defer":
-                validate.positive(a.retry_after_ns, f"{path}.retry_after_ns")
-                validate.sim_time(self.desk.sim.now_ns + a.retry_after_ns, self.desk.sim.now_ns,
-                                  f"{path}.retry_after_ns")
-            elif a.retry_after_ns:
-                raise invalid(f"{path}.retry_after_ns", "only for action DEFER")
-            if not (a.decision_id.isdigit() and str(int(a.decision_id)) == a.decision_id):
-                raise not_found(f"{path}.decision_id", f"no pending decision {a.decision_id!r}")
-            out.append((int(a.decision_id), action, a.client_id or None, a.retry_after_ns or None))
-        validate.unique((a.decision_id for a in request.answers), "answers.decision_id")
-        for i, (did, action, client, _) in enumerate(out):
-            self.desk.check(i, did, action, client)
-        return out
+        answers = routing_answers(request.answers)
+        check_retry_times(answers, self.desk.sim.now_ns)
+        for i, a in enumerate(answers):
+            self.desk.check(i, a.decision_id, a.action, a.client_id)
+        return [(a.decision_id, a.action, a.client_id, a.retry_after_ns) for a in answers]
 
     async def GetState(self, request: control_pb2.GetStateRequest, context: Any) -> Any:
         await self._enter(context, request.session_id)
