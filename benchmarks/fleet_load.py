@@ -87,13 +87,14 @@ class Front:
         if not self.urls:
             raise RuntimeError("hermes fleet did not start")
 
-    def cpu_s(self) -> float:
-        """User + system CPU seconds the front has used (Linux /proc; 0 elsewhere)."""
+    def cpu_s(self) -> tuple[float, float]:
+        """User and system (kernel) CPU seconds the front has used (Linux /proc; zeros elsewhere)."""
         try:
             fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            return 0.0
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            return 0.0, 0.0
+        tick = os.sysconf("SC_CLK_TCK")
+        return int(fields[11]) / tick, int(fields[12]) / tick
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -416,10 +417,12 @@ async def main_async(args: argparse.Namespace, front: Front, probe: HostProbe) -
             cpu0, gen0, probe0 = front.cpu_s(), time.process_time(), len(probe.samples)
             poller.poll_s = min(POLL_MAX_S, max(POLL_MIN_S, rate * POLL_S_PER_RATE))
             sustained, lag, ok, sent = await rate_step(session, poller, urls, rate, args.step_s, args.tokens)
-            cpu = (front.cpu_s() - cpu0) / max(sent, 1)
+            (user1, sys1), (user0, sys0) = front.cpu_s(), cpu0
+            cpu = (user1 - user0 + sys1 - sys0) / max(sent, 1)
+            kernel = (sys1 - sys0) / max(sent, 1)
             gen = (time.process_time() - gen0) / max(sent, 1)
             print(f"rate {rate:6.1f} req/s: {ok}/{sent} streams complete, worst lag {lag * 1e3:6.1f} ms, "
-                  f"front CPU {cpu * 1e3:.2f} ms per stream (one core's worth: {1 / cpu if cpu else 0:.0f} req/s; "
+                  f"front CPU {cpu * 1e3:.2f} ms per stream ({kernel * 1e3:.2f} in the kernel; one core's worth: {1 / cpu if cpu else 0:.0f} req/s; "
                   f"per token {cpu / args.tokens / args.floor:.1f}x the host's send floor), "
                   f"load generator CPU {gen * 1e3:.2f} ms per stream, "
                   f"host probe lag {probe.worst_since(probe0) * 1e3:.1f} ms, "

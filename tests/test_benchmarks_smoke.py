@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parent.parent
     ("calibration_terms.py", [], r"baseline_worst_heldout_p90=[\d.]+"),
     ("scale_out.py", ["--smoke"], r"scale_out_efficiency=[\d.]+"),
     ("config_sweep.py", ["--hardware", "H100-SXM", "--model", "Llama-3.1-8B", "--sim"], r"config_sweep_flags=\d+"),
+    ("fidelity_transfers.py", ["--data", str(ROOT / "benchmarks" / "data" / "calibration" / "kv_transfer.csv")],
+     r"kv_transfer_median_abs_pct_error=[\d.]+"),
 ])
 def test_benchmark_prints_its_figure_last(script, args, last):
     out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args], cwd=ROOT,
