@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 from test_fleet import MODEL, ROOT, FakeClock, get, metric, post
@@ -215,12 +216,17 @@ def test_a_candidate_of_another_stage_is_not_a_candidate_of_this_one():
 
 
 class ToOne(ExternalScheduler):
-    """Every decision to one named client or model (the first candidate when none is one)."""
+    """Every decision to one named client or model (the first candidate when none is one); it also
+    collects the ids of the completions the Advance replies carry (an unchanged SDK hook)."""
 
     needs_state = False
 
     def __init__(self, *targets: str) -> None:
         self.targets = targets
+        self.completed: list[str] = []
+
+    def on_events(self, events) -> None:
+        self.completed += [e.request_id for e in events if e.kind == common_pb2.EVENT_KIND_COMPLETED]
 
     def route(self, decision, state):
         return next((t for t in self.targets if t in decision.candidates), decision.candidates[0])
@@ -302,9 +308,14 @@ def test_an_sdk_router_sends_every_gateway_call_to_one_named_client():
     proc, instances, gateway, router = _start_fleet()
     assert instances.keys() == set(CLIENTS)
     try:
-        client, thread, errors = _drive(ToOne("l40s-0"), router)
+        to_one = ToOne("l40s-0")
+        client, thread, errors = _drive(to_one, router)
         assert _openai_calls(gateway, 8) == [5] * 8
         assert {c: _successes(u) for c, u in instances.items()} == {"h100-0": 0, "a100-0": 0, "l40s-0": 8}
+        deadline = time.monotonic() + 10  # the router's next Advance reply (a poll of at most 1 s) carries them
+        while len(to_one.completed) < 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(set(to_one.completed)) == 8
         _, text = get(gateway + "/metrics")
         assert metric(text, "hermes_fleet_router_decisions_total") == 8
         assert metric(text, "hermes_fleet_router_fallbacks_total") == 0
@@ -335,6 +346,48 @@ def test_a_router_that_never_answers_costs_the_timeout_and_every_call_completes(
         assert proc.wait(15) == 0
 
 
+def test_engine_events_are_kept_for_a_connected_router_only_and_bounded(monkeypatch):
+    import server.fleet.router as router_mod
+
+    sim, clock, pacer, desk = _desk()
+    pacer.on_events = desk.note_events
+    pinned = pacer.submit("h100-0", MODEL, (50,), [4], 1)
+    _run(pacer, clock, [pinned])
+    assert pinned.finished and not desk.events  # no router connected: nothing kept
+    desk.seen_wall = clock()
+    call = pacer.submit("h100-0", MODEL, (50,), [4], 1)
+    _run(pacer, clock, [call])
+    kinds = [e.kind for e in desk.take_events(100)]
+    assert kinds[0] == "arrival" and "first_token" in kinds and kinds[-1] == "completed"
+    assert not desk.events  # taken
+    monkeypatch.setattr(router_mod, "EVENT_BUFFER", 2)
+    desk.seen_wall = clock()
+    desk.note_events(["a", "b", "c", "d", "e"])
+    assert list(desk.events) == ["d", "e"] and desk.events_dropped == 3
+    assert "hermes_fleet_router_events_dropped_total 3" in desk.exposition()
+
+
+@pytest.mark.slow
+def test_the_router_listener_over_tls_takes_a_tls_client_and_refuses_plaintext(tmp_path):
+    from server_fixtures import self_signed
+
+    pytest.importorskip("cryptography")
+    cert, key = self_signed(tmp_path, "fleet-router")
+    token = tmp_path / "token"
+    token.write_text("router-secret\n")
+    proc, _, _, router = _start_fleet("--router-tls-cert", str(cert), "--router-tls-key", str(key),
+                                      "--router-token-file", str(token))
+    try:
+        with Client(router, token="router-secret", tls_ca=cert, timeout=10) as c:
+            assert c.attach("fleet").get().session_id == "fleet"
+        with Client(router, token="router-secret", timeout=5) as plain, pytest.raises(HermesError) as e:
+            plain.attach("fleet").get()
+        assert e.value.code.name == "UNAVAILABLE"
+    finally:
+        proc.terminate()
+        assert proc.wait(15) == 0
+
+
 @pytest.mark.slow
 def test_router_flags_are_checked():
     def run(*args: str) -> subprocess.CompletedProcess:
@@ -349,6 +402,10 @@ def test_router_flags_are_checked():
     assert bad.returncode == 2 and "router.policy" in bad.stderr
     bad = run("hetero-demo", "--router-port", "0", "--router-token-file", "/nonexistent/token")
     assert bad.returncode == 2 and "--router-token-file" in bad.stderr
+    bad = run("hetero-demo", "--router-port", "0", "--router-tls-cert", "/nonexistent/cert")
+    assert bad.returncode == 2 and "--router-tls-cert and --router-tls-key go together" in bad.stderr
+    bad = run("hetero-demo", "--router-port", "0", "--router-tls-cert", "/nonexistent/c", "--router-tls-key", "/x/k")
+    assert bad.returncode == 2 and "--router-tls-cert: no file /nonexistent/c" in bad.stderr
 
 
 

@@ -4,15 +4,12 @@ or an untrusted CA refused."""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import subprocess
 import sys
-from pathlib import Path
 
 import grpc
 import pytest
-from server_fixtures import ROOT, env_with_root, start_server
+from server_fixtures import ROOT, env_with_root, self_signed, start_server
 
 from client_sdk import Client, HermesError
 
@@ -20,34 +17,11 @@ pytestmark = pytest.mark.slow
 x509 = pytest.importorskip("cryptography.x509")
 
 
-def _self_signed(directory: Path, name: str) -> tuple[Path, Path]:
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(subject).issuer_name(subject).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                                        x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-            .sign(key, hashes.SHA256()))
-    cert_path, key_path = directory / f"{name}.crt", directory / f"{name}.key"
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_path, key_path
-
-
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory):
     d = tmp_path_factory.mktemp("tls")
-    cert, key = _self_signed(d, "hermes-test")
-    other_ca, _ = _self_signed(d, "someone-else")
+    cert, key = self_signed(d, "hermes-test")
+    other_ca, _ = self_signed(d, "someone-else")
     srv = start_server("--tls-cert", str(cert), "--tls-key", str(key), env={"HERMES_TOKEN": "tls-token"})
     yield srv, cert, other_ca
     assert srv.stop() == 0

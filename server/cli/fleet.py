@@ -12,6 +12,7 @@ import argparse
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sys
 
@@ -22,7 +23,10 @@ from .serve import ConfigError, read_secret
 from .simulate import parse_overrides
 
 ROUTER_TOKEN_ENV = "HERMES_ROUTER_TOKEN"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
 MAX_ROUTER_TIMEOUT_MS = 60_000
+
+log = logging.getLogger("hermes.fleet")
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -35,7 +39,8 @@ async def _serve(args: argparse.Namespace) -> int:
     fleet = Fleet(spec, time_scale=args.time_scale, host=args.host, base_port=args.base_port,
                   load_format=args.load_format, limits=limits, max_inflight=args.max_inflight,
                   gateway_port=args.gateway_port, router_port=args.router_port,
-                  router_timeout_s=args.router_timeout_ms / 1000, router_token=args.router_token)
+                  router_timeout_s=args.router_timeout_ms / 1000, router_token=args.router_token,
+                  router_tls=(args.router_tls_cert, args.router_tls_key) if args.router_tls_cert else None)
     instances = await fleet.start()
     # the modules, the spec and the engine built so far live as long as the process: keep them out of
     # the collector's full passes, which would otherwise walk them all and stall every stream
@@ -65,6 +70,19 @@ def _not_bad_http(record: logging.LogRecord) -> bool:
     return not (exc is not None and type(exc).__name__ == "BadHttpMessage")
 
 
+def _check_router_tls(args: argparse.Namespace) -> None:
+    if bool(args.router_tls_cert) != bool(args.router_tls_key):
+        raise ConfigError("--router-tls-cert and --router-tls-key go together")
+    for flag, path in (("--router-tls-cert", args.router_tls_cert), ("--router-tls-key", args.router_tls_key)):
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"{flag}: no file {path}")
+    if args.router_tls_cert and args.router_port is None:
+        raise ConfigError("--router-tls-cert: there is no router listener (add --router-port)")
+    if args.router_port is not None and not args.router_tls_cert and args.host not in LOOPBACK:
+        log.warning("the router listener on %s is not encrypted (--router-tls-cert/--router-tls-key): its "
+                    "bearer token and decisions cross the network in clear", args.host)
+
+
 def _run(args: argparse.Namespace) -> int:
     jsonlog.setup(args.log_level)
     logging.getLogger("aiohttp.server").addFilter(_not_bad_http)
@@ -81,6 +99,7 @@ def _run(args: argparse.Namespace) -> int:
         return 2
     try:
         args.router_token = read_secret(args.router_token_file, ROUTER_TOKEN_ENV, "--router-token-file")
+        _check_router_tls(args)
     except ConfigError as e:
         print(f"hermes fleet: {e}", file=sys.stderr)
         return 2
@@ -121,6 +140,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "answers it (default %(default)s)")
     p.add_argument("--router-token-file", default=None,
                    help=f"bearer token the router listener asks for (or set {ROUTER_TOKEN_ENV}; default: none)")
+    p.add_argument("--router-tls-cert", default=None, help="PEM certificate chain: serve the router listener over TLS")
+    p.add_argument("--router-tls-key", default=None, help="PEM private key for --router-tls-cert")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a spec field (repeatable)")
     p.add_argument("--max-inflight", type=int, default=4096, help="requests per instance before 429")
     p.add_argument("--max-body-mb", type=int, default=8, help="largest request body, MiB")

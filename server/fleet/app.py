@@ -75,7 +75,7 @@ class Fleet:
     def __init__(self, spec: SimSpec, time_scale: float = 1.0, host: str = "127.0.0.1", base_port: int = 8100,
                  load_format: str = "vllm", limits: Limits | None = None, max_inflight: int = 4096,
                  gateway_port: int | None = None, router_port: int | None = None, router_timeout_s: float = 0.5,
-                 router_token: str | None = None):
+                 router_token: str | None = None, router_tls: tuple[str, str] | None = None):
         if load_format not in LOAD_FORMATS:
             raise ValueError(f"load_format must be one of {LOAD_FORMATS}")
         self.spec, self.host, self.base_port, self.load_format = spec, host, base_port, load_format
@@ -86,7 +86,7 @@ class Fleet:
         self.metrics = FleetMetrics(self.sim, self.pacer)
         self.pacer.background = RoundRobin()  # only asked when the spec's router is external
         # --router-port: an outside router answers the spec's routing decisions over gRPC (server/fleet/router.py)
-        self.router_port, self.router_token = router_port, router_token
+        self.router_port, self.router_token, self.router_tls = router_port, router_token, router_tls
         self.router: RouterDesk | None = None
         self._router_server = None
         if router_port is not None:
@@ -95,6 +95,7 @@ class Fleet:
                                 f"(it is {spec.router}); set it with --set router.policy=external")
             self.router = RouterDesk(self.pacer, router_timeout_s)
             self.pacer.background = self.router
+            self.pacer.on_events = self.router.note_events
         states = {c.id: c for c in self.sim.state().clients}
         self.instances: list[Instance] = []
         for cs in spec.clients:
@@ -128,7 +129,8 @@ class Fleet:
             await self._listen(self.gateway, self.gateway_port or 0)
         if self.router is not None:
             service = RouterService(self.router, self.spec.name, self.spec.router, self.router_token)
-            self._router_server, self.router_port = await start_router_server(service, self.host, self.router_port or 0)
+            self._router_server, self.router_port = await start_router_server(service, self.host, self.router_port or 0,
+                                                                              self.router_tls)
         self.pacer.start()  # after the listeners are up: their setup must not count as lag
         return self.instances
 

@@ -130,6 +130,8 @@ class Pacer:
         # answers (or holds) the decisions of unpinned requests (workload, gateway) when the spec's router
         # is external: the built-in round robin, or the router desk of --router-port (server/fleet/router.py)
         self.background: Callable[[Simulation], None] | None = None
+        # sees the engine events of every pass (the router desk keeps them for its routers' Advance replies)
+        self.on_events: Callable[[list], None] | None = None
         self._refresh_clients()
 
     # ---------------------------------------------------------------- clock
@@ -244,6 +246,8 @@ class Pacer:
                 break  # a wake-up is the router desk's: an answer or a deadline is due (server/fleet/router.py)
         if moved:
             self._refresh_clients()
+        if events and self.on_events is not None:
+            self.on_events(events)
         for ev in events:
             self._release_due(ev.time_ns)  # ticks before an event run first: it may re-anchor them
             self._on_event(ev)

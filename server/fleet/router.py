@@ -13,7 +13,11 @@ late), so that an SDK router's loop survives the race; an id that was never held
 (GetSession, Advance, GetDecisions, Decide, GetState, GetSummary on the one session ``fleet``), so
 ``client_sdk`` routers (``ExternalScheduler.run``) run unchanged; Advance does not move the clock
 (the wall clock does): it waits until a decision is held, the simulated clock reaches the target,
-or a short poll ends (INTERRUPTED: call again). The other RPCs are UNIMPLEMENTED.
+or a short poll ends (INTERRUPTED: call again), and returns the engine events since the last reply
+(arrivals, routings, first tokens, completions, drops; at most ``max_events`` of them, or
+``MAX_EVENTS_PER_REPLY``), which the pacer keeps while a router is connected: an SDK router's
+``on_events`` sees the fleet's completions. With several routers connected each event goes to one
+of them. The other RPCs are UNIMPLEMENTED.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from hermes.v1 import common_pb2, control_pb2, session_pb2, simulator_pb2, simul
 from sim_engine import Simulation
 
 from ..api import wire
+from ..api.app import tls_credentials
 from ..api.auth import check_authorization
 from ..api.stepping import check_retry_times, routing_answers
 from ..errors import ApiError, invalid, not_found, out_of_range
@@ -43,6 +48,8 @@ MAX_MESSAGE_BYTES = 4 << 20  # largest request message the listener accepts
 MAX_ANSWERS = 10_000  # answers in one Decide call
 MAX_CALLS = 256  # calls in flight at once (waiting Advance calls included); past it RESOURCE_EXHAUSTED
 CLOSED_MEMORY = 65_536  # answered decision ids remembered, so that a late answer is not "unknown"
+EVENT_BUFFER = 65_536  # engine events kept for the routers' Advance replies (beyond it the oldest go, counted)
+MAX_EVENTS_PER_REPLY = 10_000  # events in one Advance reply (a caller's max_events may ask for fewer)
 SERVED = ("GetSession", "Advance", "GetDecisions", "Decide", "GetState", "GetSummary")
 ROUTER_HELP = (
     ("hermes_fleet_router_decisions", "Routing decisions answered by the external router."),
@@ -50,6 +57,8 @@ ROUTER_HELP = (
                                       "external router was connected or it did not answer in time."),
     ("hermes_fleet_router_late_answers", "External router answers to decisions already answered (by the "
                                          "fallback after the deadline, or by another router): ignored."),
+    ("hermes_fleet_router_events_dropped", "Engine events dropped before a router's Advance took them "
+                                           f"(more than {EVENT_BUFFER} waiting)."),
 )
 
 
@@ -98,6 +107,8 @@ class RouterDesk:
         self.polling = 0  # Advance calls waiting now
         self.changed = asyncio.Event()  # set when a decision is held
         self.decided = self.fallbacks = self.late = 0
+        self.events: deque[Any] = deque()  # engine events for the routers' Advance replies
+        self.events_dropped = 0
 
     @property
     def connected(self) -> bool:
@@ -136,6 +147,22 @@ class RouterDesk:
             self._deadlines.append((deadline, d.decision_id))
         sim.add_wakeup(deadline, "router-deadline")
         self.changed.set()
+
+    def note_events(self, events: list) -> None:
+        """The engine events of a pacer pass, kept for the next Advance reply while a router is connected
+        (as the lockstep server's Advance returns what happened: completions, first tokens, drops ...)."""
+        if not self.connected:
+            return
+        buf = self.events
+        buf.extend(events)
+        for _ in range(len(buf) - EVENT_BUFFER):
+            buf.popleft()
+            self.events_dropped += 1
+
+    def take_events(self, bound: int) -> list:
+        """The oldest ``bound`` kept events, removed (several routers share one stream of events)."""
+        buf = self.events
+        return [buf.popleft() for _ in range(min(bound, len(buf)))]
 
     def _fall_back(self, did: int, d: Any) -> None:
         active = [c for c in d.candidates if self.pacer.client_status.get(c, "active") == "active"]
@@ -182,7 +209,8 @@ class RouterDesk:
 
     def exposition(self) -> str:
         out = []
-        for (name, text), value in zip(ROUTER_HELP, (self.decided, self.fallbacks, self.late), strict=True):
+        values = (self.decided, self.fallbacks, self.late, self.events_dropped)
+        for (name, text), value in zip(ROUTER_HELP, values, strict=True):
             out.append(f"# HELP {name} {text}\n# TYPE {name} counter\n{name}_total {value}\n")
         return "".join(out)
 
@@ -248,6 +276,8 @@ class RouterService(simulator_pb2_grpc.SimulatorServicer):
             desk.polling -= 1
             desk.seen_wall = desk.pacer.clock()
         reply = control_pb2.AdvanceReply(time_ns=sim.now_ns)
+        bound = min(request.max_events or MAX_EVENTS_PER_REPLY, MAX_EVENTS_PER_REPLY)
+        wire.fill_events(reply.events, desk.take_events(bound))
         if desk.open:
             reply.reason = common_pb2.STOP_REASON_DECISION_NEEDED
             self._decisions(reply.decisions)
@@ -319,13 +349,15 @@ for _m in simulator_pb2.DESCRIPTOR.services_by_name["Simulator"].methods:
         setattr(RouterService, _m.name, _unimplemented(_m.name))
 
 
-async def start_router_server(service: RouterService, host: str, port: int) -> tuple[grpc.aio.Server, int]:
-    """The router listener on the running loop; returns it and its bound port."""
+async def start_router_server(service: RouterService, host: str, port: int,
+                              tls: tuple[str, str] | None = None) -> tuple[grpc.aio.Server, int]:
+    """The router listener on the running loop (over TLS with ``tls`` = (cert, key) PEM paths); returns it
+    and its bound port."""
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=MAX_CALLS)
     simulator_pb2_grpc.add_SimulatorServicer_to_server(service, server)
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    bound = server.add_insecure_port(address)
+    bound = server.add_secure_port(address, tls_credentials(*tls)) if tls else server.add_insecure_port(address)
     if not bound:
         raise OSError(f"--router-port: cannot bind {address}")
     await server.start()
