@@ -231,15 +231,19 @@ PROFILES: dict[str, EngineProfile] = {
     )
 }
 DEFAULT_ENGINE = "vllm"
+# other names users give these engines: NVIDIA NIM for LLMs serves through TensorRT-LLM's executor
+ALIASES = {"nim": "trtllm", "tensorrt-llm": "trtllm", "trt-llm": "trtllm"}
 
 
 def _lookup(name: Any, where: str) -> EngineProfile:
     if not isinstance(name, str):
         raise SpecError(where, f"must be an engine name (string), got {name!r}")
+    name = ALIASES.get(name.casefold(), name)
     for key, p in PROFILES.items():
         if key.casefold() == name.casefold():
             return p
-    raise SpecError(where, f"unknown engine {name!r}; known: {', '.join(PROFILES)}")
+    raise SpecError(where, f"unknown engine {name!r}; known: {', '.join(PROFILES)} "
+                           f"(and {', '.join(ALIASES)} for trtllm)")
 
 
 def get_engine(value: Any = DEFAULT_ENGINE, where: str = "engine") -> EngineProfile:

@@ -148,3 +148,12 @@ def test_front_end_time_shows_in_ttft_at_low_load() -> None:
         r = sim.request_records()
         return int(r["first_token_ns"][0] - r["arrival_ns"][0])
     assert ttft(5000.0) - ttft(0.0) == 5_000_000
+
+
+def test_other_names_of_tensorrt_llm_give_its_profile() -> None:
+    for name in ("nim", "NIM", "tensorrt-llm", "TRT-LLM"):
+        assert get_engine(name) is PROFILES["trtllm"]
+    assert get_engine({"preset": "nim", "max_num_seqs": 64}).admission == "reserve"
+    with pytest.raises(SpecError) as err:
+        get_engine("tgi")
+    assert "nim" in str(err.value) and "trtllm" in str(err.value)
