@@ -760,8 +760,9 @@ class LLMClient:
         n_dec = len(self.decoding)
         durs = run.durs[:k]
         used_after = self.used_blocks + run.blocks_cum[:k]
+        end = int(run.ends[k - 1])
         self.steps += k
-        self.busy_ns += int(run.ends[k - 1] - run.start)
+        self.busy_ns += end - run.start
         self.energy_j += float(run.energies[:k].sum())
         self.seq_sum += k * n_dec
         self.token_sum += k * n_dec
@@ -772,12 +773,12 @@ class LLMClient:
             self.kv_peak = self.used_blocks
         self.generation_tokens_total += k * n_dec
         first_end = run.start + int(durs[0])
-        self.sim.trace_step(self, run.start, int(run.ends[k - 1] - run.start), 0, n_dec, n_dec, k)
+        self.sim.trace_step(self, run.start, end - run.start, 0, n_dec, n_dec, k)
         self._record_decode_itl(first_end, first_end - self.last_decode_end)
         if k > 1:
             self.itl_values.frombytes(durs[1:].tobytes())  # int64, as the array's "q" items
             self.itl_weights.extend(array("q", (n_dec,)) * (k - 1))
-        self.last_decode_end = int(run.ends[k - 1])
+        self.last_decode_end = end
         self.G += k
 
     def _record_decode_itl(self, end: int, gap_old: int) -> None:

@@ -409,11 +409,8 @@ class AnalyticalPerfModel:
         return (busy + self._klat) * n, compute * n, memory * n, busy * n
 
     def decode_attention(self, n: int, ctx_sum: Any, mx: Callable[[Any, Any], Any] = max) -> Cost:
-        """Decode attention of n sequences with ``ctx_sum`` cached keys; scalar or numpy vector.
-
-        The same expression serves ``step`` (mx=max) and ``decode_steps`` (mx=np.maximum), so both
-        round identically.
-        """
+        """Decode attention of n sequences with ``ctx_sum`` cached keys; scalar or numpy vector
+        (mx=np.maximum). ``decode_steps`` repeats these operations in place: change both together."""
         keys = ctx_sum + n  # each sequence also attends to its new token
         compute = keys * self._dec_c
         memory = keys * self._dec_m + n * self._dec_mq
@@ -454,15 +451,33 @@ class AnalyticalPerfModel:
         return StepCost(time, f_comp + a_comp, f_mem + a_mem, comm, self.energy(time, f_act + a_act))
 
     def decode_steps(self, n_decode: int, ctx_sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``_decode_step`` of every run step at once (the closed form's hot path: it runs once per
+        decode run). The same float operations as the scalar path, in the same order, so the
+        results are bit-identical; only what the run needs (time, energy) is computed, in place."""
         ctx = np.asarray(ctx_sums, dtype=np.int64)
         if n_decode <= 0:
             return np.zeros(ctx.shape), np.zeros(ctx.shape)
         f_time, _, _, _, f_act, gpu, hidden = self._fixed(n_decode, self.lm_rows(n_decode), n_decode)
-        a_time, _, _, a_act = self.decode_attention(n_decode, ctx, np.maximum)
+        keys = ctx + n_decode  # decode_attention's keys, compute, memory and busy
+        busy = keys * self._dec_m
+        busy += n_decode * self._dec_mq
+        if self._dec_c > self._dec_m:  # else memory >= compute at every length (rounding is monotonic)
+            np.maximum(keys * self._dec_c, busy, out=busy)
+        layers = self._layers
+        a_time = busy + self._klat
+        a_time *= layers
         time = f_time + a_time
         if hidden:
-            time = time + self._exposed(hidden, gpu + a_time, np.maximum)
-        return time, self.energy(time, f_act + a_act, np.minimum)
+            a_time += gpu  # gpu + a_time (addition commutes exactly), then _exposed
+            np.subtract(hidden, a_time, out=a_time)
+            time += np.maximum(a_time, 0.0, out=a_time)
+        busy *= layers  # a_act, then energy(time, f_act + a_act)
+        act = np.add(f_act, busy, out=busy)
+        np.minimum(act, time, out=act)
+        act *= self._dyn_j
+        energy = self._idle_j * time
+        energy += act
+        return time, energy
 
     # ---- memory ---------------------------------------------------------------------------
     def max_kv_tokens(self, gpu_memory_utilization: float = 0.9, activation_reserve_frac: float | None = None) -> int:
