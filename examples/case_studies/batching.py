@@ -20,6 +20,7 @@ from common import (
     H100,
     LLAMA70B_FP8,
     PAPER_CHUNK,
+    PAPER_LINKS,
     completed,
     line_panel,
     parse_args,
@@ -66,6 +67,7 @@ def spec(trace: str, strategy: str, rate: float, n: int) -> dict:
     stages = [{"kind": "llm"}] if STRATEGIES[strategy] is None else [{"kind": "prefill"}, {"kind": "decode"}]
     return {
         "name": f"batching-{trace}-{strategy}", "seed": 3, "clients": clients(strategy), "router": "least_loaded",
+        "topology": PAPER_LINKS,
         "pipelines": {"serve": stages},
         "workload": {"arrival": {"process": "poisson", "rate": rate}, "pipeline": "serve",
                      "prompt_tokens": trace_prompts(TRACES[trace]),

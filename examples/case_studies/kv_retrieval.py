@@ -14,7 +14,7 @@ of five places:
   E recompute: no cache, every request prefills its whole context
 Bandwidths are the paper's table; latencies are the paper artifact's link latencies. A tier
 instance's bandwidth is shared by the transfers running on it, and rack / DCN fetches also
-cross the node's NIC (50 GB/s).
+cross the node's NIC (50 GB/s, the paper's line rate, set explicitly: `PAPER_LINKS`).
 
 Caches run in LRU mode: a context is stored after it is first computed and a later request
 finds it only in the instance its client can see, so hit rates emerge from the workload.
@@ -38,6 +38,7 @@ from common import (
     H100,
     LLAMA70B_FP8,
     NS,
+    PAPER_LINKS,
     completed,
     parse_args,
     pct,
@@ -83,6 +84,7 @@ def spec(tier: str, context: str, sharing: str, n_clients: int, seconds: float, 
     groups = USERS_PER_CLIENT * n_clients if sharing == "private" else SHARED_DOCS
     doc = {
         "name": f"kv-{tier}-{context}-{sharing}", "seed": 4, "clients": clients, "router": "external",
+        "topology": PAPER_LINKS,
         "pipelines": {"kv": [{"kind": "kv_retrieval"}, {"kind": "llm"}], "recompute": [{"kind": "llm"}]},
         "workload": {
             "arrival": {"process": "poisson", "rate": rate},

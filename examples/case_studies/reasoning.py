@@ -16,6 +16,7 @@ from __future__ import annotations
 from common import (
     H100,
     PAPER_CHUNK,
+    PAPER_LINKS,
     completed,
     line_panel,
     parse_args,
@@ -57,6 +58,7 @@ def spec(workload: str, strategy: str, rate: float, n_requests: int) -> dict:
     stages.append({"kind": "reasoning", "branches": branches})
     return {
         "name": f"reasoning-{workload}-{strategy}", "seed": 1, "clients": clients, "router": "least_loaded",
+        "topology": PAPER_LINKS,
         "pipelines": {"reason": stages},
         "workload": {"arrival": {"process": "poisson", "rate": rate}, "pipeline": "reason",
                      "prompt_tokens": trace_prompts(trace), "output_tokens": OUTPUT,
