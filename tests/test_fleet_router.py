@@ -260,9 +260,9 @@ def _start_fleet(*extra: str, spec: str = "hetero-demo") -> tuple[subprocess.Pop
     return proc, instances, gateway, router
 
 
-def _drive(scheduler: ExternalScheduler, target: str) -> tuple[Client, threading.Thread, list]:
+def _drive(scheduler: ExternalScheduler, target: str, stream: bool = False) -> tuple[Client, threading.Thread, list]:
     client = Client(target, timeout=30)
-    session = client.attach("fleet")
+    session = client.attach("fleet", stream=stream)
     errors: list = []
 
     def run() -> None:
@@ -304,12 +304,13 @@ def _successes(url: str) -> float:
 
 
 @pytest.mark.slow
-def test_an_sdk_router_sends_every_gateway_call_to_one_named_client():
+@pytest.mark.parametrize("stream", [False, True])
+def test_an_sdk_router_sends_every_gateway_call_to_one_named_client(stream):
     proc, instances, gateway, router = _start_fleet()
     assert instances.keys() == set(CLIENTS)
     try:
         to_one = ToOne("l40s-0")
-        client, thread, errors = _drive(to_one, router)
+        client, thread, errors = _drive(to_one, router, stream)
         assert _openai_calls(gateway, 8) == [5] * 8
         assert {c: _successes(u) for c, u in instances.items()} == {"h100-0": 0, "a100-0": 0, "l40s-0": 8}
         deadline = time.monotonic() + 10  # the router's next Advance reply (a poll of at most 1 s) carries them
@@ -420,20 +421,22 @@ def test_the_router_benchmark_runs_and_prints_its_ratio_last():
 
 
 @pytest.mark.slow
-def test_advance_waits_on_the_wall_clock_and_the_stream_is_not_served():
+@pytest.mark.parametrize("stream", [False, True])
+def test_advance_waits_on_the_wall_clock_as_a_call_or_a_stream_command(stream):
     from test_fleet import FleetThread
 
     with FleetThread("hetero-demo", time_scale=1.0, router_port=0) as ft:
         client = Client(f"127.0.0.1:{ft.fleet.router_port}", timeout=10)
-        session = client.attach("fleet")
+        session = client.attach("fleet", stream=stream)
         t0 = session.get().now_ns
         reply = session.advance(by_ns=50_000_000)  # 50 ms of simulated (= wall) time
         assert reply.reason == common_pb2.STOP_REASON_TARGET_REACHED and reply.time_ns >= t0 + 50_000_000
         reply = session.advance()  # nothing to decide: the long poll ends, call again
         assert reply.reason == common_pb2.STOP_REASON_INTERRUPTED and not reply.decisions
-        with pytest.raises(HermesError) as e:
-            client.attach("fleet", stream=True).decisions()
-        assert e.value.code.name == "UNIMPLEMENTED" and "Session: not served" in str(e.value)
+        with pytest.raises(HermesError) as e:  # not served, as a call and in-band on the stream
+            session.inject([{"prompt_tokens": 10, "output_tokens": 2}])
+        assert e.value.code.name == "UNIMPLEMENTED" and "not served by the fleet's router listener" in str(e.value)
+        assert session.decisions() == []  # the stream goes on after an error
         client.close()
 
 

@@ -10,7 +10,8 @@ fallback, or by another router connected at the same time) is accepted and ignor
 late), so that an SDK router's loop survives the race; an id that was never held is NOT_FOUND.
 
 `RouterService` is the ``hermes.v1.Simulator`` service cut down to what an SDK router needs
-(GetSession, Advance, GetDecisions, Decide, GetState, GetSummary on the one session ``fleet``), so
+(GetSession, Advance, GetDecisions, Decide, GetState, GetSummary on the one session ``fleet``, as
+calls or as commands on a ``Session`` stream), so
 ``client_sdk`` routers (``ExternalScheduler.run``) run unchanged; Advance does not move the clock
 (the wall clock does): it waits until a decision is held, the simulated clock reaches the target,
 or a short poll ends (INTERRUPTED: call again), and returns the engine events since the last reply
@@ -50,7 +51,10 @@ MAX_CALLS = 256  # calls in flight at once (waiting Advance calls included); pas
 CLOSED_MEMORY = 65_536  # answered decision ids remembered, so that a late answer is not "unknown"
 EVENT_BUFFER = 65_536  # engine events kept for the routers' Advance replies (beyond it the oldest go, counted)
 MAX_EVENTS_PER_REPLY = 10_000  # events in one Advance reply (a caller's max_events may ask for fewer)
-SERVED = ("GetSession", "Advance", "GetDecisions", "Decide", "GetState", "GetSummary")
+SERVED = ("GetSession", "Advance", "GetDecisions", "Decide", "GetState", "GetSummary", "Session")
+# a Session stream's commands and the calls that serve them (the rest answer UNIMPLEMENTED in-band)
+STREAM_COMMANDS = {"get_session": "GetSession", "advance": "Advance", "get_decisions": "GetDecisions",
+                   "decide": "Decide", "get_state": "GetState", "get_summary": "GetSummary"}
 ROUTER_HELP = (
     ("hermes_fleet_router_decisions", "Routing decisions answered by the external router."),
     ("hermes_fleet_router_fallbacks", "Routing decisions answered by the built-in round robin because no "
@@ -330,13 +334,57 @@ class RouterService(simulator_pb2_grpc.SimulatorServicer):
         return reply
 
 
+    async def Session(self, request_iterator: Any, context: Any) -> Any:
+        """The served calls as commands on one stream: one Reply per Command, in order; an error is
+        the reply's status and the stream goes on (as the lockstep server's stream)."""
+        command_context = _CommandContext(context)
+        async for cmd in request_iterator:
+            reply = simulator_pb2.Reply(id=cmd.id)
+            key = cmd.WhichOneof("command")
+            name = STREAM_COMMANDS.get(key or "")
+            try:
+                if key is None:
+                    raise _CommandFailed(grpc.StatusCode.INVALID_ARGUMENT, "command: missing (set one command)")
+                if name is None:
+                    raise _CommandFailed(grpc.StatusCode.UNIMPLEMENTED, f"{key}: {_NOT_SERVED}")
+                getattr(reply, key).CopyFrom(await getattr(self, name)(getattr(cmd, key), command_context))
+            except _CommandFailed as e:
+                reply.status.code, reply.status.message = e.code.value[0], e.message
+            yield reply
+
+
+class _CommandFailed(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code, self.message = code, message
+
+
+class _CommandContext:
+    """A unary call's context for one command of a Session stream: its abort fails the command only."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    def invocation_metadata(self) -> Any:
+        return self._stream.invocation_metadata()
+
+    def time_remaining(self) -> float | None:
+        return self._stream.time_remaining()
+
+    async def abort(self, code: grpc.StatusCode, message: str) -> None:
+        raise _CommandFailed(code, message)
+
+
 async def _abort(context: Any, err: ApiError) -> None:
     await context.abort(err.code, err.message)
 
 
-def _unimplemented(name: str) -> Callable[..., Any]:
-    message = (f"{name}: not served by the fleet's router listener, which answers routing decisions only "
+_NOT_SERVED = (f"not served by the fleet's router listener, which answers routing decisions only "
                f"({', '.join(SERVED)}; docs/FLEET.md)")
+
+
+def _unimplemented(name: str) -> Callable[..., Any]:
+    message = f"{name}: {_NOT_SERVED}"
 
     async def refuse(self: RouterService, request: Any, context: Any) -> None:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
