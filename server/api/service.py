@@ -42,7 +42,8 @@ class Undecodable:
                               f"request: cannot decode {message_name} ({reason})")
 
 
-def _decoder(cls: Any) -> Callable[[bytes], Any]:
+def decoder(cls: Any) -> Callable[[bytes], Any]:
+    """A request deserializer that turns a message protobuf cannot parse into an `Undecodable`."""
     def decode(data: bytes) -> Any:
         try:
             return cls.FromString(data)
@@ -68,10 +69,10 @@ class SimulatorService:
             resp_cls = GetMessageClass(method.output_type)
             if method.name == STREAM_METHOD:
                 handlers[method.name] = grpc.stream_stream_rpc_method_handler(
-                    self.session_stream, _decoder(req_cls), resp_cls.SerializeToString)
+                    self.session_stream, decoder(req_cls), resp_cls.SerializeToString)
             else:
                 handlers[method.name] = grpc.unary_unary_rpc_method_handler(
-                    self._unary(method.name), _decoder(req_cls), resp_cls.SerializeToString)
+                    self._unary(method.name), decoder(req_cls), resp_cls.SerializeToString)
         return grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)
 
     # ------------------------------------------------------------ one command

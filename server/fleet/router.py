@@ -32,13 +32,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+from google.protobuf.message_factory import GetMessageClass
 
 from hermes.v1 import common_pb2, control_pb2, session_pb2, simulator_pb2, simulator_pb2_grpc
 from sim_engine import Simulation
 
-from ..api import wire
+from ..api import SERVICE, STREAM_METHOD, wire
 from ..api.app import tls_credentials
 from ..api.auth import check_authorization
+from ..api.service import Undecodable, decoder
 from ..api.stepping import check_retry_times, routing_answers
 from ..errors import ApiError, invalid, not_found, out_of_range
 from .pacer import NS, Pacer
@@ -339,6 +341,11 @@ class RouterService(simulator_pb2_grpc.SimulatorServicer):
         the reply's status and the stream goes on (as the lockstep server's stream)."""
         command_context = _CommandContext(context)
         async for cmd in request_iterator:
+            if isinstance(cmd, Undecodable):
+                reply = simulator_pb2.Reply()
+                reply.status.code, reply.status.message = cmd.error.code.value[0], cmd.error.message
+                yield reply
+                continue
             reply = simulator_pb2.Reply(id=cmd.id)
             key = cmd.WhichOneof("command")
             name = STREAM_COMMANDS.get(key or "")
@@ -397,13 +404,37 @@ for _m in simulator_pb2.DESCRIPTOR.services_by_name["Simulator"].methods:
         setattr(RouterService, _m.name, _unimplemented(_m.name))
 
 
+def _handlers(service: RouterService) -> grpc.GenericRpcHandler:
+    """The service's calls with the lockstep server's request decoding: bytes protobuf cannot parse
+    get INVALID_ARGUMENT naming ``request`` (in-band on the stream), not grpc's UNKNOWN."""
+    handlers = {}
+    for method in SERVICE.methods:
+        decode = decoder(GetMessageClass(method.input_type))
+        encode = GetMessageClass(method.output_type).SerializeToString
+        call = getattr(service, method.name)
+        if method.name == STREAM_METHOD:
+            handlers[method.name] = grpc.stream_stream_rpc_method_handler(call, decode, encode)
+        else:
+            handlers[method.name] = grpc.unary_unary_rpc_method_handler(_decoded(call), decode, encode)
+    return grpc.method_handlers_generic_handler(SERVICE.full_name, handlers)
+
+
+def _decoded(call: Callable[..., Any]) -> Callable[..., Any]:
+    async def behavior(request: Any, context: Any) -> Any:
+        if isinstance(request, Undecodable):
+            await _abort(context, request.error)
+        return await call(request, context)
+
+    return behavior
+
+
 async def start_router_server(service: RouterService, host: str, port: int,
                               tls: tuple[str, str] | None = None) -> tuple[grpc.aio.Server, int]:
     """The router listener on the running loop (over TLS with ``tls`` = (cert, key) PEM paths); returns it
     and its bound port."""
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=MAX_CALLS)
-    simulator_pb2_grpc.add_SimulatorServicer_to_server(service, server)
+    server.add_generic_rpc_handlers((_handlers(service),))
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     bound = server.add_secure_port(address, tls_credentials(*tls)) if tls else server.add_insecure_port(address)
     if not bound:
