@@ -55,6 +55,8 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from server.cli.fleet import read_start_lines  # noqa: E402
+
 SPEC = {
     "name": "fleet-load",
     "seed": 0,
@@ -79,11 +81,7 @@ class Front:
             [sys.executable, *prof, "-m", "server.cli", "fleet", str(spec_path), "--base-port", "0",
              "--time-scale", "1", "--log-level", "error"],
             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-        self.urls: list[str] = []
-        for line in self.proc.stdout:
-            if line.startswith("hermes fleet ready"):
-                break
-            self.urls.append(line.split()[-1])
+        self.urls = list(read_start_lines(self.proc.stdout).instances.values())  # type: ignore[arg-type]
         if not self.urls:
             raise RuntimeError("hermes fleet did not start")
 

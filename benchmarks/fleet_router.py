@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from client_sdk import Client, HermesError, RoundRobinScheduler  # noqa: E402
+from server.cli.fleet import read_start_lines  # noqa: E402
 
 
 def start_fleet(router: bool) -> tuple[subprocess.Popen, str, str]:
@@ -39,16 +40,8 @@ def start_fleet(router: bool) -> tuple[subprocess.Popen, str, str]:
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", "fleet", "hetero-demo", "--base-port", "0",
                              "--gateway-port", "0", "--log-level", "error", *extra], cwd=ROOT,
                             stdout=subprocess.PIPE, text=True)
-    gateway = target = ""
-    for line in proc.stdout:  # type: ignore[union-attr]
-        w = line.split()
-        if w[:2] == ["hermes", "gateway"]:
-            gateway = w[3]
-        elif w[:2] == ["hermes", "router"]:
-            target = w[2]
-        elif line.startswith("hermes fleet ready"):
-            break
-    return proc, gateway, target
+    start = read_start_lines(proc.stdout)  # type: ignore[arg-type]
+    return proc, start.gateway, start.router
 
 
 def call(gateway: str) -> float:

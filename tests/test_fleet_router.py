@@ -17,6 +17,7 @@ from test_fleet import MODEL, ROOT, FakeClock, get, metric, post
 from client_sdk import Client, HermesError
 from client_sdk.scheduler import ExternalScheduler, LeastKvScheduler
 from hermes.v1 import common_pb2, control_pb2
+from server.cli.fleet import read_start_lines
 from server.errors import ApiError
 from server.fleet.app import fleet_spec
 from server.fleet.pacer import NS, Pacer
@@ -245,19 +246,9 @@ def _start_fleet(*extra: str, spec: str = "hetero-demo") -> tuple[subprocess.Pop
     proc = subprocess.Popen([sys.executable, "-m", "server.cli", "fleet", spec, "--base-port", "0",
                              "--gateway-port", "0", "--router-port", "0", "--time-scale", "5",
                              "--log-level", "error", *extra], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    instances, gateway, router = {}, "", ""
-    for line in proc.stdout:
-        w = line.split()
-        if w[:2] == ["hermes", "fleet"] and len(w) == 5:
-            instances[w[2]] = w[4]
-        elif w[:2] == ["hermes", "gateway"]:
-            gateway = w[3]
-        elif w[:2] == ["hermes", "router"]:
-            router = w[2]
-        elif line.startswith("hermes fleet ready"):
-            break
-    assert instances and gateway and router, (instances, gateway, router)
-    return proc, instances, gateway, router
+    start = read_start_lines(proc.stdout)
+    assert start.instances and start.gateway and start.router, start
+    return proc, start.instances, start.gateway, start.router
 
 
 def _drive(scheduler: ExternalScheduler, target: str, stream: bool = False) -> tuple[Client, threading.Thread, list]:

@@ -15,6 +15,8 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 from sim_engine import SpecError
 
@@ -27,6 +29,32 @@ LOOPBACK = ("127.0.0.1", "::1", "localhost")
 MAX_ROUTER_TIMEOUT_MS = 60_000
 
 log = logging.getLogger("hermes.fleet")
+READY = "hermes fleet ready"
+
+
+@dataclass
+class StartLines:
+    """What `hermes fleet` prints as it starts (read back by the benchmarks and tests that run it)."""
+
+    instances: dict[str, str] = field(default_factory=dict)  # client id -> listener URL, in client order
+    gateway: str = ""  # the gateway's URL ("" without --gateway-port)
+    router: str = ""  # the router listener's host:port ("" without --router-port)
+
+
+def read_start_lines(lines: Iterable[str]) -> StartLines:
+    """The listeners `hermes fleet` printed, read up to its ready line."""
+    out = StartLines()
+    for line in lines:
+        if line.startswith(READY):
+            break
+        w = line.split()
+        if w[:2] == ["hermes", "fleet"] and len(w) == 5:
+            out.instances[w[2]] = w[4]
+        elif w[:2] == ["hermes", "gateway"]:
+            out.gateway = w[3]
+        elif w[:2] == ["hermes", "router"]:
+            out.router = w[2]
+    return out
 
 
 async def _serve(args: argparse.Namespace) -> int:
@@ -53,7 +81,7 @@ async def _serve(args: argparse.Namespace) -> int:
         print(f"hermes router {args.host}:{fleet.router_port} session fleet", flush=True)
     if args.endpoints_file:
         write_endpoints(args.endpoints_file, endpoint_entries(instances, spec, args.host))
-    print(f"hermes fleet ready: {len(instances)} instances, time scale {args.time_scale:g}", flush=True)
+    print(f"{READY}: {len(instances)} instances, time scale {args.time_scale:g}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
