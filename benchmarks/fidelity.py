@@ -349,9 +349,12 @@ def evaluate(cases: Sequence[Case], overrides: Callable[[str], dict | None] = la
     return out
 
 
-def _summary(name: str, errs: Sequence[float]) -> str:
+def summary_line(name: str, errs: Sequence[float], width: int = 36) -> str:
+    """One line of signed % errors: count, median and p90 of their absolute values, signed mean."""
+    if not len(errs):
+        return f"{name:{width}s} n=   0"
     a = np.abs(np.asarray(errs))
-    return (f"{name:36s} n={len(a):4d} median |err|={np.median(a):6.1f}% p90={np.percentile(a, 90):6.1f}% "
+    return (f"{name:{width}s} n={len(a):4d} median |err|={np.median(a):6.1f}% p90={np.percentile(a, 90):6.1f}% "
             f"mean signed={np.mean(errs):+6.1f}%")
 
 
@@ -369,16 +372,16 @@ def report(results: Sequence[Result], show_rows: bool) -> float:
         by_engine[r.engine].append(r.err)
     print("\n# by source")
     for k, v in sorted(by_source.items()):
-        print(_summary(k, v))
+        print(summary_line(k, v))
     print("\n# by engine profile")
     for k, v in sorted(by_engine.items()):
-        print(_summary(k, v))
+        print(summary_line(k, v))
     print("\n# by source and metric")
     for k, v in sorted(by_metric.items()):
-        print(_summary(k, v))
+        print(summary_line(k, v))
     errs = [r.err for r in results]
     print()
-    print(_summary("all usable rows", errs))
+    print(summary_line("all usable rows", errs))
     return float(statistics.median(abs(e) for e in errs))
 
 

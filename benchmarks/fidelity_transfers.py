@@ -39,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.fidelity import summary_line  # noqa: E402
 from sim_engine.kernel import Kernel  # noqa: E402
 from sim_engine.models import MODELS  # noqa: E402
 from sim_engine.network import Network  # noqa: E402
@@ -48,6 +49,7 @@ SHARED = ROOT.parent / "shared" / "calibration" / "serving_engines.csv"
 LOCAL = ROOT / "benchmarks" / "data" / "calibration" / "kv_transfer.csv"
 LARGE_BLOCK = 256 * 1024  # blocks this large amortise a per-block cost (the engines' own sweeps flatten here)
 UNITS = {"K": 1024, "KB": 1024, "M": 1 << 20, "MB": 1 << 20, "GB": 1 << 30}
+WIDTH = 52  # of the report's labels
 BLOCK_TOKENS = 16  # vLLM's default block size, which the offloading-connector rows use
 
 
@@ -57,12 +59,20 @@ class Result:
     label: str
     measured: float
     predicted: float
-    block: int  # bytes per block (message); 0 for rows without one
-    setup: Setup | None = None  # bandwidth rows: to predict again at another efficiency
+    setup: Setup | None = None  # a bandwidth row's set-up (None: a block-size row)
+
+    @property
+    def block(self) -> int:
+        """Bytes per block (message) of a bandwidth row; 0 for a block-size row."""
+        return self.setup.block if self.setup else 0
 
     @property
     def error(self) -> float:
         return (self.predicted / self.measured - 1) * 100
+
+    def error_at(self, efficiency: float) -> float:
+        """A bandwidth row's % error with the link at ``efficiency`` x line rate."""
+        return (self.setup.predict(efficiency) / self.measured - 1) * 100
 
 
 def line_rate_gbs(interconnect: str) -> float | None:
@@ -157,13 +167,13 @@ def evaluate(rows: list[dict]) -> tuple[list[Result], list[tuple[int, str, str]]
                 skipped.append((i, metric, got))
             else:
                 value = float(r["value"]) * (1024 if r["unit"] == "MB" else 1)
-                results.append(Result(i, got[0], value, got[1], 0))
+                results.append(Result(i, got[0], value, got[1]))
         elif metric in ("transfer_bandwidth", "write_bandwidth", "read_bandwidth", "kv_transfer_bandwidth"):
             got = transfer_row(r)
             if isinstance(got, str):
                 skipped.append((i, metric, got))
             else:
-                results.append(Result(i, got.label, float(r["value"]), got.predict(), got.block, got))
+                results.append(Result(i, got.label, float(r["value"]), got.predict(), got))
         elif metric.startswith("gpu_cpu_"):
             skipped.append((i, metric, "GPU <-> host DRAM: a KV tier's bandwidth is what the spec gives "
                                        "(no host-link model); see docs/FIDELITY.md for the value to enter"))
@@ -181,14 +191,6 @@ def evaluate(rows: list[dict]) -> tuple[list[Result], list[tuple[int, str, str]]
 def is_fit_row(r: Result) -> bool:
     """The rows NIC_EFFICIENCY comes from: one 400 Gb/s RoCE NIC (FastDeploy, Mooncake TE)."""
     return "RDMA (RoCE) 400 Gbps" in r.label
-
-
-def summary(label: str, errors: list[float]) -> str:
-    if not errors:
-        return f"{label:<52} n=   0"
-    p90 = statistics.quantiles(errors, n=10)[-1] if len(errors) > 1 else errors[0]
-    return (f"{label:<52} n={len(errors):>4} median |err|={statistics.median(map(abs, errors)):6.1f}% "
-            f"p90={p90:6.1f}% mean signed={statistics.mean(errors):+6.1f}%")
 
 
 def load_rows(path: Path | None) -> list[dict]:
@@ -217,14 +219,15 @@ def main() -> int:
     fit = [r for r in large if is_fit_row(r)]
     held = [r for r in large if not is_fit_row(r)]
     eff = statistics.mean(r.measured / r.setup.line_gbs for r in fit)
-    print(summary("KV block sizes (vLLM offloading connector)", [r.error for r in blocks]))
-    print(summary("at line rate: blocks < 256 KB (per-block cost)", [r.error for r in bw if r.block < LARGE_BLOCK]))
-    print(summary("at line rate: blocks >= 256 KB", [r.error for r in large]))
+    print(summary_line("KV block sizes (vLLM offloading connector)", [r.error for r in blocks], WIDTH))
+    small = [r.error for r in bw if r.block < LARGE_BLOCK]
+    print(summary_line("at line rate: blocks < 256 KB (per-block cost)", small, WIDTH))
+    print(summary_line("at line rate: blocks >= 256 KB", [r.error for r in large], WIDTH))
     print(f"achieved / line rate on the single-NIC RoCE rows (fit): {eff:.3f}; HERMES's NIC_EFFICIENCY {NIC_EFFICIENCY}")
-    held_err = [(r.setup.predict(NIC_EFFICIENCY) / r.measured - 1) * 100 for r in held]
-    print(summary(f"at {NIC_EFFICIENCY} x line rate: fit rows (training)",
-                  [(r.setup.predict(NIC_EFFICIENCY) / r.measured - 1) * 100 for r in fit]))
-    print(summary(f"at {NIC_EFFICIENCY} x line rate: held-out rows (EFA, multi-NIC)", held_err))
+    held_err = [r.error_at(NIC_EFFICIENCY) for r in held]
+    print(summary_line(f"at {NIC_EFFICIENCY} x line rate: fit rows (training)",
+                       [r.error_at(NIC_EFFICIENCY) for r in fit], WIDTH))
+    print(summary_line(f"at {NIC_EFFICIENCY} x line rate: held-out rows (EFA, multi-NIC)", held_err, WIDTH))
     print(f"(rows used: {len(results)}, skipped: {len(skipped)})")
     print(f"kv_transfer_median_abs_pct_error={statistics.median(map(abs, held_err)):.2f}")
     return 0
