@@ -25,7 +25,8 @@ from .service import SimulatorService
 DRAIN_LINGER_S = 0.3
 
 
-def _host_port(host: str, port: int) -> str:
+def host_port(host: str, port: int) -> str:
+    """``host:port`` as gRPC binds it (an IPv6 host in brackets)."""
     return f"[{host}]:{port}" if ":" in host and not host.startswith("[") else f"{host}:{port}"
 
 
@@ -80,7 +81,7 @@ class HermesServer:
         """Bind and start serving; returns the bound port (useful with port 0)."""
         cfg = self.config
         self._server = self.build()
-        address = _host_port(cfg.host, cfg.port)
+        address = host_port(cfg.host, cfg.port)
         if cfg.tls:
             self.port = self._server.add_secure_port(address, tls_credentials(cfg.tls_cert, cfg.tls_key))
         else:
@@ -100,7 +101,7 @@ class HermesServer:
 
     @property
     def address(self) -> str:
-        return _host_port(self.config.host, self.port or self.config.port)
+        return host_port(self.config.host, self.port or self.config.port)
 
     def drain(self, grace_s: float | None = None) -> bool:
         """Stop gracefully; True when every in-flight call finished within the grace period."""

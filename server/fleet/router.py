@@ -34,11 +34,11 @@ from typing import Any
 import grpc
 from google.protobuf.message_factory import GetMessageClass
 
-from hermes.v1 import common_pb2, control_pb2, session_pb2, simulator_pb2, simulator_pb2_grpc
+from hermes.v1 import common_pb2, control_pb2, session_pb2, simulator_pb2
 from sim_engine import Simulation
 
 from ..api import SERVICE, STREAM_METHOD, wire
-from ..api.app import tls_credentials
+from ..api.app import host_port, tls_credentials
 from ..api.auth import check_authorization
 from ..api.service import Undecodable, decoder
 from ..api.stepping import check_retry_times, routing_answers
@@ -221,7 +221,7 @@ class RouterDesk:
         return "".join(out)
 
 
-class RouterService(simulator_pb2_grpc.SimulatorServicer):
+class RouterService:
     """The decision RPCs of hermes.v1.Simulator on the fleet's one session (grpc.aio, the pacer's loop)."""
 
     def __init__(self, desk: RouterDesk, spec_name: str, router_policy: str, token: str | None = None) -> None:
@@ -393,15 +393,10 @@ _NOT_SERVED = (f"not served by the fleet's router listener, which answers routin
 def _unimplemented(name: str) -> Callable[..., Any]:
     message = f"{name}: {_NOT_SERVED}"
 
-    async def refuse(self: RouterService, request: Any, context: Any) -> None:
+    async def refuse(request: Any, context: Any) -> None:
         await context.abort(grpc.StatusCode.UNIMPLEMENTED, message)
 
     return refuse
-
-
-for _m in simulator_pb2.DESCRIPTOR.services_by_name["Simulator"].methods:
-    if _m.name not in SERVED:
-        setattr(RouterService, _m.name, _unimplemented(_m.name))
 
 
 def _handlers(service: RouterService) -> grpc.GenericRpcHandler:
@@ -411,7 +406,7 @@ def _handlers(service: RouterService) -> grpc.GenericRpcHandler:
     for method in SERVICE.methods:
         decode = decoder(GetMessageClass(method.input_type))
         encode = GetMessageClass(method.output_type).SerializeToString
-        call = getattr(service, method.name)
+        call = getattr(service, method.name) if method.name in SERVED else _unimplemented(method.name)
         if method.name == STREAM_METHOD:
             handlers[method.name] = grpc.stream_stream_rpc_method_handler(call, decode, encode)
         else:
@@ -435,7 +430,7 @@ async def start_router_server(service: RouterService, host: str, port: int,
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
                                       ("grpc.so_reuseport", 0)], maximum_concurrent_rpcs=MAX_CALLS)
     server.add_generic_rpc_handlers((_handlers(service),))
-    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    address = host_port(host, port)
     bound = server.add_secure_port(address, tls_credentials(*tls)) if tls else server.add_insecure_port(address)
     if not bound:
         raise OSError(f"--router-port: cannot bind {address}")
