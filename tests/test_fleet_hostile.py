@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_fleet import MODEL, ROOT, FleetThread, post
 
-from hermes.v1 import common_pb2, control_pb2, session_pb2, simulator_pb2_grpc
+from hermes.v1 import common_pb2, control_pb2, session_pb2, simulator_pb2, simulator_pb2_grpc
 from server.fleet.requests import BadRequest, Limits, parse_json, parse_request
 
 LIMITS = Limits(max_body_bytes=1 << 20)
@@ -241,3 +241,25 @@ def test_the_router_listener_asks_for_its_token(routed, metadata):
     with pytest.raises(grpc.RpcError) as e:
         stub.GetDecisions(control_pb2.GetDecisionsRequest(session_id="fleet"), metadata=metadata, timeout=10)
     assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED and e.value.details().startswith("authorization:")
+
+
+@pytest.mark.slow
+def test_undecodable_bytes_get_invalid_argument_naming_the_request_and_change_nothing(routed):
+    """As the lockstep server: bytes protobuf cannot parse are INVALID_ARGUMENT `request`, on a call and
+    in-band on the Session stream (which goes on)."""
+    ft, stub, md, decision = routed
+    garbage = b"\xff\xff\xff\x07garbage"
+    raw = {"request_serializer": bytes, "response_deserializer": bytes}
+    with grpc.insecure_channel(f"127.0.0.1:{ft.fleet.router_port}") as ch:
+        with pytest.raises(grpc.RpcError) as e:
+            ch.unary_unary("/hermes.v1.Simulator/GetDecisions", **raw)(garbage, metadata=md, timeout=5)
+        assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert e.value.details().startswith("request: cannot decode GetDecisionsRequest")
+        ok = simulator_pb2.Command(id=7, get_decisions=control_pb2.GetDecisionsRequest(session_id="fleet"))
+        replies = [simulator_pb2.Reply.FromString(b) for b in ch.stream_stream("/hermes.v1.Simulator/Session", **raw)(
+            iter([garbage, ok.SerializeToString()]), metadata=md, timeout=5)]
+    assert replies[0].status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert replies[0].status.message.startswith("request: cannot decode Command")
+    assert replies[1].id == 7 and not replies[1].status.code
+    assert [d.decision_id for d in replies[1].get_decisions.decisions] == [decision.decision_id]
+    assert ft.on_loop(lambda: (ft.fleet.router.decided, ft.fleet.router.fallbacks)) == (0, 0)

@@ -454,26 +454,3 @@ def test_an_sdk_router_answers_every_stage_of_a_multistage_pipeline():
         proc.terminate()
         assert proc.wait(15) == 0
 
-
-@pytest.mark.slow
-def test_undecodable_bytes_get_invalid_argument_naming_the_request_and_the_listener_goes_on():
-    import grpc
-    from test_fleet import FleetThread
-
-    from hermes.v1 import simulator_pb2
-
-    garbage = b"\xff\xff\xff\x07garbage"
-    with FleetThread("hetero-demo", time_scale=1.0, router_port=0) as ft:
-        with grpc.insecure_channel(f"127.0.0.1:{ft.fleet.router_port}") as ch:
-            raw = {"request_serializer": bytes, "response_deserializer": bytes}
-            with pytest.raises(grpc.RpcError) as e:
-                ch.unary_unary("/hermes.v1.Simulator/GetDecisions", **raw)(garbage, timeout=5)
-            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert e.value.details().startswith("request: cannot decode GetDecisionsRequest")
-            ok = simulator_pb2.Command(id=7, get_decisions=control_pb2.GetDecisionsRequest(session_id="fleet"))
-            replies = [simulator_pb2.Reply.FromString(b) for b in
-                       ch.stream_stream("/hermes.v1.Simulator/Session", **raw)(
-                           iter([garbage, ok.SerializeToString()]), timeout=5)]
-        assert replies[0].status.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
-        assert replies[0].status.message.startswith("request: cannot decode Command")
-        assert replies[1].id == 7 and replies[1].HasField("get_decisions") and not replies[1].status.code
