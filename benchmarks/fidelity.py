@@ -22,8 +22,10 @@ output/request throughput ratio (~194) and vLLM issue 12315 (213 in / 218 out). 
 (Llama-2-70B) = lognormal prompt mean 295, output mean 290 (samples/s vs tokens/s of the rows),
 sigma 0.7, max 1024; MLPerf Mixtral = prompt mean 450, output mean 146, TP1 x 8, FP8.
 
-Not usable (left out, reason printed with --rows): ITL of vLLM 0.6 with --num-scheduler-steps 10
-(tokens are streamed in bursts of 10 steps: not modelled), multi-turn conversation rows with a
+vLLM rows run with the ``--num-scheduler-steps`` they name (``num_scheduler_steps``: multi-step
+scheduling, whose tokens stream in bursts: their ITL is the gap between bursts).
+
+Not usable (left out, reason printed with --rows): multi-turn conversation rows with a
 prefix cache (the conversation structure is not in the row), LMCache store/load rows, CPU-time
 shares, a latency row with no configuration. The GPU prefix cache is on where the engine has it on
 by default (``vllm`` 0.10 rows); the SGLang README rows ran with the radix cache disabled.
@@ -86,6 +88,12 @@ class Case:
     rows: list = field(default_factory=list)  # (row index, metric, measured, unit)
     engine_fields: dict = field(default_factory=dict)  # profile fields the row's engine version changes
     long_run: bool = False  # the measured run lasted far longer (MLPerf: 40 min): report its steady state
+
+
+def _scheduler_steps(engine: str) -> dict:
+    """The row's ``--num-scheduler-steps`` (vLLM 0.6 multi-step scheduling), as an engine field."""
+    m = re.search(r"num-scheduler-steps (\d+)", engine)
+    return {"num_scheduler_steps": int(m.group(1))} if m else {}
 
 
 def _lengths(rng: np.random.Generator, n: int, spec: dict | tuple) -> tuple[np.ndarray, np.ndarray]:
@@ -268,9 +276,6 @@ def build_cases(data: Path) -> tuple[list[Case], list[tuple[int, str, str]]]:
                            per_replica, {"max_num_seqs": per_replica}, long_run=True))
         elif short == "sglang-readme":
             engine = "sglang" if eng.startswith("SGLang") else "vllm-v0"
-            if engine == "vllm-v0" and metric == "median_ITL":
-                skipped.append((i, metric, "vLLM multi-step (10) streams tokens in bursts: not modelled"))
-                continue
             hw = _hardware(r["hardware"])
             model = "Llama-3.1-8B" if "8B" in r["model"] else "Llama-3.1-70B"
             tp = _int(r["tp"])
@@ -281,13 +286,14 @@ def build_cases(data: Path) -> tuple[list[Case], list[tuple[int, str, str]]]:
             key = (short, engine, hw, model, rate)
             # the README's runs: "radix cache disabled" (vllm-v0 has no prefix cache anyway)
             add(i, r, Case(key, short, engine, hw, model, tp, 1, None, "offline" if offline else "rate", n,
-                           SHAREGPT, rate, scheduler=sched, engine_fields={"prefix_caching": False}))
+                           SHAREGPT, rate, scheduler=sched,
+                           engine_fields={"prefix_caching": False, **_scheduler_steps(eng)}))
         elif short == "vllm-issues":
             if "Llama-3.3" in r["model"] and "benchmark_throughput" in eng:
                 steps = "10" if "steps 10" in eng else "1"
                 key = (short, "3.3-70b", steps)
                 add(i, r, Case(key, short, "vllm-v0", "A100-80GB", "Llama-3.3-70B", 4, 1, None, "offline", 200,
-                               SHAREGPT))
+                               SHAREGPT, engine_fields=_scheduler_steps(eng)))
             elif "Aug 2023" in eng:
                 key = (short, "llama-7b-2023")
                 if metric == "average_latency_per_output_token":

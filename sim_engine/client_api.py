@@ -92,8 +92,8 @@ class LLMCounters:
     preemptions_total: int = 0
     prefix_cache_queries: int = 0  # prompt tokens looked up in the GPU prefix cache ...
     prefix_cache_hits: int = 0  # ... and found there
-    itl_values: Any = ()  # array('q') of inter-token latencies (ns) ...
-    itl_weights: Any = ()  # ... and how many tokens saw each
+    itl_values: Any = ()  # array('q') of gaps (ns) between token deliveries to a stream ...
+    itl_weights: Any = ()  # ... and how many saw each (a delivery is a token, or a multi-step group's burst)
 
 
 NO_LLM_COUNTERS = LLMCounters()

@@ -14,6 +14,12 @@ It sets
   (``profile_max_num_token``: available after load - total x (1 - mem_fraction_static)); ``free_fraction`` is
   TensorRT-LLM's ``kv_cache_free_gpu_mem_fraction`` of what is left after weights and the runtime;
   ``legacy`` is the 2023 estimate on the nominal (decimal, datasheet) capacity;
+* how many decode steps run per scheduling decision (``num_scheduler_steps``, vLLM 0.6's
+  ``--num-scheduler-steps``, default 1): with n > 1 a decode-only batch runs n steps back to back;
+  requests that arrive wait for the group to end, tokens reach the client once per group (in bursts
+  of n), a sequence that finishes inside a group is computed to its end, and only the group's first
+  step pays ``step_cpu_us`` (scheduling and input preparation are amortised; per-sequence and
+  per-token host work is not). Steps that prefill are single steps;
 * whether freed KV blocks stay cached for reuse (``prefix_caching``: vLLM V1's automatic prefix
   caching and SGLang's radix cache are on by default; vLLM 0.5-0.6 and TensorRT-LLM reuse nothing
   by default). See ``sim_engine/prefix_cache.py``;
@@ -51,8 +57,11 @@ Errors per profile: docs/FIDELITY.md.
   piecewise CUDA graphs): most host time overlaps. Automatic prefix caching is on (its default).
 * ``vllm-v0`` (0.5-0.6): the v0.6.0 blog's profile of the pre-0.6 engine (API server 33%,
   scheduling + input preparation 29%, GPU 38% of a Llama-3-8B H100 step); v0.6 overlaps output
-  processing with the next step. Chunked prefill off by default for long-context-free models
-  (``mixed``/``continuous``: whole prompts), max_num_batched_tokens = max_model_len.
+  processing with the next step. Without chunked prefill (its default up to a 32K max_model_len, and
+  required by 0.6.0's multi-step scheduling) v0's scheduler (``_schedule_default``) runs waiting
+  prompts first in prefill-only steps and resumes the running decodes after them: ``continuous``,
+  max_num_batched_tokens = max_model_len. ``batching: chunked`` is its long-context default;
+  ``num_scheduler_steps: 10`` is the multi-step setting of the v0.6 blog's and SGLang's benchmarks.
 * ``sglang`` (0.3): the SGLang v0.3 release notes and benchmark README (radix cache off in the
   compared runs), chunked_prefill_size 8192, mem_fraction_static ~0.88, page size 1 (block 1
   token); the radix cache (``prefix_caching``) is on, SGLang's default. Its host time is fitted
@@ -78,6 +87,7 @@ from typing import Any
 
 from .errors import SpecError
 from .fields import Fields
+from .limits import MAX_SCHEDULER_STEPS
 
 BATCHING = ("static", "continuous", "chunked", "mixed", "external")
 CHUNKING = ("chunked", "external")  # policies that may split a prompt over several steps
@@ -110,6 +120,7 @@ class EngineProfile:
     sync_us: float = 0.0  # per TP collective and log2(tp): rank skew of host-launched collectives
     allreduce: str = "custom"  # TP all-reduce kernel: custom | nccl-graph | nccl-host (see ALLREDUCE)
     prefix_caching: bool = False  # freed KV blocks stay reusable until evicted (vLLM V1 APC, SGLang radix)
+    num_scheduler_steps: int = 1  # decode steps per scheduling decision (vLLM 0.6 multi-step scheduling)
     # a client's ``dtype: fp8`` (or int8) caches KV in that format too: TensorRT-LLM runs ModelOpt
     # checkpoints with the FP8 KV cache they enable; vLLM and SGLang keep kv_cache_dtype "auto" (the
     # 16-bit model dtype) unless --kv-cache-dtype fp8 is given (vLLM docs: Quantized KV Cache)
@@ -188,7 +199,7 @@ PROFILES: dict[str, EngineProfile] = {
             name="vllm-v0",
             source="vLLM 0.5-0.6 (v0 engine) defaults; v0.6.0 blog CPU breakdown; host time set by hand, "
             "checked by benchmarks/fidelity.py",
-            batching="mixed", max_num_batched_tokens=0, max_num_seqs=256, block_size=16,
+            batching="continuous", max_num_batched_tokens=0, max_num_seqs=256, block_size=16,
             gpu_memory_utilization=0.9, admission="greedy", kv_method="profile", profile_tokens=8192,
             runtime_reserve_gb=1.0,
             step_cpu_us=2500.0, seq_cpu_us=60.0, token_cpu_us=1.0, cpu_overlap=0.5, frontend_us=10000.0,
@@ -267,6 +278,7 @@ def get_engine(value: Any = DEFAULT_ENGINE, where: str = "engine") -> EngineProf
         "runtime_reserve_gb": f.float("runtime_reserve_gb", base.runtime_reserve_gb, maximum=1e4),
         "cpu_overlap": f.float("cpu_overlap", base.cpu_overlap, maximum=1.0),
         "prefix_caching": f.bool("prefix_caching", base.prefix_caching),
+        "num_scheduler_steps": f.int("num_scheduler_steps", base.num_scheduler_steps, maximum=MAX_SCHEDULER_STEPS),
         "quantised_kv": f.bool("quantised_kv", base.quantised_kv),
     }
     for key in ("step_cpu_us", "layer_cpu_us", "seq_cpu_us", "token_cpu_us", "frontend_us", "sync_us"):

@@ -12,6 +12,7 @@ MAX_CLIENTS = 1024  # clients after replicas are expanded
 MAX_PARALLEL = 1024  # tp, pp
 MAX_BLOCK_SIZE = 1024  # tokens per KV block (vLLM uses 8..256)
 MAX_NUM_SEQS = 65_536
+MAX_SCHEDULER_STEPS = 256  # decode steps per scheduling decision (vLLM --num-scheduler-steps; 8-16 in use)
 MAX_TOKENS = 10_000_000  # any token count: lengths, budgets, max_model_len, prefixes
 MAX_TASK_BATCH = 65_536  # max_batch, concurrency of task clients
 MAX_USERS = 100_000  # closed-loop users (one pending event each)

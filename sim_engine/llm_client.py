@@ -115,6 +115,7 @@ class LLMClient:
         default_budget = self.max_seqs * self.max_len if s.batching == "static" else self.max_len
         self.budget = s.max_num_batched_tokens or (2048 if s.batching in CHUNKING else default_budget)
         self.bs = s.block_size
+        self.group = s.num_scheduler_steps  # decode steps per scheduling decision (multi-step scheduling)
         self.total_blocks = kv_capacity_tokens // self.bs
         self.used_blocks = 0
         self.reserve = s.admission == "reserve"
@@ -220,6 +221,8 @@ class LLMClient:
             run = self.run
             if run is not None and run.k > 1:
                 j = int(run.ends.searchsorted(now, "left"))  # ends are sorted: j < k - 1 as in ends[:k]
+                if self.group > 1:  # the multi-step group in flight runs to its end
+                    j = min((j // self.group + 1) * self.group, run.k) - 1
                 if j + 1 < run.k:
                     run.k = j + 1
                     self.version += 1
@@ -308,6 +311,10 @@ class LLMClient:
         self.phase[(-seq.base) % self.bs] -= 1
         ctx = seq.base + self.G
         self.used_blocks -= _ceil_div(ctx + ahead, self.bs) - seq.shared
+        past = self.G - seq.finish_g  # > 0: steps its multi-step group ran past its last token (not output)
+        if past > 0:
+            self.generation_tokens_total -= past
+            ctx -= past
         if self.cache is not None and seq.parent is None:
             self._cache_free(seq, ctx)
 
@@ -317,7 +324,7 @@ class LLMClient:
         A decoding request keeps the tokens it generated (a recompute re-prefills them).
         """
         if req.live:
-            req.generated = req.target - (req.finish_g - self.G)
+            req.generated = req.target - max(req.finish_g - self.G, 0)
             self._leave_decode(req, ahead)
         for child in req.children or ():
             if child.live:
@@ -707,12 +714,18 @@ class LLMClient:
             self._complete_due(now)
         self.poke(now)
     def _start_run(self, now: int, limit: int | None = None) -> None:
-        """Start a closed-form run of decode-only steps (at least one, at most ``limit``, else MAX_RUN_STEPS)."""
+        """Start a closed-form run of decode-only steps (at least one, at most ``limit``, else MAX_RUN_STEPS).
+
+        Multi-step scheduling (``group`` > 1): the run is whole groups; one that ends with the first
+        finishing sequence is computed to its end (the finished ones too), as the engine does."""
         heap = self.finish_heap
         while heap and not (heap[0][2].live and heap[0][2].key == heap[0][1] and heap[0][2].client is self):
             heapq.heappop(heap)
-        n_dec, bs, G = len(self.decoding), self.bs, self.G
-        k = min(heap[0][0] - G, limit or MAX_RUN_STEPS)
+        n_dec, bs, G, group = len(self.decoding), self.bs, self.G, self.group
+        if group == 1:
+            k = min(heap[0][0] - G, limit or MAX_RUN_STEPS)
+        else:
+            k = min(_ceil_div(heap[0][0] - G, group) * group, max(MAX_RUN_STEPS // group, 1) * group)
         steps = _STEPS[:k] if k <= len(_STEPS) else np.arange(k, dtype=np.int64)
         if self.cow:  # the first step's copies are charged now; the cumulative growth below excludes them
             self._charge_copies()
@@ -722,12 +735,12 @@ class LLMClient:
         if blocks_cum[-1] > free:
             k = int(np.searchsorted(blocks_cum, free, side="right"))  # >= 1: the first step fits
             steps, blocks_cum = steps[:k], blocks_cum[:k]
-        if k > 1 and self.waiting and self.batching == "continuous" and self._head_admits(free - int(blocks_cum[0])):
-            k = 1  # the next step boundary admits a prefill (e.g. a request this plan preempted)
-            steps, blocks_cum = steps[:1], blocks_cum[:1]
+        if k > group and self.waiting and self.batching == "continuous" and self._head_admits(free - int(blocks_cum[0])):
+            k = group  # the next step boundary admits a prefill (e.g. a request this plan preempted)
+            steps, blocks_cum = steps[:k], blocks_cum[:k]
         ctx_sums = n_dec * steps
         ctx_sums += self.sum_base + n_dec * G
-        times, energies = self.perf.decode_steps(n_dec, ctx_sums)
+        times, energies = self.perf.decode_steps(n_dec, ctx_sums, group)
         ns = times * 1e9
         durs = np.rint(ns, out=ns).astype(np.int64)
         np.maximum(durs, 1, out=durs)
@@ -772,12 +785,20 @@ class LLMClient:
         if self.used_blocks > self.kv_peak:
             self.kv_peak = self.used_blocks
         self.generation_tokens_total += k * n_dec
-        first_end = run.start + int(durs[0])
         self.sim.trace_step(self, run.start, end - run.start, 0, n_dec, n_dec, k)
+        if self.group == 1:  # every step streams its tokens
+            first_end = run.start + int(durs[0])
+            gaps = durs[1:]
+        else:  # tokens reach the client at the end of each group (and of a cut one)
+            ends = run.ends[self.group - 1:k:self.group]
+            if not len(ends) or int(ends[-1]) != end:
+                ends = np.append(ends, end)
+            first_end = int(ends[0])
+            gaps = np.diff(ends)
         self._record_decode_itl(first_end, first_end - self.last_decode_end)
-        if k > 1:
-            self.itl_values.frombytes(durs[1:].tobytes())  # int64, as the array's "q" items
-            self.itl_weights.extend(array("q", (n_dec,)) * (k - 1))
+        if len(gaps):
+            self.itl_values.frombytes(gaps.tobytes())  # int64, as the array's "q" items
+            self.itl_weights.extend(array("q", (n_dec,)) * len(gaps))
         self.last_decode_end = end
         self.G += k
 

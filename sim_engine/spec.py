@@ -41,6 +41,7 @@ from .limits import (
     MAX_PRESET_NUMBER,
     MAX_RATE,
     MAX_REQUESTS,
+    MAX_SCHEDULER_STEPS,
     MAX_SEED,
     MAX_TASK_BATCH,
     MAX_TIME_SCALE,
@@ -79,6 +80,7 @@ class SchedulerSpec:
     max_model_len: int | None = None
     admission: str = "greedy"  # greedy (admit while KV is free, preempt by recompute) | reserve (prompt+output)
     prefix_caching: bool = False  # freed KV blocks stay reusable until evicted (sim_engine/prefix_cache.py)
+    num_scheduler_steps: int = 1  # decode steps per scheduling decision (multi-step scheduling, sim_engine/engines.py)
 
 
 @dataclass(frozen=True)
@@ -225,7 +227,12 @@ def _scheduler(doc: Any, path: str, engine: EngineProfile | None = None) -> Sche
         max_model_len=f.int("max_model_len", None, maximum=MAX_TOKENS),
         admission=f.str("admission", d.admission, ADMISSION),
         prefix_caching=caching,
+        num_scheduler_steps=f.int("num_scheduler_steps", d.num_scheduler_steps if batching != "external" else 1,
+                                  maximum=MAX_SCHEDULER_STEPS),
     )
+    if spec.num_scheduler_steps > 1 and batching == "external":
+        raise SpecError(f"{path}.num_scheduler_steps", "multi-step scheduling needs a built-in batching policy: "
+                        "with batching: external the co-simulation client decides every step")
     f.done()
     return spec
 

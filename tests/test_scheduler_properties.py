@@ -100,11 +100,11 @@ requests_st = st.lists(
 
 def simulate(batching: str, admission: str, pipeline: str, blocks: int, block_size: int, max_seqs: int,
              budget: int | None, reqs: list[tuple[int, int, int]], caching: bool = False,
-             aborts: list[tuple[int, int]] = ()) -> Simulation:
+             aborts: list[tuple[int, int]] = (), steps: int = 1) -> Simulation:
     """Run the requests to the end; ``aborts``: (time after its arrival, request index) pairs, each checked
-    as it happens."""
+    as it happens; ``steps``: decode steps per scheduling decision (multi-step scheduling)."""
     sched = {"batching": batching, "admission": admission, "block_size": block_size, "max_num_seqs": max_seqs,
-             "prefix_caching": caching}
+             "prefix_caching": caching, "num_scheduler_steps": steps}
     if budget is not None:
         sched["max_num_batched_tokens"] = budget
     roles = ("prefill", "decode") if pipeline == "pd" else ("both",)
@@ -162,11 +162,12 @@ def records(sim: Simulation) -> dict:
     max_seqs=st.integers(1, 8),
     budget=st.one_of(st.none(), st.integers(16, 512)),
     reqs=requests_st,
+    steps=st.sampled_from([1, 3]),
 )
 def test_kv_tokens_and_endings_hold_at_every_step(checked, batching, admission, caching, pipeline, blocks,
-                                                  block_size, max_seqs, budget, reqs):
+                                                  block_size, max_seqs, budget, reqs, steps):
     assert llm_client.MAX_RUN_STEPS > 1
-    sim = simulate(batching, admission, pipeline, blocks, block_size, max_seqs, budget, reqs, caching)
+    sim = simulate(batching, admission, pipeline, blocks, block_size, max_seqs, budget, reqs, caching, steps=steps)
     assert checked["steps"] > 0
     r = records(sim)
     # every request ended exactly once
@@ -191,10 +192,11 @@ def test_kv_tokens_and_endings_hold_at_every_step(checked, batching, admission, 
         for i in completed:
             assert r["output_tokens"][i] == 2 * reqs[i][2]
         assert produced == sum(1 + 3 * (2 * reqs[i][2] - 1) for i in completed)
-    # closed-form decode runs are bit-identical to stepping one decode step per event
+    # closed-form decode runs are bit-identical to stepping one decode step (multi-step group) per event
     saved, llm_client.MAX_RUN_STEPS = llm_client.MAX_RUN_STEPS, 1
     try:
-        stepped = simulate(batching, admission, pipeline, blocks, block_size, max_seqs, budget, reqs, caching)
+        stepped = simulate(batching, admission, pipeline, blocks, block_size, max_seqs, budget, reqs, caching,
+                           steps=steps)
     finally:
         llm_client.MAX_RUN_STEPS = saved
     assert records(stepped) == r
@@ -241,12 +243,13 @@ def test_greedy_preempts_and_resumes_without_regenerating_tokens(monkeypatch):
     reqs=requests_st,
     aborts=st.lists(st.tuples(st.integers(0, 400).map(lambda q: q * 250_000), st.integers(0, 23)), min_size=1,
                     max_size=6),
+    steps=st.sampled_from([1, 3]),
 )
 def test_aborts_free_everything_and_keep_the_invariants(checked, batching, admission, caching, pipeline, blocks,
-                                                         block_size, max_seqs, budget, reqs, aborts):
+                                                         block_size, max_seqs, budget, reqs, aborts, steps):
     """Aborts at random times: each request still ends exactly once, an aborted one got no more tokens
     than it asked for, the KV is empty at the end, and closed-form decode still equals stepping."""
-    sim = simulate(batching, admission, pipeline, blocks, block_size, max_seqs, budget, reqs, caching, aborts)
+    sim = simulate(batching, admission, pipeline, blocks, block_size, max_seqs, budget, reqs, caching, aborts, steps)
     r = records(sim)
     assert r["idx"] == list(range(len(reqs)))
     assert sim.completed + sim.dropped + sim.aborted == len(reqs)
@@ -263,7 +266,8 @@ def test_aborts_free_everything_and_keep_the_invariants(checked, batching, admis
         assert not c.in_frontend and not c.sharing
     saved, llm_client.MAX_RUN_STEPS = llm_client.MAX_RUN_STEPS, 1
     try:
-        stepped = simulate(batching, admission, pipeline, blocks, block_size, max_seqs, budget, reqs, caching, aborts)
+        stepped = simulate(batching, admission, pipeline, blocks, block_size, max_seqs, budget, reqs, caching, aborts,
+                           steps)
     finally:
         llm_client.MAX_RUN_STEPS = saved
     assert records(stepped) == r

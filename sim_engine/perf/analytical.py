@@ -216,6 +216,8 @@ class AnalyticalPerfModel:
         self._ramp = d.gemm_ramp_tokens
         self._klat = d.kernel_latency_us * 1e-6
         self._link = d.scaleup_bw_gbs * 1e9 * d.comm_eff
+        # the scheduling part of the step overhead: multi-step scheduling pays it once per group of steps
+        self._sched_overhead_s = eng.step_cpu_us * 1e-6 * pp if step_overhead_s is None else float(step_overhead_s)
         if step_overhead_s is None:
             step_overhead_s = eng.step_cpu_us * 1e-6 * pp + eng.layer_cpu_us * 1e-6 * model.n_layers
         self.step_overhead_s = float(step_overhead_s)
@@ -242,6 +244,7 @@ class AnalyticalPerfModel:
         self._tok_memo: dict[int, Cost] = {}
         self._head_memo: dict[int, Cost] = {}
         self._fixed_memo: dict[tuple[int, int, int], tuple[float, float, float, float, float]] = {}
+        self._cont_memo: dict[tuple[int, int, int], tuple[float, float, float, float, float]] = {}
 
     # ---- operator costs ------------------------------------------------------------------
     def gemm(self, tokens: float, params: float, in_w: float, out_w: float, groups: float = 1.0,
@@ -349,13 +352,15 @@ class AnalyticalPerfModel:
             self._head_memo[rows] = hit
         return hit
 
-    def host_overhead(self, tokens: int, seqs: int) -> float:
-        """Host time of a step: per step (and stage), per sequence and per token."""
-        return self.step_overhead_s + self.seq_overhead_s * seqs + self._token_overhead * tokens
+    def host_overhead(self, tokens: int, seqs: int, scheduled: bool = True) -> float:
+        """Host time of a step: per step (and stage), per sequence and per token. A step that is not
+        ``scheduled`` (a later step of a multi-step group) skips the scheduling part."""
+        step = self.step_overhead_s if scheduled else self.step_overhead_s - self._sched_overhead_s
+        return step + self.seq_overhead_s * seqs + self._token_overhead * tokens
 
-    def host_split(self, tokens: int, seqs: int) -> tuple[float, float]:
+    def host_split(self, tokens: int, seqs: int, scheduled: bool = True) -> tuple[float, float]:
         """(serial, overlapped) host time of a step: the overlapped part hides under GPU work."""
-        cpu = self.host_overhead(tokens, seqs)
+        cpu = self.host_overhead(tokens, seqs, scheduled)
         if not self._overlap:
             return cpu, 0.0
         return cpu * self._serial, cpu * self._overlap
@@ -368,20 +373,22 @@ class AnalyticalPerfModel:
         """Energy of a step of ``time`` seconds whose devices were at the roofline for ``active`` s."""
         return self._idle_j * time + self._dyn_j * mn(active, time)
 
-    def _fixed(self, tokens: int, rows: int, seqs: int) -> tuple[float, float, float, float, float, float, float]:
+    def _fixed(self, tokens: int, rows: int, seqs: int,
+               scheduled: bool = True) -> tuple[float, float, float, float, float, float, float]:
         """(time, compute, memory, comm, active, gpu, overlapped cpu) of a step minus its attention kernels.
 
         ``time`` = GPU time + serial host time; ``gpu`` is the GPU part alone.
         """
+        memo = self._fixed_memo if scheduled else self._cont_memo
         key = (tokens, rows, seqs)
-        hit = self._fixed_memo.get(key)
+        hit = memo.get(key)
         if hit is None:
             tok, head = self._token_cost(tokens), self.lm_head(rows)
             comm = self.comm_time(tokens)
-            serial, hidden = self.host_split(tokens, seqs)
+            serial, hidden = self.host_split(tokens, seqs, scheduled)
             gpu = tok[0] + head[0] + comm
             hit = (gpu + serial, tok[1] + head[1], tok[2] + head[2], comm, tok[3] + head[3] + comm, gpu, hidden)
-            self._fixed_memo[key] = hit
+            memo[key] = hit
         return hit
 
     @staticmethod
@@ -450,14 +457,26 @@ class AnalyticalPerfModel:
             time += self._exposed(hidden, gpu + a_time)
         return StepCost(time, f_comp + a_comp, f_mem + a_mem, comm, self.energy(time, f_act + a_act))
 
-    def decode_steps(self, n_decode: int, ctx_sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def decode_steps(self, n_decode: int, ctx_sums: np.ndarray, group: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """``_decode_step`` of every run step at once (the closed form's hot path: it runs once per
         decode run). The same float operations as the scalar path, in the same order, so the
-        results are bit-identical; only what the run needs (time, energy) is computed, in place."""
+        results are bit-identical; only what the run needs (time, energy) is computed, in place.
+
+        ``group`` > 1: the run is made of multi-step groups of that many steps from its first; only
+        each group's first step pays the scheduling part of the host time."""
         ctx = np.asarray(ctx_sums, dtype=np.int64)
         if n_decode <= 0:
             return np.zeros(ctx.shape), np.zeros(ctx.shape)
-        f_time, _, _, _, f_act, gpu, hidden = self._fixed(n_decode, self.lm_rows(n_decode), n_decode)
+        rows = self.lm_rows(n_decode)
+        time, energy = self._decode_run(n_decode, ctx, self._fixed(n_decode, rows, n_decode))
+        if group > 1 and len(ctx) > 1 and self._sched_overhead_s:
+            later = np.arange(len(ctx)) % group != 0
+            c_time, c_energy = self._decode_run(n_decode, ctx[later], self._fixed(n_decode, rows, n_decode, False))
+            time[later], energy[later] = c_time, c_energy
+        return time, energy
+
+    def _decode_run(self, n_decode: int, ctx: np.ndarray, fixed: tuple) -> tuple[np.ndarray, np.ndarray]:
+        f_time, _, _, _, f_act, gpu, hidden = fixed
         keys = ctx + n_decode  # decode_attention's keys, compute, memory and busy
         busy = keys * self._dec_m
         busy += n_decode * self._dec_mq

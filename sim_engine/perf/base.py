@@ -45,6 +45,7 @@ class PerfModel(Protocol):
         """
         ...
 
-    def decode_steps(self, n_decode: int, ctx_sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Times (s) and energies (J) of decode-only steps, one per entry of ctx_sums (int64)."""
+    def decode_steps(self, n_decode: int, ctx_sums: np.ndarray, group: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Times (s) and energies (J) of decode-only steps, one per entry of ctx_sums (int64), run in
+        multi-step groups of ``group`` steps (a group's later steps are not scheduled by the host)."""
         ...

@@ -240,9 +240,11 @@ class TraceDrivenPerfModel:
             busy += d[3]
         return self._scaled(a, time, fb.energy(time, busy))
 
-    def decode_steps(self, n_decode: int, ctx_sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def decode_steps(self, n_decode: int, ctx_sums: np.ndarray, group: int = 1) -> tuple[np.ndarray, np.ndarray]:
+        """Measured steps keep the host time they were measured with; ``group`` applies to the
+        analytical ones."""
         ctx = np.asarray(ctx_sums, dtype=np.int64)
-        a_time, a_energy = self.fallback.decode_steps(n_decode, ctx)
+        a_time, a_energy = self.fallback.decode_steps(n_decode, ctx, group)
         if n_decode <= 0:
             return a_time, a_energy
         fb = self.fallback
