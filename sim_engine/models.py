@@ -211,6 +211,12 @@ def _bert(name: str, layers: int, hidden: int, heads: int, ffn: int, vocab: int,
                      attn_bias=True, mlp_bias=True, layernorm=True, learned_pos_emb=pos, extra_params=extra)
 
 
+# FP8 checkpoint; MLA with the latent cached at bf16; the MTP module (14B) is not counted
+_DEEPSEEK_V3 = _llama("DeepSeek-V3", 61, 7168, 128, 128, 18432, 129280, 163840, "deepseek-ai/DeepSeek-V3",
+                      head_dim=192, v_head_dim=128, q_lora_rank=1536, kv_lora_rank=512, qk_rope_head_dim=64,
+                      n_experts=256, top_k=8, n_shared_experts=1, moe_ffn_dim=2048, first_dense_layers=3,
+                      weight_bytes_per_param=1.0, embed_bytes_per_param=2.0)
+
 MODELS: dict[str, ModelArch] = {
     m.name: m
     for m in (
@@ -226,16 +232,17 @@ MODELS: dict[str, ModelArch] = {
         _llama("Mistral-7B", 32, 4096, 32, 8, 14336, 32000, 32768, "mistralai/Mistral-7B-v0.1"),
         _llama("Mixtral-8x7B", 32, 4096, 32, 8, 14336, 32000, 32768, "mistralai/Mixtral-8x7B-v0.1",
                n_experts=8, top_k=2, moe_ffn_dim=14336),
+        # the served Instruct checkpoint (vocab 32768; the base v0.1 has 32000)
+        _llama("Mixtral-8x22B", 56, 6144, 48, 8, 16384, 32768, 65536, "mistralai/Mixtral-8x22B-Instruct-v0.1",
+               n_experts=8, top_k=2, moe_ffn_dim=16384),
         _llama("Qwen2.5-7B", 28, 3584, 28, 4, 18944, 152064, 131072, "Qwen/Qwen2.5-7B", attn_bias=True),
         _llama("Qwen2.5-72B", 80, 8192, 64, 8, 29568, 152064, 131072, "Qwen/Qwen2.5-72B", attn_bias=True),
         _llama("Qwen3-8B", 36, 4096, 32, 8, 12288, 151936, 40960, "Qwen/Qwen3-8B", head_dim=128, qk_norm=True),
         _llama("Qwen3-14B", 40, 5120, 40, 8, 17408, 151936, 40960, "Qwen/Qwen3-14B", head_dim=128, qk_norm=True),
         _llama("Qwen3-32B", 64, 5120, 64, 8, 25600, 151936, 40960, "Qwen/Qwen3-32B", head_dim=128, qk_norm=True),
-        # FP8 checkpoint; MLA with the latent cached at bf16; the MTP module (14B) is not counted
-        _llama("DeepSeek-V3", 61, 7168, 128, 128, 18432, 129280, 163840, "deepseek-ai/DeepSeek-V3",
-               head_dim=192, v_head_dim=128, q_lora_rank=1536, kv_lora_rank=512, qk_rope_head_dim=64,
-               n_experts=256, top_k=8, n_shared_experts=1, moe_ffn_dim=2048, first_dense_layers=3,
-               weight_bytes_per_param=1.0, embed_bytes_per_param=2.0),
+        _DEEPSEEK_V3,
+        # R1 is a post-training of V3: the same config.json shapes and FP8 checkpoint
+        replace(_DEEPSEEK_V3, name="DeepSeek-R1", source="huggingface.co/deepseek-ai/DeepSeek-R1 config.json"),
         # GPT-J: parallel attention/MLP block (one LayerNorm per layer), rotary on 64 of 256 head dims,
         # GELU MLP with biases, no QKV bias, untied LM head with a bias
         ModelArch(name="GPT-J-6B", kind="decoder", n_layers=28, hidden=4096, n_heads=16, n_kv_heads=16,

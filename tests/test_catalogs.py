@@ -12,7 +12,7 @@ REQUIRED_HW = ["A100-40GB", "A100-80GB", "H100-SXM", "H200", "B200", "L40S", "RT
                "Sapphire-Rapids", "Genoa", "Grace"]
 REQUIRED_MODELS = ["Llama-2-7B", "Llama-2-13B", "Llama-2-70B", "Llama-3.1-8B", "Llama-3.1-70B", "Llama-3.1-405B",
                    "Mistral-7B", "Mixtral-8x7B", "Qwen2.5-7B", "Qwen2.5-72B", "Qwen3-8B", "Qwen3-14B", "Qwen3-32B",
-                   "DeepSeek-V3", "GPT-J-6B", "Llama-3.3-70B", "e5-base", "e5-large", "bge-large", "e5-mistral-7b", "bge-reranker-large"]
+                   "DeepSeek-V3", "DeepSeek-R1", "Mixtral-8x22B", "GPT-J-6B", "Llama-3.3-70B", "e5-base", "e5-large", "bge-large", "e5-mistral-7b", "bge-reranker-large"]
 
 
 @pytest.mark.parametrize("name", REQUIRED_HW)
@@ -98,7 +98,7 @@ def test_model_presets_construct_with_positive_numbers(name: str) -> None:
     ("Llama-2-7B", 6.74), ("Llama-2-13B", 13.02), ("Llama-2-70B", 68.98), ("Llama-3.1-8B", 8.03),
     ("Llama-3.1-70B", 70.55), ("Llama-3.1-405B", 405.85), ("Mistral-7B", 7.24), ("Mixtral-8x7B", 46.70),
     ("Qwen2.5-7B", 7.62), ("Qwen2.5-72B", 72.71), ("Qwen3-8B", 8.19), ("Qwen3-32B", 32.76),
-    ("DeepSeek-V3", 671.03), ("e5-base", 0.1095), ("e5-large", 0.3351), ("bge-reranker-large", 0.5599),
+    ("DeepSeek-V3", 671.03), ("DeepSeek-R1", 671.03), ("Mixtral-8x22B", 140.63), ("e5-base", 0.1095), ("e5-large", 0.3351), ("bge-reranker-large", 0.5599),
 ])
 def test_parameter_counts_match_published_totals(name: str, billions: float) -> None:
     assert get_model(name).param_count() / 1e9 == pytest.approx(billions, rel=2e-3)
@@ -106,6 +106,7 @@ def test_parameter_counts_match_published_totals(name: str, billions: float) -> 
 
 def test_moe_active_parameters() -> None:
     assert get_model("Mixtral-8x7B").active_params_per_token() / 1e9 == pytest.approx(12.88, rel=2e-3)
+    assert get_model("Mixtral-8x22B").active_params_per_token() / 1e9 == pytest.approx(39.1, rel=2e-3)  # "39B active"
     assert get_model("DeepSeek-V3").active_params_per_token() / 1e9 == pytest.approx(37.5, rel=1e-2)
 
 
