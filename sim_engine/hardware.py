@@ -15,11 +15,12 @@ time of the serving software is not hardware: it lives in ``sim_engine/engines.p
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sim_engine.errors import SpecError
+from sim_engine.preset_names import hardware_index, hardware_key
 
 DEVICE_KINDS = ("gpu", "tpu", "asic", "cpu", "pim")
 
@@ -311,23 +312,32 @@ def replace_fields(preset: _P, overrides: Mapping[str, Any] | None, where: str) 
     return dataclasses.replace(preset, **clean)  # type: ignore[type-var]
 
 
-def lookup_preset(catalogue: Mapping[str, _P], name: str, what: str, where: str) -> _P:
-    """Find ``name`` in a catalogue, ignoring case; SpecError listing the known names otherwise."""
+_HW_INDEX = hardware_index({name: d.mem_gb for name, d in HARDWARE.items()})
+
+
+def lookup_preset(catalogue: Mapping[str, _P], name: str, what: str, where: str,
+                  aliases: Callable[[str], str | None] = lambda _: None, hint: str = "") -> _P:
+    """Find ``name`` in a catalogue, ignoring case, else by ``aliases`` (the spellings people use,
+    sim_engine/preset_names.py); SpecError listing the known names otherwise."""
     if not isinstance(name, str):
         raise SpecError(where, f"must be a {what} name (string), got {name!r}")
     if name in catalogue:
         return catalogue[name]
     folded = {k.casefold(): v for k, v in catalogue.items()}
-    try:
-        return folded[name.casefold()]
-    except KeyError:
-        raise SpecError(where, f"unknown {what} {name!r}; known: {', '.join(catalogue)}") from None
+    found = folded.get(name.casefold())
+    if found is None:
+        alias = aliases(name[:200])  # a name is a few words: a longer one is not looked at
+        found = catalogue.get(alias) if alias else None
+    if found is None:
+        raise SpecError(where, f"unknown {what} {name[:200]!r}{hint}; known: {', '.join(catalogue)}")
+    return found
 
 
 def get_hardware(name: str, overrides: Mapping[str, Any] | None = None, field: str = "hardware") -> Device:
     """The preset ``name`` (case-insensitive) with ``overrides`` applied and validated."""
     if overrides and isinstance(overrides, Mapping) and "mem_gb" in overrides and "mem_visible_gb" not in overrides:
         overrides = {**overrides, "mem_visible_gb": 0.0}  # a capacity given by the user is what the engine sees
-    device = replace_fields(lookup_preset(HARDWARE, name, "hardware", field), overrides, field)
+    device = replace_fields(lookup_preset(HARDWARE, name, "hardware", field,
+                                          lambda n: _HW_INDEX.get(hardware_key(n))), overrides, field)
     device.validate(field)
     return device

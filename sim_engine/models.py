@@ -13,6 +13,7 @@ from typing import Any
 
 from sim_engine.errors import SpecError
 from sim_engine.hardware import lookup_preset, replace_fields
+from sim_engine.preset_names import model_index, model_key, unknown_hint
 
 MODEL_KINDS = ("decoder", "embedding", "reranker")
 
@@ -223,6 +224,9 @@ MODELS: dict[str, ModelArch] = {
         _llama("Llama-2-7B", 32, 4096, 32, 32, 11008, 32000, 4096, "meta-llama/Llama-2-7b-hf"),
         _llama("Llama-2-13B", 40, 5120, 40, 40, 13824, 32000, 4096, "meta-llama/Llama-2-13b-hf"),
         _llama("Llama-2-70B", 80, 8192, 64, 8, 28672, 32000, 4096, "meta-llama/Llama-2-70b-hf"),
+        # Llama 3 (April 2024): the shapes of 3.1 with an 8K context
+        _llama("Llama-3-8B", 32, 4096, 32, 8, 14336, 128256, 8192, "meta-llama/Meta-Llama-3-8B"),
+        _llama("Llama-3-70B", 80, 8192, 64, 8, 28672, 128256, 8192, "meta-llama/Meta-Llama-3-70B"),
         _llama("Llama-3.1-8B", 32, 4096, 32, 8, 14336, 128256, 131072, "meta-llama/Llama-3.1-8B"),
         _llama("Llama-3.1-70B", 80, 8192, 64, 8, 28672, 128256, 131072, "meta-llama/Llama-3.1-70B"),
         # 3.3 is a post-training update of 3.1 70B: same architecture and config shapes
@@ -265,6 +269,8 @@ MODELS: dict[str, ModelArch] = {
     )
 }
 
+
+_INDEX = model_index(list(MODELS))
 
 DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
 
@@ -318,6 +324,7 @@ def parse_dtype(value: Any, where: str = "dtype", quantised_kv: bool = True) -> 
 
 def get_model(name: str, overrides: Mapping[str, Any] | None = None, field: str = "model") -> ModelArch:
     """The preset ``name`` (case-insensitive) with ``overrides`` applied and validated."""
-    model = replace_fields(lookup_preset(MODELS, name, "model", field), overrides, field)
+    hint = unknown_hint(name) if isinstance(name, str) else ""
+    model = replace_fields(lookup_preset(MODELS, name, "model", field, lambda n: _INDEX.get(model_key(n)), hint), overrides, field)
     model.validate(field)
     return model

@@ -10,7 +10,7 @@ from sim_engine.models import MODELS, get_model
 
 REQUIRED_HW = ["A100-40GB", "A100-80GB", "H100-SXM", "H200", "B200", "L40S", "RTX-4090", "MI300X", "TPU-v5e", "Gaudi3",
                "Sapphire-Rapids", "Genoa", "Grace"]
-REQUIRED_MODELS = ["Llama-2-7B", "Llama-2-13B", "Llama-2-70B", "Llama-3.1-8B", "Llama-3.1-70B", "Llama-3.1-405B",
+REQUIRED_MODELS = ["Llama-2-7B", "Llama-2-13B", "Llama-2-70B", "Llama-3-8B", "Llama-3-70B", "Llama-3.1-8B", "Llama-3.1-70B", "Llama-3.1-405B",
                    "Mistral-7B", "Mixtral-8x7B", "Qwen2.5-7B", "Qwen2.5-72B", "Qwen3-8B", "Qwen3-14B", "Qwen3-32B",
                    "DeepSeek-V3", "DeepSeek-R1", "Mixtral-8x22B", "GPT-J-6B", "Llama-3.3-70B", "e5-base", "e5-large", "bge-large", "e5-mistral-7b", "bge-reranker-large"]
 
@@ -95,7 +95,8 @@ def test_model_presets_construct_with_positive_numbers(name: str) -> None:
 
 
 @pytest.mark.parametrize("name, billions", [
-    ("Llama-2-7B", 6.74), ("Llama-2-13B", 13.02), ("Llama-2-70B", 68.98), ("Llama-3.1-8B", 8.03),
+    ("Llama-2-7B", 6.74), ("Llama-2-13B", 13.02), ("Llama-2-70B", 68.98), ("Llama-3.1-8B", 8.03), ("Llama-3-8B", 8.03),
+    ("Llama-3-70B", 70.55),
     ("Llama-3.1-70B", 70.55), ("Llama-3.1-405B", 405.85), ("Mistral-7B", 7.24), ("Mixtral-8x7B", 46.70),
     ("Qwen2.5-7B", 7.62), ("Qwen2.5-72B", 72.71), ("Qwen3-8B", 8.19), ("Qwen3-32B", 32.76),
     ("DeepSeek-V3", 671.03), ("DeepSeek-R1", 671.03), ("Mixtral-8x22B", 140.63), ("e5-base", 0.1095), ("e5-large", 0.3351), ("bge-reranker-large", 0.5599),
@@ -135,3 +136,37 @@ def test_model_overrides_and_errors() -> None:
 def test_every_model_preset_validates() -> None:
     for name in MODELS:
         get_model(name)
+
+
+@pytest.mark.parametrize("written, preset", [
+    ("H100", "H100-SXM"), ("NVIDIA H100 80GB HBM3", "H100-SXM"), ("H100-SXM5-80GB", "H100-SXM"),
+    ("A100", "A100-80GB"), ("A100-SXM4-80GB", "A100-80GB"), ("A100 SXM4 40GB", "A100-40GB"),
+    ("H200 141GB", "H200"), ("h200-sxm", "H200"), ("NVIDIA L40S", "L40S"), ("GeForce RTX 4090", "RTX-4090"),
+    ("AMD Instinct MI300X", "MI300X"),
+])
+def test_hardware_as_datasheets_and_nvidia_smi_name_it(written: str, preset: str) -> None:
+    assert get_hardware(written).name == preset
+
+
+@pytest.mark.parametrize("written, preset", [
+    ("meta-llama/Llama-3.1-8B-Instruct", "Llama-3.1-8B"), ("Meta-Llama-3-8B-Instruct", "Llama-3-8B"),
+    ("meta-llama/Llama-2-70b-chat-hf", "Llama-2-70B"), ("mistralai/Mixtral-8x7B-Instruct-v0.1", "Mixtral-8x7B"),
+    ("Qwen/Qwen2.5-72B-Instruct", "Qwen2.5-72B"), ("EleutherAI/gpt-j-6b", "GPT-J-6B"),
+    ("deepseek-ai/DeepSeek-R1", "DeepSeek-R1"), ("Llama-3.3-70B-Instruct", "Llama-3.3-70B"),
+])
+def test_models_as_hugging_face_names_them(written: str, preset: str) -> None:
+    assert get_model(written).name == preset
+
+
+@pytest.mark.parametrize("kind, written, hint", [
+    ("hardware", "H100 PCIe", ""),  # another part (PCIe card, 350 W): not mapped to the SXM preset
+    ("hardware", "A100 80GB PCIe", ""),
+    ("model", "DeepSeek-R1-Distill-Llama-70B", ""),  # another architecture
+    ("model", "Llama-3.1-405B-Instruct-FP8", "dtype: fp8"),  # a precision, not a model
+    ("model", "x" * 100_000, ""),
+])
+def test_other_names_stay_unknown_and_the_error_lists_the_presets(kind: str, written: str, hint: str) -> None:
+    with pytest.raises(SpecError) as err:
+        (get_hardware if kind == "hardware" else get_model)(written)
+    assert err.value.field == kind and "known: " in err.value.reason and hint in err.value.reason
+    assert len(str(err.value)) < 1000
