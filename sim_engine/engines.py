@@ -60,8 +60,11 @@ Errors per profile: docs/FIDELITY.md.
   processing with the next step. Without chunked prefill (its default up to a 32K max_model_len, and
   required by 0.6.0's multi-step scheduling) v0's scheduler (``_schedule_default``) runs waiting
   prompts first in prefill-only steps and resumes the running decodes after them: ``continuous``,
-  max_num_batched_tokens = max_model_len. ``batching: chunked`` is its long-context default;
-  ``num_scheduler_steps: 10`` is the multi-step setting of the v0.6 blog's and SGLang's benchmarks.
+  max_num_batched_tokens = max_model_len. Above a 32K ``max_model_len`` (``chunked_above_len``;
+  Llama-3.1's 128K context among them) it turns chunked prefill on, as vLLM does since 0.5.3 (PR
+  6666), with 0.6's 2048-token budget (0.5 used 512), unless multi-step scheduling is on (0.6.0 ran
+  multi-step without chunked prefill). ``num_scheduler_steps: 10`` is the multi-step setting of the
+  v0.6 blog's and SGLang's benchmarks.
 * ``sglang`` (0.3): the SGLang v0.3 release notes and benchmark README (radix cache off in the
   compared runs), chunked_prefill_size 8192, mem_fraction_static ~0.88, page size 1 (block 1
   token); the radix cache (``prefix_caching``) is on, SGLang's default. Its host time is fitted
@@ -87,7 +90,7 @@ from typing import Any
 
 from .errors import SpecError
 from .fields import Fields
-from .limits import MAX_SCHEDULER_STEPS
+from .limits import MAX_SCHEDULER_STEPS, MAX_TOKENS
 
 BATCHING = ("static", "continuous", "chunked", "mixed", "external")
 CHUNKING = ("chunked", "external")  # policies that may split a prompt over several steps
@@ -121,6 +124,7 @@ class EngineProfile:
     allreduce: str = "custom"  # TP all-reduce kernel: custom | nccl-graph | nccl-host (see ALLREDUCE)
     prefix_caching: bool = False  # freed KV blocks stay reusable until evicted (vLLM V1 APC, SGLang radix)
     num_scheduler_steps: int = 1  # decode steps per scheduling decision (vLLM 0.6 multi-step scheduling)
+    chunked_above_len: int = 0  # max_model_len above which batching defaults to chunked (0: never)
     # a client's ``dtype: fp8`` (or int8) caches KV in that format too: TensorRT-LLM runs ModelOpt
     # checkpoints with the FP8 KV cache they enable; vLLM and SGLang keep kv_cache_dtype "auto" (the
     # 16-bit model dtype) unless --kv-cache-dtype fp8 is given (vLLM docs: Quantized KV Cache)
@@ -203,7 +207,7 @@ PROFILES: dict[str, EngineProfile] = {
             gpu_memory_utilization=0.9, admission="greedy", kv_method="profile", profile_tokens=8192,
             runtime_reserve_gb=1.0,
             step_cpu_us=2500.0, seq_cpu_us=60.0, token_cpu_us=1.0, cpu_overlap=0.5, frontend_us=10000.0,
-            sync_us=10.0, quantised_kv=False,
+            sync_us=10.0, quantised_kv=False, chunked_above_len=32768,
         ),
         EngineProfile(
             name="sglang",
@@ -279,6 +283,7 @@ def get_engine(value: Any = DEFAULT_ENGINE, where: str = "engine") -> EngineProf
         "cpu_overlap": f.float("cpu_overlap", base.cpu_overlap, maximum=1.0),
         "prefix_caching": f.bool("prefix_caching", base.prefix_caching),
         "num_scheduler_steps": f.int("num_scheduler_steps", base.num_scheduler_steps, maximum=MAX_SCHEDULER_STEPS),
+        "chunked_above_len": f.int("chunked_above_len", base.chunked_above_len, minimum=0, maximum=MAX_TOKENS),
         "quantised_kv": f.bool("quantised_kv", base.quantised_kv),
     }
     for key in ("step_cpu_us", "layer_cpu_us", "seq_cpu_us", "token_cpu_us", "frontend_us", "sync_us"):

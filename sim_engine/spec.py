@@ -202,11 +202,17 @@ def _check_numbers(obj: Any, path: str) -> None:
                 raise SpecError(where, f"must be a finite number of at most {MAX_PRESET_NUMBER:g}, got {v}")
 
 
-def _scheduler(doc: Any, path: str, engine: EngineProfile | None = None) -> SchedulerSpec:
-    """The client's scheduler: each field given, else the engine profile's default."""
+def _scheduler(doc: Any, path: str, engine: EngineProfile | None = None, model_len: int = 0) -> SchedulerSpec:
+    """The client's scheduler: each field given, else the engine profile's default.
+
+    ``model_len``: the model's context, which ``max_model_len`` defaults to (an engine may turn
+    chunked prefill on by default above a length, ``EngineProfile.chunked_above_len``)."""
     f = Fields(doc or {}, path)
     d = engine or PROFILES["legacy-2023"]
-    batching = f.str("batching", d.batching, BATCHING_POLICIES)
+    max_model_len = f.int("max_model_len", None, maximum=MAX_TOKENS)
+    steps = f.int("num_scheduler_steps", d.num_scheduler_steps, maximum=MAX_SCHEDULER_STEPS)
+    long_context = d.chunked_above_len and (max_model_len or model_len) > d.chunked_above_len and steps == 1
+    batching = f.str("batching", "chunked" if long_context else d.batching, BATCHING_POLICIES)
     # an external scheduler is shown no cached blocks, so under external batching the GPU prefix
     # cache is off (the profile's default yields; asking for it is an error)
     caching = f.bool("prefix_caching", d.prefix_caching and batching != "external")
@@ -224,11 +230,10 @@ def _scheduler(doc: Any, path: str, engine: EngineProfile | None = None) -> Sche
         block_size=f.int("block_size", d.block_size, maximum=MAX_BLOCK_SIZE),
         gpu_memory_utilization=f.float("gpu_memory_utilization", d.gpu_memory_utilization,
                                        positive=True, maximum=1.0),
-        max_model_len=f.int("max_model_len", None, maximum=MAX_TOKENS),
+        max_model_len=max_model_len,
         admission=f.str("admission", d.admission, ADMISSION),
         prefix_caching=caching,
-        num_scheduler_steps=f.int("num_scheduler_steps", d.num_scheduler_steps if batching != "external" else 1,
-                                  maximum=MAX_SCHEDULER_STEPS),
+        num_scheduler_steps=steps if batching != "external" or "num_scheduler_steps" in f.doc else 1,
     )
     if spec.num_scheduler_steps > 1 and batching == "external":
         raise SpecError(f"{path}.num_scheduler_steps", "multi-step scheduling needs a built-in batching policy: "
@@ -273,7 +278,7 @@ def _clients(doc: Any, data_dir: Path | None = None, entry_path: str | None = No
         dtype = parse_dtype(f.raw("dtype"), f"{path}.dtype", engine.quantised_kv)
         if dtype is not None and model is not None:
             model = dtype.apply(model)
-        scheduler = _scheduler(f.raw("scheduler"), f"{path}.scheduler", engine)
+        scheduler = _scheduler(f.raw("scheduler"), f"{path}.scheduler", engine, model.max_context if model else 0)
         perf = Fields(f.raw("perf") or {}, f"{path}.perf")
         perf_kind = perf.str("kind", "analytical")
         perf_options = _perf_options(perf, data_dir)

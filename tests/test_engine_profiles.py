@@ -57,6 +57,25 @@ def test_scheduler_defaults_come_from_the_engine_and_fields_still_win() -> None:
     assert default.engine.name == "vllm" and default.scheduler.max_num_batched_tokens == 8192
 
 
+@pytest.mark.parametrize("model, engine, scheduler, batching", [
+    ("Llama-3.1-8B", "vllm-v0", {}, "chunked"),  # 128K context: chunked prefill on (vLLM PR 6666)
+    ("Llama-3.1-8B", "vllm-v0", {"max_model_len": 32768}, "continuous"),  # not above 32K
+    ("Llama-2-7B", "vllm-v0", {}, "continuous"),  # 4K context
+    ("Llama-3.1-8B", {"preset": "vllm-v0", "num_scheduler_steps": 10}, {}, "continuous"),  # 0.6.0 multi-step
+    ("Llama-3.1-8B", "vllm-v0", {"batching": "mixed"}, "mixed"),  # a given policy wins
+    ("Llama-3.1-8B", {"preset": "vllm-v0", "chunked_above_len": 0}, {}, "continuous"),
+])
+def test_vllm_v0_turns_chunked_prefill_on_for_long_context_models(model, engine, scheduler, batching) -> None:
+    doc = {"clients": [{"hardware": "A100-80GB", "model": model, "engine": engine, "scheduler": scheduler}],
+           "workload": {"arrival": {"process": "none"}}}
+    s = load_spec(doc).clients[0].scheduler
+    assert s.batching == batching
+    assert s.max_num_batched_tokens is None  # the client's default: 2048 chunked, else max_model_len
+    with pytest.raises(SpecError) as err:
+        get_engine({"preset": "vllm-v0", "chunked_above_len": -1}, "e")
+    assert err.value.field == "e.chunked_above_len"
+
+
 def test_overlapped_host_time_hides_under_gpu_work() -> None:
     serial = get_engine({"preset": "vllm", "cpu_overlap": 0.0, "frontend_us": 0})
     hidden = get_engine({"preset": "vllm", "cpu_overlap": 1.0, "frontend_us": 0})
