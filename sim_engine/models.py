@@ -324,7 +324,8 @@ def parse_dtype(value: Any, where: str = "dtype", quantised_kv: bool = True) -> 
 
 def get_model(name: str, overrides: Mapping[str, Any] | None = None, field: str = "model") -> ModelArch:
     """The preset ``name`` (case-insensitive) with ``overrides`` applied and validated."""
-    hint = unknown_hint(name) if isinstance(name, str) else ""
-    model = replace_fields(lookup_preset(MODELS, name, "model", field, lambda n: _INDEX.get(model_key(n)), hint), overrides, field)
+    hint = unknown_hint(name[:200]) if isinstance(name, str) else ""
+    preset = lookup_preset(MODELS, name, "model", field, lambda n: _INDEX.get(model_key(n)), hint)
+    model = replace_fields(preset, overrides, field)
     model.validate(field)
     return model
