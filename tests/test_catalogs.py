@@ -164,6 +164,7 @@ def test_models_as_hugging_face_names_them(written: str, preset: str) -> None:
     ("model", "DeepSeek-R1-Distill-Llama-70B", ""),  # another architecture
     ("model", "Llama-3.1-405B-Instruct-FP8", "dtype: fp8"),  # a precision, not a model
     ("model", "x" * 100_000, ""),
+    ("hardware", "H100 " * 20_000, ""),
 ])
 def test_other_names_stay_unknown_and_the_error_lists_the_presets(kind: str, written: str, hint: str) -> None:
     with pytest.raises(SpecError) as err:
