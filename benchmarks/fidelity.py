@@ -290,10 +290,10 @@ def build_cases(data: Path) -> tuple[list[Case], list[tuple[int, str, str]]]:
                            engine_fields={"prefix_caching": False, **_scheduler_steps(eng)}))
         elif short == "vllm-issues":
             if "Llama-3.3" in r["model"] and "benchmark_throughput" in eng:
-                steps = "10" if "steps 10" in eng else "1"
-                key = (short, "3.3-70b", steps)
+                steps = _scheduler_steps(eng)
+                key = (short, "3.3-70b", steps.get("num_scheduler_steps", 1))
                 add(i, r, Case(key, short, "vllm-v0", "A100-80GB", "Llama-3.3-70B", 4, 1, None, "offline", 200,
-                               SHAREGPT, engine_fields=_scheduler_steps(eng)))
+                               SHAREGPT, engine_fields=steps))
             elif "Aug 2023" in eng:
                 key = (short, "llama-7b-2023")
                 if metric == "average_latency_per_output_token":

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from sim_engine.errors import SpecError
-from sim_engine.preset_names import hardware_index, hardware_key
+from sim_engine.preset_names import hardware_aliases
 
 DEVICE_KINDS = ("gpu", "tpu", "asic", "cpu", "pim")
 
@@ -312,7 +312,7 @@ def replace_fields(preset: _P, overrides: Mapping[str, Any] | None, where: str) 
     return dataclasses.replace(preset, **clean)  # type: ignore[type-var]
 
 
-_HW_INDEX = hardware_index({name: d.mem_gb for name, d in HARDWARE.items()})
+_HW_ALIASES = hardware_aliases({name: d.mem_gb for name, d in HARDWARE.items()})
 
 
 def lookup_preset(catalogue: Mapping[str, _P], name: str, what: str, where: str,
@@ -337,7 +337,6 @@ def get_hardware(name: str, overrides: Mapping[str, Any] | None = None, field: s
     """The preset ``name`` (case-insensitive) with ``overrides`` applied and validated."""
     if overrides and isinstance(overrides, Mapping) and "mem_gb" in overrides and "mem_visible_gb" not in overrides:
         overrides = {**overrides, "mem_visible_gb": 0.0}  # a capacity given by the user is what the engine sees
-    device = replace_fields(lookup_preset(HARDWARE, name, "hardware", field,
-                                          lambda n: _HW_INDEX.get(hardware_key(n))), overrides, field)
+    device = replace_fields(lookup_preset(HARDWARE, name, "hardware", field, _HW_ALIASES), overrides, field)
     device.validate(field)
     return device

@@ -722,10 +722,7 @@ class LLMClient:
         while heap and not (heap[0][2].live and heap[0][2].key == heap[0][1] and heap[0][2].client is self):
             heapq.heappop(heap)
         n_dec, bs, G, group = len(self.decoding), self.bs, self.G, self.group
-        if group == 1:
-            k = min(heap[0][0] - G, limit or MAX_RUN_STEPS)
-        else:
-            k = min(_ceil_div(heap[0][0] - G, group) * group, max(MAX_RUN_STEPS // group, 1) * group)
+        k = min(_ceil_div(heap[0][0] - G, group) * group, limit or max(MAX_RUN_STEPS // group, 1) * group)
         steps = _STEPS[:k] if k <= len(_STEPS) else np.arange(k, dtype=np.int64)
         if self.cow:  # the first step's copies are charged now; the cumulative growth below excludes them
             self._charge_copies()

@@ -13,7 +13,7 @@ from typing import Any
 
 from sim_engine.errors import SpecError
 from sim_engine.hardware import lookup_preset, replace_fields
-from sim_engine.preset_names import model_index, model_key, unknown_hint
+from sim_engine.preset_names import model_aliases, unknown_hint
 
 MODEL_KINDS = ("decoder", "embedding", "reranker")
 
@@ -270,7 +270,7 @@ MODELS: dict[str, ModelArch] = {
 }
 
 
-_INDEX = model_index(list(MODELS))
+_ALIASES = model_aliases(list(MODELS))
 
 DTYPE_BYTES = {"fp32": 4.0, "bf16": 2.0, "fp16": 2.0, "fp8": 1.0, "int8": 1.0, "int4": 0.5}
 
@@ -325,7 +325,6 @@ def parse_dtype(value: Any, where: str = "dtype", quantised_kv: bool = True) -> 
 def get_model(name: str, overrides: Mapping[str, Any] | None = None, field: str = "model") -> ModelArch:
     """The preset ``name`` (case-insensitive) with ``overrides`` applied and validated."""
     hint = unknown_hint(name[:200]) if isinstance(name, str) else ""
-    preset = lookup_preset(MODELS, name, "model", field, lambda n: _INDEX.get(model_key(n)), hint)
-    model = replace_fields(preset, overrides, field)
+    model = replace_fields(lookup_preset(MODELS, name, "model", field, _ALIASES, hint), overrides, field)
     model.validate(field)
     return model

@@ -11,7 +11,7 @@ name stays unknown (precision is the client's ``dtype``), and the error lists th
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 _HW_WORDS = frozenset({"nvidia", "amd", "intel", "google", "geforce", "instinct", "tensor", "core", "gpu",
                        "sxm", "sxm4", "sxm5", "oam", "hbm2e", "hbm3", "hbm3e", "gddr6", "gddr6x"})
@@ -26,31 +26,33 @@ def _words(name: str, separators: str) -> list[str]:
     return [w for w in re.split(separators, name.casefold()) if w]
 
 
-def hardware_key(name: str) -> str:
+def _hardware_key(name: str) -> str:
     return "".join(w for w in _words(name, r"[\s_\-/()]+") if w not in _HW_WORDS)
 
 
-def model_key(name: str) -> str:
+def _model_key(name: str) -> str:
     words = _words(name.rsplit("/", 1)[-1], r"[\s_\-]+")
     return "".join(w for w in words if w not in _MODEL_WORDS and not _REVISION.fullmatch(w))
 
 
-def hardware_index(mem_gb: Mapping[str, float]) -> dict[str, str]:
-    """Key -> preset, for presets given as name -> memory (GB): the name's key, and with its memory size."""
+def hardware_aliases(mem_gb: Mapping[str, float]) -> Callable[[str], str | None]:
+    """Name -> preset (or None), for presets given as name -> memory (GB): a name matches a preset's
+    key, or its key with the preset's memory size."""
     index = {k: v for k, v in _HW_EXTRA.items() if v in mem_gb}
     for name, gb in mem_gb.items():
-        key = hardware_key(name)
+        key = _hardware_key(name)
         index[key] = index[f"{key}{round(gb)}gb"] = name
-    return index
+    return lambda name: index.get(_hardware_key(name))
 
 
-def model_index(names: list[str]) -> dict[str, str]:
+def model_aliases(names: list[str]) -> Callable[[str], str | None]:
+    """Name -> preset (or None), for the model presets ``names`` (no two may share a key)."""
     index: dict[str, str] = {}
     for name in names:
-        key = model_key(name)
+        key = _model_key(name)
         if index.setdefault(key, name) != name:
             raise ValueError(f"model presets {index[key]} and {name} have the same key {key!r}")
-    return index
+    return lambda name: index.get(_model_key(name))
 
 
 def unknown_hint(name: str) -> str:

@@ -218,6 +218,11 @@ def _scheduler(doc: Any, path: str, engine: EngineProfile | None = None, model_l
     caching = f.bool("prefix_caching", d.prefix_caching and batching != "external")
     if caching and batching == "external":
         raise SpecError(f"{path}.prefix_caching", "the GPU prefix cache is not available with batching: external")
+    if batching == "external" and "num_scheduler_steps" not in f.doc:
+        steps = 1  # the outside scheduler decides every step: the profile's multi-step default yields
+    if steps > 1 and batching == "external":
+        raise SpecError(f"{path}.num_scheduler_steps", "multi-step scheduling needs a built-in batching policy: "
+                        "with batching: external the co-simulation client decides every step")
     spec = SchedulerSpec(
         batching=batching,
         max_num_seqs=f.int("max_num_seqs", d.max_num_seqs, maximum=MAX_NUM_SEQS),
@@ -233,11 +238,8 @@ def _scheduler(doc: Any, path: str, engine: EngineProfile | None = None, model_l
         max_model_len=max_model_len,
         admission=f.str("admission", d.admission, ADMISSION),
         prefix_caching=caching,
-        num_scheduler_steps=steps if batching != "external" or "num_scheduler_steps" in f.doc else 1,
+        num_scheduler_steps=steps,
     )
-    if spec.num_scheduler_steps > 1 and batching == "external":
-        raise SpecError(f"{path}.num_scheduler_steps", "multi-step scheduling needs a built-in batching policy: "
-                        "with batching: external the co-simulation client decides every step")
     f.done()
     return spec
 
