@@ -44,6 +44,9 @@ OVERRIDES = [
     ({"clients[0].scheduler.num_scheduler_steps": 2**62}, "clients[0].scheduler.num_scheduler_steps"),
     ({"clients[0].scheduler.num_scheduler_steps": NAN}, "clients[0].scheduler.num_scheduler_steps"),
     ({"clients[0].engine": {"preset": "vllm-v0", "num_scheduler_steps": 0}}, "clients[0].engine.num_scheduler_steps"),
+    ({"clients[0].engine": {"preset": "vllm-v0", "chunked_above_len": 2**80}}, "clients[0].engine.chunked_above_len"),
+    ({"clients[0].hardware": "NVIDIA H100 " * 100_000}, "clients[0].hardware"),  # matched by name: bounded
+    ({"clients[0].model": "meta-llama/" * 100_000}, "clients[0].model"),
     ({"clients[0].scheduler.max_num_batched_tokens": -INF}, "clients[0].scheduler.max_num_batched_tokens"),
     ({"clients[0].scheduler.max_model_len": 2**80}, "clients[0].scheduler.max_model_len"),
     ({"clients[0].scheduler.gpu_memory_utilization": NAN}, "clients[0].scheduler.gpu_memory_utilization"),
